@@ -1,0 +1,227 @@
+//! The Backend API transport: one `awc::Client` per thread (awc is `!Send`), bearer secret key,
+//! Clerk's version header, and Clerk's error body parsed into a typed error.
+
+use std::{cell::RefCell, fmt, time::Duration};
+
+use actix_web::http::StatusCode;
+use serde::Deserialize;
+
+/// The `Clerk-API-Version` sent with every Backend API request.
+pub const CLERK_API_VERSION: &str = "2025-11-10";
+
+const USER_AGENT: &str = concat!("clerk-actix/", env!("CARGO_PKG_VERSION"));
+
+/// The secret key. Its `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretKey(String);
+
+impl SecretKey {
+    pub(crate) fn new(key: String) -> Self {
+        Self(key)
+    }
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+    /// `sk_test_` / `sk_live_` / `sk_` (the instance kind), never the secret part.
+    pub fn redacted(&self) -> String {
+        let prefix = ["sk_test_", "sk_live_", "sk_"]
+            .into_iter()
+            .find(|p| self.0.starts_with(p))
+            .unwrap_or("");
+        format!("{prefix}[redacted]")
+    }
+}
+
+impl fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+/// One entry of Clerk's error body.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct ClerkApiErrorEntry {
+    /// Short message.
+    #[serde(default)]
+    pub message: String,
+    /// Longer message.
+    #[serde(default)]
+    pub long_message: String,
+    /// Machine code, e.g. `clerk_key_invalid`.
+    #[serde(default)]
+    pub code: String,
+}
+
+/// Clerk's error body: `{"errors": [...], "clerk_trace_id": "..."}`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, Default)]
+pub struct ClerkApiErrors {
+    /// The errors.
+    #[serde(default)]
+    pub errors: Vec<ClerkApiErrorEntry>,
+    /// Clerk's trace id, for support requests.
+    #[serde(default)]
+    pub clerk_trace_id: Option<String>,
+}
+
+/// A failed Backend API call. Never contains the secret key.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// No response: connect error or timeout.
+    #[error("Clerk Backend API unreachable: {0}")]
+    Unreachable(&'static str),
+    /// Clerk answered 429; retry after the given time.
+    #[error("Clerk Backend API rate limit (retry after {retry_after:?})")]
+    RateLimited {
+        /// From `Retry-After`.
+        retry_after: Duration,
+    },
+    /// Clerk answered with an error status.
+    #[error("Clerk Backend API answered {status}")]
+    Status {
+        /// The HTTP status.
+        status: StatusCode,
+        /// The parsed error body (empty if it was not Clerk's shape).
+        body: ClerkApiErrors,
+    },
+    /// A 2xx whose body was not what was expected.
+    #[error("Clerk Backend API sent an unexpected body")]
+    InvalidBody,
+}
+
+impl ApiError {
+    /// True when the secret key was refused (`clerk_key_invalid`, or 401).
+    pub fn is_invalid_secret_key(&self) -> bool {
+        match self {
+            Self::Status { status, body } => {
+                *status == StatusCode::UNAUTHORIZED
+                    || body.errors.iter().any(|e| e.code == "clerk_key_invalid")
+            }
+            _ => false,
+        }
+    }
+
+    /// True for failures worth retrying: unreachable, 5xx.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Unreachable(_) => true,
+            Self::Status { status, .. } => status.is_server_error(),
+            _ => false,
+        }
+    }
+}
+
+thread_local! {
+    static CLIENT: RefCell<Option<(Duration, awc::Client)>> = const { RefCell::new(None) };
+}
+
+/// The thread's client for this timeout.
+fn client(timeout: Duration) -> awc::Client {
+    CLIENT.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        match &*slot {
+            Some((t, c)) if *t == timeout => c.clone(),
+            _ => {
+                let client = awc::Client::builder()
+                    .timeout(timeout)
+                    .disable_redirects()
+                    .add_default_header((actix_web::http::header::USER_AGENT, USER_AGENT))
+                    .finish();
+                *slot = Some((timeout, client.clone()));
+                client
+            }
+        }
+    })
+}
+
+/// Parses `Retry-After` (integer seconds; an HTTP date or garbage falls back to `default`).
+pub(crate) fn parse_retry_after(value: Option<&str>, default: Duration) -> Duration {
+    value
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(default)
+}
+
+/// `GET {url}` with the secret key; the raw body on 2xx.
+pub(crate) async fn get(
+    url: &str,
+    secret_key: &SecretKey,
+    timeout: Duration,
+    max_body: usize,
+) -> Result<actix_web::web::Bytes, ApiError> {
+    let mut res = client(timeout)
+        .get(url)
+        .bearer_auth(secret_key.expose())
+        .insert_header(("Clerk-API-Version", CLERK_API_VERSION))
+        .send()
+        .await
+        .map_err(|e| {
+            ApiError::Unreachable(match e {
+                awc::error::SendRequestError::Timeout => "timeout",
+                awc::error::SendRequestError::Connect(_) => "connect error",
+                _ => "request failed",
+            })
+        })?;
+    let status = res.status();
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        let retry_after = parse_retry_after(
+            res.headers()
+                .get(actix_web::http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()),
+            Duration::from_secs(10),
+        );
+        return Err(ApiError::RateLimited { retry_after });
+    }
+    let body = res
+        .body()
+        .limit(max_body)
+        .await
+        .map_err(|_| ApiError::Unreachable("body read failed"))?;
+    if !status.is_success() {
+        let body = serde_json::from_slice(&body).unwrap_or_default();
+        return Err(ApiError::Status { status, body });
+    }
+    Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_key_debug_is_redacted() {
+        let k = SecretKey::new("sk_test_supersecretvalue".into());
+        let shown = format!("{k:?}");
+        assert_eq!(shown, "sk_test_[redacted]");
+        assert!(!shown.contains("supersecret"));
+        assert_eq!(SecretKey::new("weird".into()).redacted(), "[redacted]");
+    }
+
+    #[test]
+    fn retry_after_parsing() {
+        let d = Duration::from_secs(7);
+        assert_eq!(parse_retry_after(Some("3"), d), Duration::from_secs(3));
+        assert_eq!(parse_retry_after(Some(" 12 "), d), Duration::from_secs(12));
+        assert_eq!(parse_retry_after(Some("Wed, 21 Oct 2015 07:28:00 GMT"), d), d);
+        assert_eq!(parse_retry_after(None, d), d);
+    }
+
+    #[test]
+    fn invalid_secret_key_is_recognised() {
+        let body: ClerkApiErrors = serde_json::from_str(
+            r#"{"errors":[{"message":"m","long_message":"l","code":"clerk_key_invalid"}],"clerk_trace_id":"t"}"#,
+        )
+        .unwrap();
+        let e = ApiError::Status {
+            status: StatusCode::FORBIDDEN,
+            body,
+        };
+        assert!(e.is_invalid_secret_key());
+        assert!(!e.is_transient());
+        let e = ApiError::Status {
+            status: StatusCode::BAD_GATEWAY,
+            body: ClerkApiErrors::default(),
+        };
+        assert!(e.is_transient() && !e.is_invalid_secret_key());
+    }
+}

@@ -1,0 +1,165 @@
+//! The authentication flow shared by the middleware and the client API: find the token, then
+//! verified-token cache → decode → key (PEM or JWKS) → verify → cache, with events at each step.
+
+use std::{sync::Arc, time::SystemTime};
+
+use actix_web::{http::header, HttpRequest};
+
+use crate::{
+    claims::ClerkClaims,
+    config::Clerk,
+    error::{AuthError, AuthErrorReason as R},
+    events::{token_hash, AuthSource, ClerkEvent, TokenCarrier},
+    extract::{AuthState, ClerkSession},
+};
+
+/// The session cookie Clerk's frontend SDKs set on the app's domain.
+pub const SESSION_COOKIE: &str = "__session";
+
+/// Finds the session token: `Authorization: Bearer <token>` (scheme case-insensitive; a value
+/// without a scheme is taken whole, as Clerk's SDK does), else the `__session` cookie.
+/// A header with non-visible-ASCII bytes is refused rather than ignored.
+pub(crate) fn find_token<'r>(
+    req: &'r HttpRequest,
+    accept_cookie: bool,
+) -> Result<Option<(TokenSlice<'r>, TokenCarrier)>, AuthError> {
+    if let Some(value) = req.headers().get(header::AUTHORIZATION) {
+        let value = value.to_str().map_err(|_| {
+            AuthError::new(
+                R::TokenInvalid,
+                "the Authorization header is not visible ASCII",
+            )
+        })?;
+        let value = value.trim();
+        let token = match value.split_once(' ') {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => Some(rest.trim()),
+            Some(_) => None,
+            None => Some(value),
+        };
+        if let Some(token) = token.filter(|t| !t.is_empty()) {
+            return Ok(Some((TokenSlice::Borrowed(token), TokenCarrier::Header)));
+        }
+    }
+    if accept_cookie {
+        if let Some(cookie) = req.cookie(SESSION_COOKIE) {
+            let value = cookie.value().trim();
+            if !value.is_empty() {
+                return Ok(Some((TokenSlice::Owned(value.to_owned()), TokenCarrier::Cookie)));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// A token borrowed from a header or copied out of a cookie.
+#[derive(Debug)]
+pub(crate) enum TokenSlice<'r> {
+    Borrowed(&'r str),
+    Owned(String),
+}
+
+impl TokenSlice<'_> {
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            Self::Borrowed(s) => s,
+            Self::Owned(s) => s,
+        }
+    }
+}
+
+impl Clerk {
+    /// Authenticates a request as the middleware does: `Ok(None)` when it carries no token,
+    /// `Ok(Some(session))` for a valid session token, `Err` for an invalid one (never
+    /// downgraded to anonymous) or when Clerk cannot be reached.
+    ///
+    /// With pending sessions treated as signed out (the default), a pending session is an
+    /// `Err` with reason `session-pending`.
+    pub async fn authenticate_request(
+        &self,
+        req: &HttpRequest,
+    ) -> Result<Option<ClerkSession>, AuthError> {
+        match self.auth_state(req).await? {
+            AuthState::Authenticated(session) => Ok(Some(session)),
+            AuthState::Anonymous => Ok(None),
+            AuthState::Pending(_) => Err(AuthError::new(
+                R::SessionPending,
+                "the session has pending tasks",
+            )),
+        }
+    }
+
+    /// The middleware's decision for a request: anonymous, authenticated, or pending (when
+    /// pending sessions are treated as signed out).
+    pub(crate) async fn auth_state(&self, req: &HttpRequest) -> Result<AuthState, AuthError> {
+        let Some((token, carrier)) = find_token(req, self.inner.accept_cookie)? else {
+            return Ok(AuthState::Anonymous);
+        };
+        let session = self.authenticate_token(token.as_str(), carrier).await?;
+        if session.is_pending() && self.inner.treat_pending_as_signed_out {
+            return Ok(AuthState::Pending(session));
+        }
+        Ok(AuthState::Authenticated(session))
+    }
+
+    /// Verifies one session token with the configured keys, caches and events, at the current
+    /// time. Machine and JWT-template tokens are refused (`token-type-mismatch`).
+    pub async fn authenticate_token(
+        &self,
+        token: &str,
+        carrier: TokenCarrier,
+    ) -> Result<ClerkSession, AuthError> {
+        let now = SystemTime::now();
+        let inner = &self.inner;
+        if let Some(claims) = inner.token_cache.get(token, now) {
+            self.emit_success(&claims, AuthSource::Cache, carrier);
+            return Ok(ClerkSession::new(claims, AuthSource::Cache, carrier));
+        }
+        let result = self.verify_uncached(token, now).await;
+        match result {
+            Ok(claims) => {
+                let claims = Arc::new(claims);
+                inner.token_cache.insert(token, claims.clone());
+                self.emit_success(&claims, AuthSource::Verified, carrier);
+                Ok(ClerkSession::new(claims, AuthSource::Verified, carrier))
+            }
+            Err(err) => {
+                self.emit(ClerkEvent::AuthFailed {
+                    reason: err.reason(),
+                    token_hash: token_hash(token),
+                });
+                Err(err)
+            }
+        }
+    }
+
+    async fn verify_uncached(&self, token: &str, now: SystemTime) -> Result<ClerkClaims, AuthError> {
+        let inner = &self.inner;
+        if inner.events.has_listeners() {
+            self.emit(ClerkEvent::TokenCacheMiss {
+                token_hash: token_hash(token),
+            });
+        }
+        let decoded = inner.verifier.decode_session(token)?;
+        let keys = match (&inner.static_keys, &inner.jwks) {
+            (Some(keys), _) => keys.clone(),
+            (None, Some(jwks)) => jwks.keys_for(decoded.kid(), &inner.events).await?,
+            (None, None) => {
+                return Err(AuthError::new(
+                    R::JwkFailedToResolve,
+                    "set CLERK_SECRET_KEY or CLERK_JWT_KEY",
+                ))
+            }
+        };
+        inner.verifier.verify_decoded(&decoded, &keys, now)
+    }
+
+    fn emit_success(&self, claims: &Arc<ClerkClaims>, source: AuthSource, carrier: TokenCarrier) {
+        if self.inner.events.has_listeners() || tracing::enabled!(target: crate::events::TRACING_TARGET, tracing::Level::DEBUG) {
+            self.emit(ClerkEvent::AuthSucceeded {
+                claims: claims.clone(),
+                source,
+                carrier,
+            });
+        }
+    }
+}

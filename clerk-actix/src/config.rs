@@ -1,0 +1,516 @@
+//! Configuration: [`Clerk::builder`] (setters never fail; `build()` returns the first error)
+//! and [`Clerk::from_env`].
+
+use std::{env, fmt, sync::Arc, time::Duration};
+
+use actix_web::{HttpRequest, HttpResponse};
+
+use crate::{
+    api::SecretKey,
+    cache::{TokenCache, DEFAULT_TOKEN_CACHE_CAPACITY},
+    error::AuthError,
+    events::{ClerkEvent, EventListener, Events},
+    jwks::{JwksPolicy, RemoteJwks},
+    keys::{KeyError, VerificationKeys},
+    verify::{TokenVerifier, VerifyOptions, DEFAULT_CLOCK_SKEW},
+};
+
+/// Clerk's Backend API.
+pub const DEFAULT_API_URL: &str = "https://api.clerk.com/v1";
+/// Default lifetime of a synced user in the user cache (the Django SDK's `REDIS_CACHE_TIMEOUT`).
+pub const DEFAULT_USER_CACHE_TTL: Duration = Duration::from_secs(3600);
+
+/// A configuration mistake, reported by [`ClerkBuilder::build`] / [`Clerk::from_env`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// Neither a secret key nor a JWT key was given.
+    #[error("no key source: set CLERK_SECRET_KEY (Backend API, JWKS) or CLERK_JWT_KEY (PEM public key, networkless verification)")]
+    NoKeySource,
+    /// The JWT key is not an RSA public key.
+    #[error("CLERK_JWT_KEY is not an RSA public key in PEM form: {0}")]
+    InvalidJwtKey(KeyError),
+    /// A publishable key (`pk_...`) was given where the secret key (`sk_...`) belongs.
+    #[error("the secret key looks like a publishable key (pk_...): use the secret key (sk_...) from Clerk's dashboard")]
+    PublishableKeyAsSecret,
+    /// The API URL is not an absolute http(s) URL.
+    #[error("the Clerk API URL must be an absolute http:// or https:// URL")]
+    InvalidApiUrl,
+    /// An environment variable could not be parsed.
+    #[error("environment variable {var} is invalid: {expected}")]
+    InvalidEnv {
+        /// The variable.
+        var: &'static str,
+        /// What was expected.
+        expected: &'static str,
+    },
+}
+
+type ErrorHook = Arc<dyn Fn(&AuthError, &HttpRequest) -> HttpResponse + Send + Sync>;
+
+/// The configured Clerk integration. Build it once, outside `HttpServer::new`, and clone it into
+/// each worker (an `Arc` inside; `Send + Sync`).
+///
+/// ```
+/// use clerk_actix::Clerk;
+/// let clerk = Clerk::builder()
+///     .secret_key("sk_test_...")
+///     .authorized_parties(["http://localhost:3000"])
+///     .build()
+///     .unwrap();
+/// assert!(!format!("{clerk:?}").contains("sk_test_..."));
+/// ```
+#[derive(Clone)]
+pub struct Clerk {
+    pub(crate) inner: Arc<ClerkInner>,
+}
+
+pub(crate) struct ClerkInner {
+    pub(crate) secret_key: Option<SecretKey>,
+    pub(crate) api_url: String,
+    pub(crate) static_keys: Option<Arc<VerificationKeys>>,
+    pub(crate) jwks: Option<RemoteJwks>,
+    pub(crate) verifier: TokenVerifier,
+    pub(crate) token_cache: TokenCache,
+    pub(crate) events: Events,
+    pub(crate) error_hook: Option<ErrorHook>,
+    pub(crate) accept_cookie: bool,
+    pub(crate) treat_pending_as_signed_out: bool,
+    pub(crate) user_cache_ttl: Duration,
+}
+
+impl fmt::Debug for Clerk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = &self.inner;
+        f.debug_struct("Clerk")
+            .field("secret_key", &i.secret_key)
+            .field("jwt_key", &i.static_keys.as_ref().map(|_| "[set]"))
+            .field("api_url", &i.api_url)
+            .field("verify", i.verifier.options())
+            .field("token_cache", &i.token_cache)
+            .field("events", &i.events)
+            .field("accept_cookie", &i.accept_cookie)
+            .field(
+                "treat_pending_as_signed_out",
+                &i.treat_pending_as_signed_out,
+            )
+            .field("user_cache_ttl", &i.user_cache_ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Clerk {
+    /// A builder with Clerk's defaults.
+    pub fn builder() -> ClerkBuilder {
+        ClerkBuilder::default()
+    }
+
+    /// Builds from the environment; see [`ClerkBuilder::from_env`] for the variables.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        ClerkBuilder::from_env().build()
+    }
+
+    /// The verification options in force.
+    pub fn verify_options(&self) -> &VerifyOptions {
+        self.inner.verifier.options()
+    }
+
+    /// The Backend API base URL.
+    pub fn api_url(&self) -> &str {
+        &self.inner.api_url
+    }
+
+    /// How long a synced user stays cached.
+    pub fn user_cache_ttl(&self) -> Duration {
+        self.inner.user_cache_ttl
+    }
+
+    /// Number of tokens in the verified-token cache.
+    pub fn cached_tokens(&self) -> u64 {
+        self.inner.token_cache.len()
+    }
+
+    /// The response for an authentication error: the global hook if one is set, otherwise
+    /// [`AuthError::default_response`].
+    pub fn error_response(&self, err: &AuthError, req: &HttpRequest) -> HttpResponse {
+        match &self.inner.error_hook {
+            Some(hook) => hook(err, req),
+            None => err.default_response(),
+        }
+    }
+
+    pub(crate) fn emit(&self, event: ClerkEvent) {
+        self.inner.events.emit(event);
+    }
+}
+
+/// Builder for [`Clerk`]. Setters never fail; [`build`](Self::build) reports the first mistake.
+#[must_use]
+pub struct ClerkBuilder {
+    secret_key: Option<String>,
+    jwt_key: Option<String>,
+    api_url: String,
+    verify: VerifyOptions,
+    clock_skew: Duration,
+    jwks: JwksPolicy,
+    token_cache_capacity: u64,
+    listeners: Vec<Arc<dyn EventListener>>,
+    error_hook: Option<ErrorHook>,
+    accept_cookie: bool,
+    treat_pending_as_signed_out: bool,
+    user_cache_ttl: Duration,
+    deferred: Option<ConfigError>,
+}
+
+impl Default for ClerkBuilder {
+    fn default() -> Self {
+        Self {
+            secret_key: None,
+            jwt_key: None,
+            api_url: DEFAULT_API_URL.to_owned(),
+            verify: VerifyOptions::default(),
+            clock_skew: DEFAULT_CLOCK_SKEW,
+            jwks: JwksPolicy::default(),
+            token_cache_capacity: DEFAULT_TOKEN_CACHE_CAPACITY,
+            listeners: Vec::new(),
+            error_hook: None,
+            accept_cookie: true,
+            treat_pending_as_signed_out: true,
+            user_cache_ttl: DEFAULT_USER_CACHE_TTL,
+            deferred: None,
+        }
+    }
+}
+
+impl fmt::Debug for ClerkBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClerkBuilder")
+            .field(
+                "secret_key",
+                &self
+                    .secret_key
+                    .as_ref()
+                    .map(|k| SecretKey::new(k.clone()).redacted()),
+            )
+            .field("jwt_key", &self.jwt_key.as_ref().map(|_| "[set]"))
+            .field("api_url", &self.api_url)
+            .finish_non_exhaustive()
+    }
+}
+
+fn env_var(name: &str) -> Option<String> {
+    env::var(name).ok().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+fn split_list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(|s| s.trim().trim_matches('"').trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+impl ClerkBuilder {
+    /// A builder filled from the environment (unset or empty variables keep the defaults):
+    ///
+    /// | variable | meaning |
+    /// |---|---|
+    /// | `CLERK_SECRET_KEY` | Backend API secret key (`sk_...`): JWKS and user sync |
+    /// | `CLERK_JWT_KEY` | PEM public key: networkless verification |
+    /// | `CLERK_API_URL` | default `https://api.clerk.com/v1` |
+    /// | `CLERK_AUTHORIZED_PARTIES` (or the Django SDK's `CLERK_AUTH_PARTIES`) | comma list of allowed `azp` origins |
+    /// | `CLERK_AUDIENCE` | comma list of accepted `aud` values |
+    /// | `CLERK_ISSUER` | exact `iss` to require |
+    /// | `CLERK_CLOCK_SKEW_MS` | tolerance for `exp`/`nbf`/`iat`, default 5000 |
+    /// | `CLERK_TOKEN_CACHE_CAPACITY` | verified tokens kept, default 10000 (0 disables) |
+    /// | `CLERK_USER_CACHE_TTL` (or `REDIS_CACHE_TIMEOUT`) | seconds a synced user stays cached, default 3600 |
+    pub fn from_env() -> Self {
+        let mut b = Self::default();
+        if let Some(v) = env_var("CLERK_SECRET_KEY") {
+            b = b.secret_key(v);
+        }
+        if let Some(v) = env_var("CLERK_JWT_KEY") {
+            b = b.jwt_key(v);
+        }
+        if let Some(v) = env_var("CLERK_API_URL") {
+            b = b.api_url(v);
+        }
+        if let Some(v) = env_var("CLERK_AUTHORIZED_PARTIES").or_else(|| env_var("CLERK_AUTH_PARTIES")) {
+            // The Django setting is a Python list; accept `["a", "b"]` too.
+            b = b.authorized_parties(split_list(v.trim_start_matches('[').trim_end_matches(']')));
+        }
+        if let Some(v) = env_var("CLERK_AUDIENCE") {
+            b = b.audience(split_list(&v));
+        }
+        if let Some(v) = env_var("CLERK_ISSUER") {
+            b = b.issuer(v);
+        }
+        if let Some(v) = env_var("CLERK_CLOCK_SKEW_MS") {
+            match v.parse::<u64>() {
+                Ok(ms) => b = b.clock_skew(Duration::from_millis(ms)),
+                Err(_) => b.defer(ConfigError::InvalidEnv {
+                    var: "CLERK_CLOCK_SKEW_MS",
+                    expected: "a whole number of milliseconds",
+                }),
+            }
+        }
+        if let Some(v) = env_var("CLERK_TOKEN_CACHE_CAPACITY") {
+            match v.parse::<u64>() {
+                Ok(n) => b = b.token_cache_capacity(n),
+                Err(_) => b.defer(ConfigError::InvalidEnv {
+                    var: "CLERK_TOKEN_CACHE_CAPACITY",
+                    expected: "a whole number",
+                }),
+            }
+        }
+        if let Some((var, v)) = env_var("CLERK_USER_CACHE_TTL")
+            .map(|v| ("CLERK_USER_CACHE_TTL", v))
+            .or_else(|| env_var("REDIS_CACHE_TIMEOUT").map(|v| ("REDIS_CACHE_TIMEOUT", v)))
+        {
+            match v.parse::<u64>() {
+                Ok(s) => b = b.user_cache_ttl(Duration::from_secs(s)),
+                Err(_) => b.defer(ConfigError::InvalidEnv {
+                    var,
+                    expected: "a whole number of seconds",
+                }),
+            }
+        }
+        b
+    }
+
+    fn defer(&mut self, err: ConfigError) {
+        self.deferred.get_or_insert(err);
+    }
+
+    /// The Backend API secret key (`sk_test_...` / `sk_live_...`): used to fetch the JWKS and,
+    /// with user sync, users.
+    pub fn secret_key(mut self, key: impl Into<String>) -> Self {
+        self.secret_key = Some(key.into().trim().to_owned()).filter(|k| !k.is_empty());
+        self
+    }
+
+    /// The instance's PEM public key ("JWKS Public Key" in the dashboard, `CLERK_JWT_KEY`):
+    /// verification then needs no network. Wins over the JWKS when both are set.
+    pub fn jwt_key(mut self, pem: impl Into<String>) -> Self {
+        self.jwt_key = Some(pem.into()).filter(|k| !k.trim().is_empty());
+        self
+    }
+
+    /// Backend API base URL, default `https://api.clerk.com/v1`.
+    pub fn api_url(mut self, url: impl Into<String>) -> Self {
+        self.api_url = url.into().trim().trim_end_matches('/').to_owned();
+        self
+    }
+
+    /// Allowed `azp` origins (exact match); when set, tokens without `azp` are refused.
+    pub fn authorized_parties<I, S>(mut self, parties: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.verify = self.verify.authorized_parties(parties);
+        self
+    }
+
+    /// Accepted `aud` values (checked when the token has one).
+    pub fn audience<I, S>(mut self, audience: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.verify = self.verify.audience(audience);
+        self
+    }
+
+    /// Require this exact `iss`.
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.verify = self.verify.issuer(issuer);
+        self
+    }
+
+    /// Tolerance for `exp`, `nbf`, `iat` (default 5 s; zero is honoured).
+    pub fn clock_skew(mut self, skew: Duration) -> Self {
+        self.clock_skew = skew;
+        self
+    }
+
+    /// Largest token accepted, in bytes (default 16 KiB).
+    pub fn max_token_len(mut self, len: usize) -> Self {
+        self.verify = self.verify.max_token_len(len);
+        self
+    }
+
+    /// How many verified tokens to keep (default 10 000; 0 disables the cache).
+    pub fn token_cache_capacity(mut self, capacity: u64) -> Self {
+        self.token_cache_capacity = capacity;
+        self
+    }
+
+    /// JWKS cache timings (TTL, unknown-kid refresh interval, back-off, timeout).
+    pub fn jwks_policy(mut self, policy: JwksPolicy) -> Self {
+        self.jwks = policy;
+        self
+    }
+
+    /// How long a synced user stays cached (default 3600 s).
+    pub fn user_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.user_cache_ttl = ttl;
+        self
+    }
+
+    /// Whether the `__session` cookie is read when there is no `Authorization` header
+    /// (default true).
+    pub fn accept_session_cookie(mut self, accept: bool) -> Self {
+        self.accept_cookie = accept;
+        self
+    }
+
+    /// Whether sessions with `sts: "pending"` count as signed out (default true, as in Clerk's
+    /// SDKs). When false, pending sessions reach handlers; check
+    /// [`ClerkClaims::is_pending`](crate::ClerkClaims::is_pending).
+    pub fn treat_pending_as_signed_out(mut self, yes: bool) -> Self {
+        self.treat_pending_as_signed_out = yes;
+        self
+    }
+
+    /// Registers a closure called for every [`ClerkEvent`].
+    pub fn on_event(self, listener: impl Fn(&ClerkEvent) + Send + Sync + 'static) -> Self {
+        self.event_listener(listener)
+    }
+
+    /// Registers an [`EventListener`].
+    pub fn event_listener(mut self, listener: impl EventListener) -> Self {
+        self.listeners.push(Arc::new(listener));
+        self
+    }
+
+    /// Replaces the response for every authentication error (401, 403, 503, 500), globally.
+    pub fn error_response(
+        mut self,
+        hook: impl Fn(&AuthError, &HttpRequest) -> HttpResponse + Send + Sync + 'static,
+    ) -> Self {
+        self.error_hook = Some(Arc::new(hook));
+        self
+    }
+
+    /// Checks the configuration and builds the [`Clerk`] handle.
+    pub fn build(self) -> Result<Clerk, ConfigError> {
+        if let Some(err) = self.deferred {
+            return Err(err);
+        }
+        if self.secret_key.as_deref().is_some_and(|k| k.starts_with("pk_")) {
+            return Err(ConfigError::PublishableKeyAsSecret);
+        }
+        let url_ok = self
+            .api_url
+            .parse::<actix_web::http::Uri>()
+            .ok()
+            .is_some_and(|u| {
+                matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some()
+            });
+        if !url_ok {
+            return Err(ConfigError::InvalidApiUrl);
+        }
+        let static_keys = match &self.jwt_key {
+            Some(pem) => Some(Arc::new(
+                VerificationKeys::from_pem(pem).map_err(ConfigError::InvalidJwtKey)?,
+            )),
+            None => None,
+        };
+        let secret_key = self.secret_key.map(SecretKey::new);
+        if static_keys.is_none() && secret_key.is_none() {
+            return Err(ConfigError::NoKeySource);
+        }
+        let jwks = match (&static_keys, &secret_key) {
+            (None, Some(sk)) => Some(RemoteJwks::new(&self.api_url, sk.clone(), self.jwks)),
+            _ => None,
+        };
+        let verify = self.verify.clock_skew(self.clock_skew);
+        Ok(Clerk {
+            inner: Arc::new(ClerkInner {
+                secret_key,
+                api_url: self.api_url,
+                static_keys,
+                jwks,
+                token_cache: TokenCache::new(self.token_cache_capacity, self.clock_skew),
+                verifier: TokenVerifier::new(verify),
+                events: Events::new(self.listeners),
+                error_hook: self.error_hook,
+                accept_cookie: self.accept_cookie,
+                treat_pending_as_signed_out: self.treat_pending_as_signed_out,
+                user_cache_ttl: self.user_cache_ttl,
+            }),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_key_source_is_a_config_error() {
+        assert_eq!(
+            Clerk::builder().build().unwrap_err(),
+            ConfigError::NoKeySource
+        );
+        assert_eq!(
+            Clerk::builder().secret_key("  ").build().unwrap_err(),
+            ConfigError::NoKeySource
+        );
+    }
+
+    #[test]
+    fn deferred_errors_surface_at_build() {
+        assert_eq!(
+            Clerk::builder().secret_key("pk_test_abc").build().unwrap_err(),
+            ConfigError::PublishableKeyAsSecret
+        );
+        assert_eq!(
+            Clerk::builder()
+                .secret_key("sk_test_x")
+                .api_url("not a url")
+                .build()
+                .unwrap_err(),
+            ConfigError::InvalidApiUrl
+        );
+        assert!(matches!(
+            Clerk::builder().jwt_key("garbage").build().unwrap_err(),
+            ConfigError::InvalidJwtKey(_)
+        ));
+    }
+
+    #[test]
+    fn debug_never_prints_secrets() {
+        let clerk = Clerk::builder()
+            .secret_key("sk_live_TOPSECRETVALUE")
+            .build()
+            .unwrap();
+        let shown = format!("{clerk:?}");
+        assert!(!shown.contains("TOPSECRETVALUE"), "{shown}");
+        assert!(shown.contains("sk_live_[redacted]"));
+        let builder = format!("{:?}", Clerk::builder().secret_key("sk_test_HIDDEN"));
+        assert!(!builder.contains("HIDDEN"), "{builder}");
+    }
+
+    #[test]
+    fn explicit_zero_skew_stays_zero() {
+        let clerk = Clerk::builder()
+            .secret_key("sk_test_x")
+            .clock_skew(Duration::ZERO)
+            .build()
+            .unwrap();
+        assert_eq!(clerk.verify_options().get_clock_skew(), Duration::ZERO);
+        let clerk = Clerk::builder().secret_key("sk_test_x").build().unwrap();
+        assert_eq!(clerk.verify_options().get_clock_skew(), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn list_parsing_accepts_django_style_lists() {
+        assert_eq!(
+            split_list(r#""http://localhost:3000", "https://app.example.com""#),
+            ["http://localhost:3000", "https://app.example.com"]
+        );
+        assert_eq!(split_list("a,,b"), ["a", "b"]);
+    }
+}

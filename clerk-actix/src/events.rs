@@ -1,0 +1,208 @@
+//! Events for every success, failure and cache miss (the Django SDK's signals), delivered to
+//! listeners registered on the builder and mirrored as `tracing` events under the target
+//! [`TRACING_TARGET`]. No event carries a token or a secret: tokens appear only as
+//! [`token_hash`] prefixes.
+
+use std::{fmt, sync::Arc, time::Duration};
+
+use sha2::{Digest, Sha256};
+
+use crate::{claims::ClerkClaims, error::AuthErrorReason};
+
+/// The `tracing` target of every event this crate emits.
+pub const TRACING_TARGET: &str = "clerk_actix";
+
+/// Where a token was found in the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenCarrier {
+    /// `Authorization: Bearer ...`.
+    Header,
+    /// The `__session` cookie.
+    Cookie,
+}
+
+/// How a successful authentication was decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthSource {
+    /// The token was in the verified-token cache: no RSA, no network.
+    Cache,
+    /// The token was verified now (signature and claims).
+    Verified,
+}
+
+impl AuthSource {
+    /// `"cache"` or `"verified"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Cache => "cache",
+            Self::Verified => "verified",
+        }
+    }
+}
+
+/// Why the JWKS was fetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JwksRefreshCause {
+    /// No keys were loaded yet.
+    Initial,
+    /// The cached key set reached its TTL.
+    Expired,
+    /// A token carried a `kid` the cached set does not have (key rotation).
+    UnknownKid,
+}
+
+/// Something that happened while authenticating. Listeners receive `&ClerkEvent`.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum ClerkEvent {
+    /// A request was authenticated (the seed's `clerk_auth_success`).
+    AuthSucceeded {
+        /// The verified claims.
+        claims: Arc<ClerkClaims>,
+        /// Cache hit or fresh verification.
+        source: AuthSource,
+        /// Header or cookie.
+        carrier: TokenCarrier,
+    },
+    /// A presented token was refused, or Clerk could not be reached (the seed's
+    /// `clerk_auth_failed`).
+    AuthFailed {
+        /// The stable reason code.
+        reason: AuthErrorReason,
+        /// A short SHA-256 prefix of the token, never the token itself.
+        token_hash: String,
+    },
+    /// A token was not in the verified-token cache (the seed's `clerk_cache_miss`).
+    TokenCacheMiss {
+        /// A short SHA-256 prefix of the token.
+        token_hash: String,
+    },
+    /// The JWKS was fetched successfully.
+    JwksRefreshed {
+        /// Why it was fetched.
+        cause: JwksRefreshCause,
+        /// The key ids now known.
+        kids: Vec<String>,
+    },
+    /// Fetching the JWKS failed; known keys (if any) stay in use.
+    JwksRefreshFailed {
+        /// Why it was fetched.
+        cause: JwksRefreshCause,
+        /// The failure class.
+        reason: AuthErrorReason,
+        /// Failures in a row.
+        consecutive_failures: u32,
+        /// How long until the next attempt.
+        retry_after: Duration,
+    },
+}
+
+/// Receives [`ClerkEvent`]s. Implemented for every `Fn(&ClerkEvent) + Send + Sync`.
+///
+/// Listeners run inline on the request path: keep them quick (count, log, send to a channel).
+pub trait EventListener: Send + Sync + 'static {
+    /// Called once per event.
+    fn on_event(&self, event: &ClerkEvent);
+}
+
+impl<F> EventListener for F
+where
+    F: Fn(&ClerkEvent) + Send + Sync + 'static,
+{
+    fn on_event(&self, event: &ClerkEvent) {
+        self(event)
+    }
+}
+
+/// The registered listeners.
+#[derive(Clone, Default)]
+pub(crate) struct Events {
+    listeners: Arc<[Arc<dyn EventListener>]>,
+}
+
+impl fmt::Debug for Events {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Events({} listeners)", self.listeners.len())
+    }
+}
+
+impl Events {
+    pub(crate) fn new(listeners: Vec<Arc<dyn EventListener>>) -> Self {
+        Self {
+            listeners: listeners.into(),
+        }
+    }
+
+    /// True when someone listens; lets callers skip building an event.
+    pub(crate) fn has_listeners(&self) -> bool {
+        !self.listeners.is_empty()
+    }
+
+    pub(crate) fn emit(&self, event: ClerkEvent) {
+        trace_event(&event);
+        for listener in self.listeners.iter() {
+            listener.on_event(&event);
+        }
+    }
+}
+
+fn trace_event(event: &ClerkEvent) {
+    match event {
+        ClerkEvent::AuthSucceeded {
+            claims,
+            source,
+            carrier,
+        } => tracing::debug!(
+            target: TRACING_TARGET,
+            user_id = claims.user_id(),
+            source = source.as_str(),
+            carrier = ?carrier,
+            "clerk auth succeeded"
+        ),
+        ClerkEvent::AuthFailed { reason, token_hash } => tracing::info!(
+            target: TRACING_TARGET,
+            reason = reason.as_str(),
+            token_hash = token_hash.as_str(),
+            "clerk auth failed"
+        ),
+        ClerkEvent::TokenCacheMiss { token_hash } => tracing::trace!(
+            target: TRACING_TARGET,
+            token_hash = token_hash.as_str(),
+            "clerk token cache miss"
+        ),
+        ClerkEvent::JwksRefreshed { cause, kids } => tracing::info!(
+            target: TRACING_TARGET,
+            cause = ?cause,
+            kids = ?kids,
+            "clerk JWKS refreshed"
+        ),
+        ClerkEvent::JwksRefreshFailed {
+            cause,
+            reason,
+            consecutive_failures,
+            retry_after,
+        } => tracing::warn!(
+            target: TRACING_TARGET,
+            cause = ?cause,
+            reason = reason.as_str(),
+            consecutive_failures,
+            retry_after_ms = retry_after.as_millis() as u64,
+            "clerk JWKS refresh failed"
+        ),
+    }
+}
+
+/// A short, non-reversible fingerprint of a token for logs and events: the first 8 bytes of its
+/// SHA-256, hex (16 characters).
+///
+/// ```
+/// let h = clerk_actix::events::token_hash("a.b.c");
+/// assert_eq!(h.len(), 16);
+/// assert!(!h.contains('.'));
+/// ```
+pub fn token_hash(token: &str) -> String {
+    let digest = Sha256::digest(token.as_bytes());
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}

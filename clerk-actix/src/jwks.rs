@@ -1,0 +1,428 @@
+//! The remote JWKS (`GET {api_url}/jwks`): lock-free reads, one refresh in flight, a TTL,
+//! rate-limited refreshes on unknown `kid`s, back-off after failures, and known keys kept in
+//! service while Clerk is unreachable. The refresh decision is a pure function of instants
+//! ([`decide`]) so it is tested with back-dated times.
+
+use std::{
+    sync::{Arc, Mutex, PoisonError},
+    time::{Duration, Instant},
+};
+
+use arc_swap::ArcSwapOption;
+
+use crate::{
+    api::{self, ApiError, SecretKey},
+    error::{AuthError, AuthErrorReason as R},
+    events::{ClerkEvent, Events, JwksRefreshCause},
+    keys::VerificationKeys,
+};
+
+/// Timings of the JWKS cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JwksPolicy {
+    /// How long a fetched key set is used before it is fetched again (Clerk's SDKs: 5 min).
+    pub ttl: Duration,
+    /// At most one refresh per this interval is caused by unknown `kid`s, so random `kid`s
+    /// cannot make the server hammer Clerk.
+    pub unknown_kid_interval: Duration,
+    /// First back-off after a failed fetch; doubles per failure.
+    pub backoff_base: Duration,
+    /// Largest back-off.
+    pub backoff_max: Duration,
+    /// Timeout of one HTTP attempt.
+    pub timeout: Duration,
+    /// Attempts per fetch for transient failures (network, 5xx).
+    pub attempts: u32,
+}
+
+impl Default for JwksPolicy {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(300),
+            unknown_kid_interval: Duration::from_secs(10),
+            backoff_base: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+            timeout: Duration::from_secs(5),
+            attempts: 3,
+        }
+    }
+}
+
+/// What the fetcher remembers between requests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct RefreshState {
+    pub last_success: Option<Instant>,
+    pub last_unknown_kid_fetch: Option<Instant>,
+    pub failures: u32,
+    pub retry_at: Option<Instant>,
+    pub last_error: Option<R>,
+    /// Bumped after every fetch attempt, so waiters know one happened while they waited.
+    pub generation: u64,
+}
+
+/// What to do for one token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// The cached keys can answer.
+    Use,
+    /// Fetch the JWKS first.
+    Fetch(JwksRefreshCause),
+    /// The `kid` is unknown and a refresh for unknown `kid`s happened too recently.
+    KidMismatch,
+    /// Clerk is in back-off and the cached keys cannot answer: retry after this long.
+    Unavailable(Duration),
+}
+
+/// The refresh decision, as a pure function of the state and the current instant.
+pub(crate) fn decide(
+    state: &RefreshState,
+    policy: &JwksPolicy,
+    now: Instant,
+    have_keys: bool,
+    kid_known: bool,
+) -> Decision {
+    let backoff_left = state
+        .retry_at
+        .and_then(|t| t.checked_duration_since(now))
+        .filter(|d| !d.is_zero());
+    if !have_keys {
+        return match backoff_left {
+            Some(left) => Decision::Unavailable(left),
+            None => Decision::Fetch(JwksRefreshCause::Initial),
+        };
+    }
+    let expired = state
+        .last_success
+        .is_none_or(|t| now.saturating_duration_since(t) >= policy.ttl);
+    if kid_known {
+        return if expired && backoff_left.is_none() {
+            Decision::Fetch(JwksRefreshCause::Expired)
+        } else {
+            Decision::Use
+        };
+    }
+    if let Some(left) = backoff_left {
+        return Decision::Unavailable(left);
+    }
+    if expired {
+        return Decision::Fetch(JwksRefreshCause::Expired);
+    }
+    let may_refresh = state
+        .last_unknown_kid_fetch
+        .is_none_or(|t| now.saturating_duration_since(t) >= policy.unknown_kid_interval);
+    if may_refresh {
+        Decision::Fetch(JwksRefreshCause::UnknownKid)
+    } else {
+        Decision::KidMismatch
+    }
+}
+
+/// Back-off after `failures` failures in a row: base · 2^(failures-1), capped, with up to +50 %
+/// jitter so replicas do not retry in step.
+pub(crate) fn backoff(policy: &JwksPolicy, failures: u32) -> Duration {
+    let exp = failures.saturating_sub(1).min(16);
+    let raw = policy.backoff_base.saturating_mul(1 << exp);
+    let capped = raw.min(policy.backoff_max);
+    capped.mul_f64(1.0 + fastrand::f64() * 0.5)
+}
+
+/// The JWKS of one Clerk instance.
+#[derive(Debug)]
+pub(crate) struct RemoteJwks {
+    url: String,
+    secret_key: SecretKey,
+    policy: JwksPolicy,
+    keys: ArcSwapOption<VerificationKeys>,
+    state: Mutex<RefreshState>,
+    refresh_lock: tokio::sync::Mutex<()>,
+}
+
+fn kid_mismatch() -> AuthError {
+    AuthError::new(R::JwkKidMismatch, "no JWK matches the token's kid")
+}
+
+fn unavailable(retry_after: Duration) -> AuthError {
+    AuthError::unavailable(
+        R::RemoteJwkFailedToLoad,
+        "the Clerk JWKS could not be loaded",
+        retry_after,
+    )
+}
+
+impl RemoteJwks {
+    pub(crate) fn new(api_url: &str, secret_key: SecretKey, policy: JwksPolicy) -> Self {
+        Self {
+            url: format!("{api_url}/jwks"),
+            secret_key,
+            policy,
+            keys: ArcSwapOption::empty(),
+            state: Mutex::new(RefreshState::default()),
+            refresh_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, RefreshState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The keys to verify a token with this `kid`, fetching the JWKS when needed.
+    pub(crate) async fn keys_for(
+        &self,
+        kid: Option<&str>,
+        events: &Events,
+    ) -> Result<Arc<VerificationKeys>, AuthError> {
+        let snapshot = self.keys.load_full();
+        let kid_known = snapshot.as_ref().is_some_and(|k| k.contains(kid));
+        let (decision, generation) = {
+            let st = self.state();
+            let d = decide(
+                &st,
+                &self.policy,
+                Instant::now(),
+                snapshot.is_some(),
+                kid_known,
+            );
+            (d, st.generation)
+        };
+        let cause = match decision {
+            Decision::Use => return snapshot.ok_or_else(|| unavailable(Duration::from_secs(1))),
+            Decision::KidMismatch => return Err(kid_mismatch()),
+            Decision::Unavailable(left) => return Err(self.outage_error(left)),
+            Decision::Fetch(cause) => cause,
+        };
+
+        // A routine TTL refresh for a kid we know: one request refreshes, the rest keep using
+        // the current keys instead of queueing behind it.
+        let _guard = if kid_known {
+            match self.refresh_lock.try_lock() {
+                Ok(guard) => guard,
+                Err(_) => return snapshot.ok_or_else(|| unavailable(Duration::from_secs(1))),
+            }
+        } else {
+            self.refresh_lock.lock().await
+        };
+
+        // Someone else fetched while we waited: use their result, never fetch twice.
+        let fetched_meanwhile = self.state().generation != generation;
+        if !fetched_meanwhile {
+            self.fetch(cause, events).await;
+        }
+        let current = self.keys.load_full();
+        match current {
+            Some(keys) if keys.contains(kid) => Ok(keys),
+            _ => {
+                let st = self.state();
+                let in_backoff = st.retry_at.is_some_and(|t| t > Instant::now());
+                let last_failed = st.failures > 0;
+                let left = st
+                    .retry_at
+                    .and_then(|t| t.checked_duration_since(Instant::now()))
+                    .unwrap_or(Duration::from_secs(1));
+                drop(st);
+                if last_failed && in_backoff {
+                    Err(self.outage_error(left))
+                } else {
+                    Err(kid_mismatch())
+                }
+            }
+        }
+    }
+
+    fn outage_error(&self, retry_after: Duration) -> AuthError {
+        if self.state().last_error == Some(R::InvalidSecretKey) {
+            AuthError::new(
+                R::InvalidSecretKey,
+                "Clerk refused the secret key: check CLERK_SECRET_KEY",
+            )
+        } else {
+            unavailable(retry_after)
+        }
+    }
+
+    /// One fetch (with bounded retries for transient failures); updates keys and state.
+    async fn fetch(&self, cause: JwksRefreshCause, events: &Events) {
+        let result = self.fetch_keys().await;
+        let now = Instant::now();
+        match result {
+            Ok(fresh) => {
+                let kids: Vec<String> = fresh.kids().map(str::to_owned).collect();
+                let merged = match (cause, self.keys.load_full()) {
+                    (JwksRefreshCause::UnknownKid, Some(old)) => old.merged_with(&fresh),
+                    _ => fresh,
+                };
+                self.keys.store(Some(Arc::new(merged)));
+                {
+                    let mut st = self.state();
+                    st.last_success = Some(now);
+                    st.failures = 0;
+                    st.retry_at = None;
+                    st.last_error = None;
+                    st.generation += 1;
+                    if cause == JwksRefreshCause::UnknownKid {
+                        st.last_unknown_kid_fetch = Some(now);
+                    }
+                }
+                events.emit(ClerkEvent::JwksRefreshed { cause, kids });
+            }
+            Err(err) => {
+                let (reason, wait) = match &err {
+                    ApiError::RateLimited { retry_after } => {
+                        (R::RemoteJwkFailedToLoad, Some(*retry_after))
+                    }
+                    e if e.is_invalid_secret_key() => (R::InvalidSecretKey, None),
+                    ApiError::InvalidBody => (R::RemoteJwkInvalid, None),
+                    _ => (R::RemoteJwkFailedToLoad, None),
+                };
+                let (failures, retry_after) = {
+                    let mut st = self.state();
+                    st.failures = st.failures.saturating_add(1);
+                    let wait = wait.unwrap_or_else(|| backoff(&self.policy, st.failures));
+                    st.retry_at = Some(now + wait);
+                    st.last_error = Some(reason);
+                    st.generation += 1;
+                    if cause == JwksRefreshCause::UnknownKid {
+                        st.last_unknown_kid_fetch = Some(now);
+                    }
+                    (st.failures, wait)
+                };
+                events.emit(ClerkEvent::JwksRefreshFailed {
+                    cause,
+                    reason,
+                    consecutive_failures: failures,
+                    retry_after,
+                });
+            }
+        }
+    }
+
+    async fn fetch_keys(&self) -> Result<VerificationKeys, ApiError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = api::get(&self.url, &self.secret_key, self.policy.timeout, 256 * 1024)
+                .await
+                .and_then(|body| {
+                    VerificationKeys::from_jwks_bytes(&body).map_err(|_| ApiError::InvalidBody)
+                });
+            match result {
+                Err(e) if e.is_transient() && attempt < self.policy.attempts => {
+                    let delay = Duration::from_millis(100 << attempt.min(6))
+                        .mul_f64(1.0 + fastrand::f64());
+                    actix_web::rt::time::sleep(delay).await;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> JwksPolicy {
+        JwksPolicy::default()
+    }
+
+    #[test]
+    fn no_keys_fetches_unless_backing_off() {
+        let now = Instant::now();
+        let st = RefreshState::default();
+        assert_eq!(
+            decide(&st, &policy(), now, false, false),
+            Decision::Fetch(JwksRefreshCause::Initial)
+        );
+        let st = RefreshState {
+            retry_at: Some(now + Duration::from_secs(4)),
+            failures: 1,
+            ..Default::default()
+        };
+        assert_eq!(
+            decide(&st, &policy(), now, false, false),
+            Decision::Unavailable(Duration::from_secs(4))
+        );
+        // Back-off over: try again.
+        assert_eq!(
+            decide(&st, &policy(), now + Duration::from_secs(5), false, false),
+            Decision::Fetch(JwksRefreshCause::Initial)
+        );
+    }
+
+    #[test]
+    fn known_kid_uses_cache_until_ttl_then_refreshes() {
+        let t0 = Instant::now();
+        let st = RefreshState {
+            last_success: Some(t0),
+            ..Default::default()
+        };
+        assert_eq!(decide(&st, &policy(), t0 + Duration::from_secs(299), true, true), Decision::Use);
+        assert_eq!(
+            decide(&st, &policy(), t0 + Duration::from_secs(300), true, true),
+            Decision::Fetch(JwksRefreshCause::Expired)
+        );
+    }
+
+    #[test]
+    fn known_kid_keeps_serving_during_backoff() {
+        let t0 = Instant::now();
+        let st = RefreshState {
+            last_success: Some(t0),
+            failures: 3,
+            retry_at: Some(t0 + Duration::from_secs(400)),
+            ..Default::default()
+        };
+        assert_eq!(decide(&st, &policy(), t0 + Duration::from_secs(350), true, true), Decision::Use);
+    }
+
+    #[test]
+    fn unknown_kid_refreshes_at_most_once_per_interval() {
+        let t0 = Instant::now();
+        let st = RefreshState {
+            last_success: Some(t0),
+            last_unknown_kid_fetch: Some(t0 + Duration::from_secs(1)),
+            ..Default::default()
+        };
+        assert_eq!(
+            decide(&st, &policy(), t0 + Duration::from_secs(5), true, false),
+            Decision::KidMismatch
+        );
+        assert_eq!(
+            decide(&st, &policy(), t0 + Duration::from_secs(11), true, false),
+            Decision::Fetch(JwksRefreshCause::UnknownKid)
+        );
+        let never = RefreshState {
+            last_success: Some(t0),
+            ..Default::default()
+        };
+        assert_eq!(
+            decide(&never, &policy(), t0 + Duration::from_secs(1), true, false),
+            Decision::Fetch(JwksRefreshCause::UnknownKid)
+        );
+    }
+
+    #[test]
+    fn unknown_kid_during_backoff_is_unavailable() {
+        let t0 = Instant::now();
+        let st = RefreshState {
+            last_success: Some(t0),
+            failures: 1,
+            retry_at: Some(t0 + Duration::from_secs(10)),
+            ..Default::default()
+        };
+        assert!(matches!(
+            decide(&st, &policy(), t0 + Duration::from_secs(2), true, false),
+            Decision::Unavailable(_)
+        ));
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let p = policy();
+        for failures in 1..20 {
+            let b = backoff(&p, failures);
+            let floor = p.backoff_base.saturating_mul(1 << (failures - 1).min(16)).min(p.backoff_max);
+            assert!(b >= floor && b <= floor.mul_f64(1.5), "{failures}: {b:?}");
+        }
+        assert!(backoff(&p, 30) <= p.backoff_max.mul_f64(1.5));
+    }
+}

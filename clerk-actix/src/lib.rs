@@ -1,0 +1,68 @@
+//! # clerk-actix
+//!
+//! [Clerk](https://clerk.com) authentication for [actix-web]: verify Clerk session tokens
+//! (`Authorization: Bearer` or the `__session` cookie) with Clerk's own rules, against the
+//! instance JWKS or a PEM key, with caches that keep RSA and HTTP off the hot path.
+//!
+//! ```no_run
+//! use actix_web::{get, web, App, HttpServer, Responder};
+//! use clerk_actix::{Clerk, ClerkMiddleware, ClerkSession};
+//!
+//! #[get("/me")]
+//! async fn me(session: ClerkSession) -> impl Responder {
+//!     web::Json(session) // the verified claims
+//! }
+//!
+//! #[actix_web::main]
+//! async fn main() -> std::io::Result<()> {
+//!     let clerk = Clerk::from_env().expect("set CLERK_SECRET_KEY or CLERK_JWT_KEY");
+//!     HttpServer::new(move || {
+//!         App::new()
+//!             .app_data(web::Data::new(clerk.clone()))
+//!             .wrap(ClerkMiddleware::new(clerk.clone()))
+//!             .service(me)
+//!     })
+//!     .bind(("127.0.0.1", 8080))?
+//!     .run()
+//!     .await
+//! }
+//! ```
+//!
+//! Modules, one concern each: [`config`] (builder, env), [`keys`] (PEM / JWKS), [`verify`]
+//! (Clerk's rules), [`claims`] (v1/v2 claims, `has()`), [`jwks`] (remote key set),
+//! `cache` (verified tokens), [`api`] (Backend API transport), [`middleware`], [`extract`],
+//! [`error`] (reason codes → HTTP), [`events`], and `testing` (feature `testing`).
+//!
+//! [actix-web]: https://actix.rs
+
+#![forbid(unsafe_code)]
+#![recursion_limit = "256"]
+#![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+pub mod api;
+mod auth;
+mod cache;
+pub mod claims;
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod extract;
+pub mod jwks;
+pub mod keys;
+pub mod middleware;
+pub mod verify;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use auth::SESSION_COOKIE;
+pub use cache::DEFAULT_TOKEN_CACHE_CAPACITY;
+pub use claims::{ActiveOrganization, Actor, ClerkClaims, Has, Reverification, SessionStatus, VerificationLevel};
+pub use config::{Clerk, ClerkBuilder, ConfigError};
+pub use error::{AuthError, AuthErrorKind, AuthErrorReason};
+pub use events::{AuthSource, ClerkEvent, EventListener, TokenCarrier};
+pub use extract::{AuthState, ClerkSession, OptionalClerkSession};
+pub use keys::{KeyError, VerificationKeys};
+pub use middleware::ClerkMiddleware;
+pub use verify::{TokenVerifier, VerifyOptions};

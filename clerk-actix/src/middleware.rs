@@ -1,0 +1,152 @@
+//! [`ClerkMiddleware`]: authenticates every request before the handler and leaves an
+//! [`AuthState`](crate::AuthState) in the request extensions.
+
+use std::{
+    future::{ready, Future, Ready},
+    pin::Pin,
+    rc::Rc,
+};
+
+use actix_web::{
+    body::{EitherBody, MessageBody},
+    dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform},
+    http::{header, Method},
+    HttpMessage,
+};
+
+use crate::{
+    config::Clerk,
+    error::{AuthError, AuthErrorReason as R},
+    extract::{AuthState, RequestAuth},
+};
+
+/// Authenticates requests with Clerk session tokens.
+///
+/// - No token: *optional* mode (the default) lets the request through as
+///   [`AuthState::Anonymous`]; [`required`](Self::required) mode answers 401.
+/// - A token that fails verification: 401 with `WWW-Authenticate: Bearer error="invalid_token"`
+///   in both modes (an invalid token is never treated as anonymous).
+/// - Clerk unreachable with no usable cached keys: 503 with `Retry-After`.
+/// - CORS preflight (`OPTIONS` with `Access-Control-Request-Method`) passes untouched.
+///
+/// ```no_run
+/// use actix_web::{web, App, HttpServer};
+/// use clerk_actix::{Clerk, ClerkMiddleware};
+///
+/// # async fn run() -> std::io::Result<()> {
+/// let clerk = Clerk::from_env().expect("Clerk configuration");
+/// HttpServer::new(move || {
+///     App::new()
+///         .app_data(web::Data::new(clerk.clone()))
+///         .wrap(ClerkMiddleware::new(clerk.clone()))
+/// })
+/// .bind(("127.0.0.1", 8080))?
+/// .run()
+/// .await
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct ClerkMiddleware {
+    clerk: Clerk,
+    required: bool,
+}
+
+impl ClerkMiddleware {
+    /// Optional mode: anonymous requests pass; extractors decide.
+    pub fn new(clerk: Clerk) -> Self {
+        Self {
+            clerk,
+            required: false,
+        }
+    }
+
+    /// Required mode: every request (but CORS preflight) must carry a valid session token.
+    pub fn required(mut self) -> Self {
+        self.required = true;
+        self
+    }
+}
+
+impl<S, B> Transform<S, ServiceRequest> for ClerkMiddleware
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = actix_web::Error;
+    type Transform = ClerkMiddlewareService<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(ClerkMiddlewareService {
+            service: Rc::new(service),
+            clerk: self.clerk.clone(),
+            required: self.required,
+        }))
+    }
+}
+
+/// The service built by [`ClerkMiddleware`].
+#[derive(Debug)]
+pub struct ClerkMiddlewareService<S> {
+    service: Rc<S>,
+    clerk: Clerk,
+    required: bool,
+}
+
+fn is_preflight(req: &ServiceRequest) -> bool {
+    req.method() == Method::OPTIONS
+        && req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+}
+
+impl<S, B> Service<ServiceRequest> for ClerkMiddlewareService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>>>>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let service = Rc::clone(&self.service);
+        let clerk = self.clerk.clone();
+        let required = self.required;
+        Box::pin(async move {
+            if is_preflight(&req) {
+                req.extensions_mut().insert(RequestAuth {
+                    state: AuthState::Anonymous,
+                    clerk,
+                });
+                return service.call(req).await.map(ServiceResponse::map_into_left_body);
+            }
+            let state = match clerk.auth_state(req.request()).await {
+                Ok(AuthState::Anonymous) if required => {
+                    return Ok(refuse(req, &clerk, AuthError::missing()))
+                }
+                Ok(AuthState::Pending(_)) if required => {
+                    return Ok(refuse(
+                        req,
+                        &clerk,
+                        AuthError::new(R::SessionPending, "the session has pending tasks"),
+                    ))
+                }
+                Ok(state) => state,
+                Err(err) => return Ok(refuse(req, &clerk, err)),
+            };
+            req.extensions_mut().insert(RequestAuth { state, clerk });
+            service.call(req).await.map(ServiceResponse::map_into_left_body)
+        })
+    }
+}
+
+fn refuse<B>(req: ServiceRequest, clerk: &Clerk, err: AuthError) -> ServiceResponse<EitherBody<B>> {
+    let (req, _payload) = req.into_parts();
+    let response = clerk.error_response(&err, &req);
+    ServiceResponse::new(req, response).map_into_right_body()
+}
