@@ -117,6 +117,15 @@ thread_local! {
 
 /// The thread's client for this timeout.
 fn client(timeout: Duration) -> awc::Client {
+    #[cfg(feature = "rustls")]
+    {
+        static PROVIDER: std::sync::Once = std::sync::Once::new();
+        // rustls needs a process-wide crypto provider; install aws-lc-rs (already linked for
+        // RSA verification) unless the application installed one itself.
+        PROVIDER.call_once(|| {
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        });
+    }
     CLIENT.with(|cell| {
         let mut slot = cell.borrow_mut();
         match &*slot {

@@ -1,1 +1,146 @@
-fn main() {}
+//! The README's first command: `cargo run --bin quickstart`.
+//!
+//! An actix server on 127.0.0.1:8080 (`PORT` overrides) with `GET /` (public) and `GET /me`
+//! (protected: the verified claims as JSON).
+//!
+//! - With `CLERK_SECRET_KEY` or `CLERK_JWT_KEY` set, it verifies real Clerk session tokens
+//!   (configuration from the environment, see the README).
+//! - Without, it starts a dev `MockClerk` in-process on 127.0.0.1 and prints ready-to-paste
+//!   `curl` commands carrying a valid token. `GET /dev/token?sub=user_x` mints a fresh one.
+
+use actix_web::{get, web, App, HttpResponse, HttpServer, Responder};
+use clerk_actix::{
+    testing::{unix_now, MockClerk},
+    ClerkEvent, ClerkMiddleware, ClerkSession, OptionalClerkSession,
+};
+use serde::Deserialize;
+
+/// Dev tokens live an hour so the printed commands keep working while you try them; real Clerk
+/// session tokens live 60 s.
+const DEV_TOKEN_LIFETIME_SECS: i64 = 3600;
+
+#[get("/")]
+async fn index(session: OptionalClerkSession) -> impl Responder {
+    let who = match &*session {
+        Some(s) => format!("signed in as {}", s.user_id()),
+        None => "anonymous".to_owned(),
+    };
+    HttpResponse::Ok().json(serde_json::json!({
+        "service": "clerk-actix quickstart",
+        "you_are": who,
+        "try": "GET /me with Authorization: Bearer <session token>",
+    }))
+}
+
+#[get("/me")]
+async fn me(session: ClerkSession) -> impl Responder {
+    HttpResponse::Ok().json(&session)
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    sub: Option<String>,
+}
+
+/// Dev mode only: a fresh token from the in-process mock Clerk.
+async fn dev_token(mock: web::Data<MockClerk>, q: web::Query<TokenQuery>) -> impl Responder {
+    let sub = q.sub.clone().unwrap_or_else(|| "user_quickstart".to_owned());
+    if !sub.starts_with("user_") || sub.len() > 64 {
+        return HttpResponse::BadRequest().json(serde_json::json!({"error": "sub must look like user_..."}));
+    }
+    HttpResponse::Ok().body(dev_mint(&mock, &sub))
+}
+
+fn dev_mint(mock: &MockClerk, sub: &str) -> String {
+    mock.token()
+        .subject(sub)
+        .session_id("sess_quickstart")
+        .expires_at(unix_now() + DEV_TOKEN_LIFETIME_SECS)
+        .build()
+}
+
+#[actix_web::main]
+async fn main() -> std::io::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,clerk_actix=debug".into()),
+        )
+        .init();
+
+    let port: u16 = match std::env::var("PORT") {
+        Ok(p) => p.parse().map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "PORT must be a port number")
+        })?,
+        Err(_) => 8080,
+    };
+
+    let real = std::env::var_os("CLERK_SECRET_KEY").is_some_and(|v| !v.is_empty())
+        || std::env::var_os("CLERK_JWT_KEY").is_some_and(|v| !v.is_empty());
+
+    let log_failures = |e: &ClerkEvent| {
+        if let ClerkEvent::AuthFailed { reason, token_hash } = e {
+            eprintln!("auth failed: {reason} (token {token_hash})");
+        }
+    };
+
+    let (clerk, mock) = if real {
+        let clerk = clerk_actix::ClerkBuilder::from_env()
+            .on_event(log_failures)
+            .build()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+        println!("Using real Clerk at {}", clerk.api_url());
+        (clerk, None)
+    } else {
+        let mock = MockClerk::try_start()?;
+        // Secret key, API URL and authorized party (http://localhost:3000) of the dev Clerk;
+        // tokens are verified exactly as in production (JWKS fetched over HTTP, azp checked).
+        let clerk = mock
+            .clerk_builder()
+            .on_event(log_failures)
+            .build()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+        (clerk, Some(web::Data::new(mock)))
+    };
+
+    let server = {
+        let clerk = clerk.clone();
+        let mock = mock.clone();
+        HttpServer::new(move || {
+            let mut app = App::new()
+                .app_data(web::Data::new(clerk.clone()))
+                .wrap(ClerkMiddleware::new(clerk.clone()))
+                .service(index)
+                .service(me);
+            if let Some(mock) = &mock {
+                app = app
+                    .app_data(mock.clone())
+                    .route("/dev/token", web::get().to(dev_token));
+            }
+            app
+        })
+        .workers(2)
+        .shutdown_timeout(5)
+        .bind(("127.0.0.1", port))?
+    };
+
+    let base = format!("http://127.0.0.1:{port}");
+    println!("clerk-actix quickstart listening on {base}");
+    if let Some(mock) = &mock {
+        let token = dev_mint(mock, "user_quickstart");
+        println!();
+        println!("No CLERK_SECRET_KEY / CLERK_JWT_KEY set: using a built-in dev Clerk at {}", mock.url());
+        println!("(set CLERK_SECRET_KEY=sk_... to verify real Clerk tokens instead)");
+        println!();
+        println!("Public route:");
+        println!("  curl -i {base}/");
+        println!("Protected route with a dev session token (valid {} min):", DEV_TOKEN_LIFETIME_SECS / 60);
+        println!("  curl -i {base}/me -H 'Authorization: Bearer {token}'");
+        println!("Without a token (401 + WWW-Authenticate):");
+        println!("  curl -i {base}/me");
+        println!("A fresh token for another user:");
+        println!("  curl -s '{base}/dev/token?sub=user_alice'");
+        println!();
+    }
+    server.run().await
+}
