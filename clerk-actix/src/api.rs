@@ -211,7 +211,10 @@ mod tests {
         let d = Duration::from_secs(7);
         assert_eq!(parse_retry_after(Some("3"), d), Duration::from_secs(3));
         assert_eq!(parse_retry_after(Some(" 12 "), d), Duration::from_secs(12));
-        assert_eq!(parse_retry_after(Some("Wed, 21 Oct 2015 07:28:00 GMT"), d), d);
+        assert_eq!(
+            parse_retry_after(Some("Wed, 21 Oct 2015 07:28:00 GMT"), d),
+            d
+        );
         assert_eq!(parse_retry_after(None, d), d);
     }
 

@@ -44,7 +44,10 @@ pub(crate) fn find_token<'r>(
         if let Some(cookie) = req.cookie(SESSION_COOKIE) {
             let value = cookie.value().trim();
             if !value.is_empty() {
-                return Ok(Some((TokenSlice::Owned(value.to_owned()), TokenCarrier::Cookie)));
+                return Ok(Some((
+                    TokenSlice::Owned(value.to_owned()),
+                    TokenCarrier::Cookie,
+                )));
             }
         }
     }
@@ -132,7 +135,11 @@ impl Clerk {
         }
     }
 
-    async fn verify_uncached(&self, token: &str, now: SystemTime) -> Result<ClerkClaims, AuthError> {
+    async fn verify_uncached(
+        &self,
+        token: &str,
+        now: SystemTime,
+    ) -> Result<ClerkClaims, AuthError> {
         let inner = &self.inner;
         if inner.events.has_listeners() {
             self.emit(ClerkEvent::TokenCacheMiss {
@@ -154,7 +161,9 @@ impl Clerk {
     }
 
     fn emit_success(&self, claims: &Arc<ClerkClaims>, source: AuthSource, carrier: TokenCarrier) {
-        if self.inner.events.has_listeners() || tracing::enabled!(target: crate::events::TRACING_TARGET, tracing::Level::DEBUG) {
+        if self.inner.events.has_listeners()
+            || tracing::enabled!(target: crate::events::TRACING_TARGET, tracing::Level::DEBUG)
+        {
             self.emit(ClerkEvent::AuthSucceeded {
                 claims: claims.clone(),
                 source,

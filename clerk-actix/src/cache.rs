@@ -30,7 +30,9 @@ impl Expiry<Arc<str>, Entry> for UntilExpiry {
         _created_at: Instant,
     ) -> Option<Duration> {
         let now = unix_now(SystemTime::now());
-        Some(Duration::from_secs_f64((value.valid_until - now).clamp(0.0, 86_400.0)))
+        Some(Duration::from_secs_f64(
+            (value.valid_until - now).clamp(0.0, 86_400.0),
+        ))
     }
 }
 

@@ -97,7 +97,11 @@ impl ClerkClaims {
             1
         };
         let str_claim = |name: &str| raw.get(name).and_then(Value::as_str).map(str::to_owned);
-        let int_claim = |name: &str| raw.get(name).and_then(Value::as_f64).map(|f| f.trunc() as i64);
+        let int_claim = |name: &str| {
+            raw.get(name)
+                .and_then(Value::as_f64)
+                .map(|f| f.trunc() as i64)
+        };
         let session_status = raw.get("sts").and_then(Value::as_str).map(|s| match s {
             "active" => SessionStatus::Active,
             "pending" => SessionStatus::Pending,
@@ -113,12 +117,13 @@ impl ClerkClaims {
         } else {
             org_v1(&raw)
         };
-        let factor_verification_age = raw.get("fva").and_then(Value::as_array).and_then(|a| {
-            match a.as_slice() {
-                [f1, f2] => Some([f1.as_i64()?, f2.as_i64()?]),
-                _ => None,
-            }
-        });
+        let factor_verification_age =
+            raw.get("fva")
+                .and_then(Value::as_array)
+                .and_then(|a| match a.as_slice() {
+                    [f1, f2] => Some([f1.as_i64()?, f2.as_i64()?]),
+                    _ => None,
+                });
         let actor = raw.get("act").and_then(Value::as_object).map(|act| {
             let s = |n: &str| act.get(n).and_then(Value::as_str).map(str::to_owned);
             Actor {
@@ -571,8 +576,16 @@ mod tests {
     #[test]
     fn fpm_position_rule_from_the_docs_example() {
         assert_eq!(
-            decode_org_permissions(Some("o:dashboard,o:teams"), Some("manage,read"), Some("3,2")),
-            ["org:dashboard:manage", "org:dashboard:read", "org:teams:read"]
+            decode_org_permissions(
+                Some("o:dashboard,o:teams"),
+                Some("manage,read"),
+                Some("3,2")
+            ),
+            [
+                "org:dashboard:manage",
+                "org:dashboard:read",
+                "org:teams:read"
+            ]
         );
     }
 
@@ -591,7 +604,8 @@ mod tests {
     #[test]
     fn fpm_masks_beyond_2_pow_53_are_exact() {
         let per: Vec<String> = (0..54).map(|i| format!("permission_{i}")).collect();
-        let got = decode_org_permissions(Some("o:f"), Some(&per.join(",")), Some("9007199254740993"));
+        let got =
+            decode_org_permissions(Some("o:f"), Some(&per.join(",")), Some("9007199254740993"));
         assert_eq!(got, ["org:f:permission_0", "org:f:permission_53"]);
     }
 
@@ -615,7 +629,9 @@ mod tests {
 
     #[test]
     fn has_of_nothing_is_false_and_no_user_is_false() {
-        let c = claims(serde_json::json!({"sub": "user_1", "org_id": "org_1", "org_role": "org:admin"}));
+        let c = claims(
+            serde_json::json!({"sub": "user_1", "org_id": "org_1", "org_role": "org:admin"}),
+        );
         assert!(!c.has(Has::default()));
         assert!(c.has(Has::role("admin")));
         let c = claims(serde_json::json!({"sub": "", "org_id": "org_1", "org_role": "org:admin"}));
@@ -660,7 +676,12 @@ mod tests {
     #[test]
     fn reverification_levels() {
         let c = |fva: Value| claims(serde_json::json!({"sub": "user_1", "fva": fva}));
-        let custom = |level, after_minutes| Has::reverification(Reverification::Custom { level, after_minutes });
+        let custom = |level, after_minutes| {
+            Has::reverification(Reverification::Custom {
+                level,
+                after_minutes,
+            })
+        };
         assert!(c(serde_json::json!([7, -1])).has(Has::reverification(Reverification::Strict)));
         assert!(c(serde_json::json!([7, -1])).has(Has::reverification(Reverification::StrictMfa)));
         assert!(!c(serde_json::json!([7, -1])).has(custom(VerificationLevel::FirstFactor, 5)));
@@ -668,6 +689,7 @@ mod tests {
         assert!(!c(serde_json::json!([-1, -1])).has(Has::reverification(Reverification::Lax)));
         assert!(!c(serde_json::json!([1, 1])).has(custom(VerificationLevel::FirstFactor, 0)));
         assert!(!c(serde_json::json!("7,-1")).has(Has::reverification(Reverification::Lax)));
-        assert!(!claims(serde_json::json!({"sub": "user_1"})).has(Has::reverification(Reverification::Lax)));
+        assert!(!claims(serde_json::json!({"sub": "user_1"}))
+            .has(Has::reverification(Reverification::Lax)));
     }
 }

@@ -199,7 +199,10 @@ impl fmt::Debug for ClerkBuilder {
 }
 
 fn env_var(name: &str) -> Option<String> {
-    env::var(name).ok().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    env::var(name)
+        .ok()
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
 }
 
 fn split_list(value: &str) -> Vec<String> {
@@ -235,7 +238,9 @@ impl ClerkBuilder {
         if let Some(v) = env_var("CLERK_API_URL") {
             b = b.api_url(v);
         }
-        if let Some(v) = env_var("CLERK_AUTHORIZED_PARTIES").or_else(|| env_var("CLERK_AUTH_PARTIES")) {
+        if let Some(v) =
+            env_var("CLERK_AUTHORIZED_PARTIES").or_else(|| env_var("CLERK_AUTH_PARTIES"))
+        {
             // The Django setting is a Python list; accept `["a", "b"]` too.
             b = b.authorized_parties(split_list(v.trim_start_matches('[').trim_end_matches(']')));
         }
@@ -398,7 +403,11 @@ impl ClerkBuilder {
         if let Some(err) = self.deferred {
             return Err(err);
         }
-        if self.secret_key.as_deref().is_some_and(|k| k.starts_with("pk_")) {
+        if self
+            .secret_key
+            .as_deref()
+            .is_some_and(|k| k.starts_with("pk_"))
+        {
             return Err(ConfigError::PublishableKeyAsSecret);
         }
         let url_ok = self
@@ -463,7 +472,10 @@ mod tests {
     #[test]
     fn deferred_errors_surface_at_build() {
         assert_eq!(
-            Clerk::builder().secret_key("pk_test_abc").build().unwrap_err(),
+            Clerk::builder()
+                .secret_key("pk_test_abc")
+                .build()
+                .unwrap_err(),
             ConfigError::PublishableKeyAsSecret
         );
         assert_eq!(
@@ -502,7 +514,10 @@ mod tests {
             .unwrap();
         assert_eq!(clerk.verify_options().get_clock_skew(), Duration::ZERO);
         let clerk = Clerk::builder().secret_key("sk_test_x").build().unwrap();
-        assert_eq!(clerk.verify_options().get_clock_skew(), Duration::from_secs(5));
+        assert_eq!(
+            clerk.verify_options().get_clock_skew(),
+            Duration::from_secs(5)
+        );
     }
 
     #[test]

@@ -115,9 +115,10 @@ fn middleware_missing() -> AuthError {
 
 /// Turns an auth error into an actix error, through the global hook when one is configured.
 pub(crate) fn reject(err: AuthError, req: &HttpRequest, clerk: Option<&Clerk>) -> actix_web::Error {
-    let clerk = clerk
-        .cloned()
-        .or_else(|| req.app_data::<web::Data<Clerk>>().map(|d| d.get_ref().clone()));
+    let clerk = clerk.cloned().or_else(|| {
+        req.app_data::<web::Data<Clerk>>()
+            .map(|d| d.get_ref().clone())
+    });
     match clerk {
         Some(clerk) => {
             let response = clerk.error_response(&err, req);
@@ -127,7 +128,10 @@ pub(crate) fn reject(err: AuthError, req: &HttpRequest, clerk: Option<&Clerk>) -
     }
 }
 
-fn with_auth<T>(req: &HttpRequest, f: impl FnOnce(&RequestAuth) -> Result<T, AuthError>) -> Result<T, actix_web::Error> {
+fn with_auth<T>(
+    req: &HttpRequest,
+    f: impl FnOnce(&RequestAuth) -> Result<T, AuthError>,
+) -> Result<T, actix_web::Error> {
     let ext = req.extensions();
     match ext.get::<RequestAuth>() {
         Some(auth) => f(auth).map_err(|e| reject(e, req, Some(&auth.clerk))),

@@ -306,8 +306,8 @@ impl RemoteJwks {
                 });
             match result {
                 Err(e) if e.is_transient() && attempt < self.policy.attempts => {
-                    let delay = Duration::from_millis(100 << attempt.min(6))
-                        .mul_f64(1.0 + fastrand::f64());
+                    let delay =
+                        Duration::from_millis(100 << attempt.min(6)).mul_f64(1.0 + fastrand::f64());
                     actix_web::rt::time::sleep(delay).await;
                 }
                 other => return other,
@@ -355,7 +355,10 @@ mod tests {
             last_success: Some(t0),
             ..Default::default()
         };
-        assert_eq!(decide(&st, &policy(), t0 + Duration::from_secs(299), true, true), Decision::Use);
+        assert_eq!(
+            decide(&st, &policy(), t0 + Duration::from_secs(299), true, true),
+            Decision::Use
+        );
         assert_eq!(
             decide(&st, &policy(), t0 + Duration::from_secs(300), true, true),
             Decision::Fetch(JwksRefreshCause::Expired)
@@ -371,7 +374,10 @@ mod tests {
             retry_at: Some(t0 + Duration::from_secs(400)),
             ..Default::default()
         };
-        assert_eq!(decide(&st, &policy(), t0 + Duration::from_secs(350), true, true), Decision::Use);
+        assert_eq!(
+            decide(&st, &policy(), t0 + Duration::from_secs(350), true, true),
+            Decision::Use
+        );
     }
 
     #[test]
@@ -420,7 +426,10 @@ mod tests {
         let p = policy();
         for failures in 1..20 {
             let b = backoff(&p, failures);
-            let floor = p.backoff_base.saturating_mul(1 << (failures - 1).min(16)).min(p.backoff_max);
+            let floor = p
+                .backoff_base
+                .saturating_mul(1 << (failures - 1).min(16))
+                .min(p.backoff_max);
             assert!(b >= floor && b <= floor.mul_f64(1.5), "{failures}: {b:?}");
         }
         assert!(backoff(&p, 30) <= p.backoff_max.mul_f64(1.5));

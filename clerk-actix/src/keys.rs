@@ -2,8 +2,11 @@
 
 use std::{collections::HashMap, fmt, sync::Arc};
 
+use base64::Engine as _;
 use jsonwebtoken::DecodingKey;
 use serde::Deserialize;
+
+use crate::verify::B64_LOOSE;
 
 /// Why a key or key set could not be loaded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -109,9 +112,14 @@ impl VerificationKeys {
                 continue;
             }
             let Some(kid) = jwk.kid else { continue };
-            if let Ok(key) = DecodingKey::from_rsa_components(&jwk.n, &jwk.e) {
-                map.insert(kid, Arc::new(key));
+            // Clerk's decoder is loose (padding optional, trailing bits ignored); so is this.
+            let (Ok(n), Ok(e)) = (B64_LOOSE.decode(&jwk.n), B64_LOOSE.decode(&jwk.e)) else {
+                continue;
+            };
+            if n.is_empty() || e.is_empty() {
+                continue;
             }
+            map.insert(kid, Arc::new(DecodingKey::from_rsa_raw_components(&n, &e)));
         }
         if map.is_empty() {
             return Err(KeyError::NoUsableKey);
@@ -249,7 +257,10 @@ mod tests {
             VerificationKeys::from_pem("").unwrap_err(),
             KeyError::InvalidPem
         );
-        assert!(VerificationKeys::from_pem("-----BEGIN PUBLIC KEY-----\nzzzz\n-----END PUBLIC KEY-----").is_err());
+        assert!(VerificationKeys::from_pem(
+            "-----BEGIN PUBLIC KEY-----\nzzzz\n-----END PUBLIC KEY-----"
+        )
+        .is_err());
     }
 
     #[test]

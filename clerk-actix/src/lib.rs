@@ -58,7 +58,9 @@ pub mod testing;
 
 pub use auth::SESSION_COOKIE;
 pub use cache::DEFAULT_TOKEN_CACHE_CAPACITY;
-pub use claims::{ActiveOrganization, Actor, ClerkClaims, Has, Reverification, SessionStatus, VerificationLevel};
+pub use claims::{
+    ActiveOrganization, Actor, ClerkClaims, Has, Reverification, SessionStatus, VerificationLevel,
+};
 pub use config::{Clerk, ClerkBuilder, ConfigError};
 pub use error::{AuthError, AuthErrorKind, AuthErrorReason};
 pub use events::{AuthSource, ClerkEvent, EventListener, TokenCarrier};

@@ -123,7 +123,10 @@ where
                     state: AuthState::Anonymous,
                     clerk,
                 });
-                return service.call(req).await.map(ServiceResponse::map_into_left_body);
+                return service
+                    .call(req)
+                    .await
+                    .map(ServiceResponse::map_into_left_body);
             }
             let state = match clerk.auth_state(req.request()).await {
                 Ok(AuthState::Anonymous) if required => {
@@ -140,7 +143,10 @@ where
                 Err(err) => return Ok(refuse(req, &clerk, err)),
             };
             req.extensions_mut().insert(RequestAuth { state, clerk });
-            service.call(req).await.map(ServiceResponse::map_into_left_body)
+            service
+                .call(req)
+                .await
+                .map(ServiceResponse::map_into_left_body)
         })
     }
 }

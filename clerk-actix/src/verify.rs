@@ -37,7 +37,7 @@ pub const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(5);
 pub const DEFAULT_MAX_TOKEN_LEN: usize = 16 * 1024;
 
 /// base64url, with or without padding, lenient about trailing bits (Clerk's "loose" decoder).
-const B64_LOOSE: GeneralPurpose = GeneralPurpose::new(
+pub(crate) const B64_LOOSE: GeneralPurpose = GeneralPurpose::new(
     &alphabet::URL_SAFE,
     GeneralPurposeConfig::new()
         .with_decode_padding_mode(DecodePaddingMode::Indifferent)

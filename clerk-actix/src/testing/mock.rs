@@ -101,7 +101,8 @@ impl MockState {
                 None
             }
             Some(Fault::Status(code)) => {
-                let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                let status =
+                    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
                 Some(clerk_error(status, "injected_fault", "Injected fault"))
             }
             Some(Fault::RateLimited { retry_after_secs }) => Some(
@@ -158,7 +159,11 @@ async fn frontend_jwks(state: web::Data<MockState>) -> HttpResponse {
     HttpResponse::Ok().json(state.jwks())
 }
 
-async fn user(req: HttpRequest, id: web::Path<String>, state: web::Data<MockState>) -> HttpResponse {
+async fn user(
+    req: HttpRequest,
+    id: web::Path<String>,
+    state: web::Data<MockState>,
+) -> HttpResponse {
     if let Some(res) = state.enter(Endpoint::User).await {
         return res;
     }

@@ -143,7 +143,9 @@ impl TokenBuilder {
 
     /// Sets `iat = at`, `nbf = at - 10`, `exp = at + 60`, as Clerk mints them.
     pub fn issued_at(self, at: i64) -> Self {
-        self.claim("iat", at).claim("nbf", at - 10).claim("exp", at + 60)
+        self.claim("iat", at)
+            .claim("nbf", at - 10)
+            .claim("exp", at + 60)
     }
 
     /// `exp` (Unix seconds).

@@ -44,9 +44,13 @@ struct TokenQuery {
 
 /// Dev mode only: a fresh token from the in-process mock Clerk.
 async fn dev_token(mock: web::Data<MockClerk>, q: web::Query<TokenQuery>) -> impl Responder {
-    let sub = q.sub.clone().unwrap_or_else(|| "user_quickstart".to_owned());
+    let sub = q
+        .sub
+        .clone()
+        .unwrap_or_else(|| "user_quickstart".to_owned());
     if !sub.starts_with("user_") || sub.len() > 64 {
-        return HttpResponse::BadRequest().json(serde_json::json!({"error": "sub must look like user_..."}));
+        return HttpResponse::BadRequest()
+            .json(serde_json::json!({"error": "sub must look like user_..."}));
     }
     HttpResponse::Ok().body(dev_mint(&mock, &sub))
 }
@@ -70,7 +74,10 @@ async fn main() -> std::io::Result<()> {
 
     let port: u16 = match std::env::var("PORT") {
         Ok(p) => p.parse().map_err(|_| {
-            std::io::Error::new(std::io::ErrorKind::InvalidInput, "PORT must be a port number")
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "PORT must be a port number",
+            )
         })?,
         Err(_) => 8080,
     };
@@ -129,12 +136,18 @@ async fn main() -> std::io::Result<()> {
     if let Some(mock) = &mock {
         let token = dev_mint(mock, "user_quickstart");
         println!();
-        println!("No CLERK_SECRET_KEY / CLERK_JWT_KEY set: using a built-in dev Clerk at {}", mock.url());
+        println!(
+            "No CLERK_SECRET_KEY / CLERK_JWT_KEY set: using a built-in dev Clerk at {}",
+            mock.url()
+        );
         println!("(set CLERK_SECRET_KEY=sk_... to verify real Clerk tokens instead)");
         println!();
         println!("Public route:");
         println!("  curl -i {base}/");
-        println!("Protected route with a dev session token (valid {} min):", DEV_TOKEN_LIFETIME_SECS / 60);
+        println!(
+            "Protected route with a dev session token (valid {} min):",
+            DEV_TOKEN_LIFETIME_SECS / 60
+        );
         println!("  curl -i {base}/me -H 'Authorization: Bearer {token}'");
         println!("Without a token (401 + WWW-Authenticate):");
         println!("  curl -i {base}/me");

@@ -1,0 +1,452 @@
+//! Forged, malformed and hostile tokens: each is refused with a reason code, never a panic.
+
+use std::time::SystemTime;
+
+use base64::{engine::general_purpose, Engine as _};
+use clerk_actix::{
+    testing::{unix_now, Breakage, TokenBuilder, TEST_KEYS},
+    AuthErrorReason, TokenVerifier, VerificationKeys, VerifyOptions,
+};
+
+fn keys() -> VerificationKeys {
+    VerificationKeys::from_pem(TEST_KEYS[0].public_pem).unwrap()
+}
+
+fn jwks() -> VerificationKeys {
+    let k = TEST_KEYS[0];
+    VerificationKeys::from_jwks_json(&format!(
+        r#"{{"keys":[{{"kty":"RSA","kid":"{}","use":"sig","alg":"RS256","n":"{}","e":"{}"}}]}}"#,
+        k.kid, k.n, k.e
+    ))
+    .unwrap()
+}
+
+fn reason(token: &str) -> Option<AuthErrorReason> {
+    TokenVerifier::default()
+        .verify_at(token, &keys(), SystemTime::now())
+        .err()
+        .map(|e| e.reason())
+}
+
+fn b64(bytes: &[u8]) -> String {
+    general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[test]
+fn a_valid_token_verifies_with_pem_and_jwks() {
+    let token = TokenBuilder::new().subject("user_ok").build();
+    let v = TokenVerifier::default();
+    assert_eq!(
+        v.verify_at(&token, &keys(), SystemTime::now())
+            .unwrap()
+            .user_id(),
+        "user_ok"
+    );
+    assert_eq!(
+        v.verify_at(&token, &jwks(), SystemTime::now())
+            .unwrap()
+            .user_id(),
+        "user_ok"
+    );
+}
+
+#[test]
+fn alg_none_and_hs256_confusion_are_invalid_algorithm() {
+    let none = TokenBuilder::new().broken(Breakage::AlgNone).build();
+    assert_eq!(reason(&none), Some(AuthErrorReason::TokenInvalidAlgorithm));
+    let hs = TokenBuilder::new()
+        .broken(Breakage::Hs256WithPublicKey)
+        .build();
+    assert_eq!(reason(&hs), Some(AuthErrorReason::TokenInvalidAlgorithm));
+    for alg in ["RS384", "RS512", "ES256", "PS256", "none", "NONE", "rs256"] {
+        let t = TokenBuilder::new().header("alg", alg).build();
+        assert_eq!(
+            reason(&t),
+            Some(AuthErrorReason::TokenInvalidAlgorithm),
+            "{alg}"
+        );
+    }
+    let t = TokenBuilder::new()
+        .header("alg", serde_json::Value::Null)
+        .build();
+    assert_eq!(reason(&t), Some(AuthErrorReason::TokenInvalidAlgorithm));
+}
+
+#[test]
+fn tampering_breaks_the_signature() {
+    for b in [
+        Breakage::TamperPayload,
+        Breakage::TamperHeader,
+        Breakage::TamperSignature,
+        Breakage::WrongKey,
+    ] {
+        let t = TokenBuilder::new().broken(b.clone()).build();
+        assert_eq!(
+            reason(&t),
+            Some(AuthErrorReason::TokenInvalidSignature),
+            "{b:?}"
+        );
+    }
+}
+
+#[test]
+fn wrong_or_missing_kid_with_a_jwks_is_a_kid_mismatch() {
+    let v = TokenVerifier::default();
+    let t = TokenBuilder::new().kid("ins_nope").build();
+    assert_eq!(
+        v.verify_at(&t, &jwks(), SystemTime::now())
+            .unwrap_err()
+            .reason(),
+        AuthErrorReason::JwkKidMismatch
+    );
+    let t = TokenBuilder::new().without_header("kid").build();
+    assert_eq!(
+        v.verify_at(&t, &jwks(), SystemTime::now())
+            .unwrap_err()
+            .reason(),
+        AuthErrorReason::JwkKidMismatch
+    );
+    // A PEM key ignores the kid, as Clerk's SDKs do.
+    assert!(v.verify_at(&t, &keys(), SystemTime::now()).is_ok());
+}
+
+#[test]
+fn wrong_segment_counts_are_token_invalid() {
+    let t = TokenBuilder::new().build();
+    let parts: Vec<&str> = t.split('.').collect();
+    let cases = [
+        String::new(),
+        "abc".to_owned(),
+        format!("{}.{}", parts[0], parts[1]),
+        format!("{t}.{}", parts[2]),
+        format!("{t}.x.y"),
+        format!("{t}."),
+        "..".to_owned(),
+        "...".to_owned(),
+    ];
+    for c in &cases {
+        assert_eq!(reason(c), Some(AuthErrorReason::TokenInvalid), "{c:.40}");
+    }
+}
+
+#[test]
+fn padding_and_alphabet() {
+    let t = TokenBuilder::new().build();
+    let parts: Vec<&str> = t.split('.').collect();
+    // A padded signature decodes to the same bytes (Clerk's decoder is loose about padding).
+    let sig_pad = "=".repeat((4 - parts[2].len() % 4) % 4);
+    let padded_sig = format!("{}.{}.{}{}", parts[0], parts[1], parts[2], sig_pad);
+    if !sig_pad.is_empty() {
+        assert_eq!(reason(&padded_sig), None);
+    }
+    // Padding the header changes the signed bytes: the signature no longer matches.
+    let padded_header = format!("{}==.{}.{}", parts[0], parts[1], parts[2]);
+    assert_ne!(reason(&padded_header), None);
+    // The standard alphabet (+ /) is not base64url.
+    let std_sig = parts[2].replace('-', "+").replace('_', "/");
+    if std_sig != parts[2] {
+        let t2 = format!("{}.{}.{}", parts[0], parts[1], std_sig);
+        assert_eq!(reason(&t2), Some(AuthErrorReason::TokenInvalid));
+    }
+    let std_header = format!("{}+/.{}.{}", parts[0], parts[1], parts[2]);
+    assert_eq!(reason(&std_header), Some(AuthErrorReason::TokenInvalid));
+}
+
+#[test]
+fn non_object_json_headers_and_payloads_are_token_invalid() {
+    let t = TokenBuilder::new().build();
+    let parts: Vec<&str> = t.split('.').collect();
+    for bad in [
+        "null",
+        "[]",
+        "[1,2]",
+        "\"str\"",
+        "42",
+        "{",
+        "",
+        "{\"alg\":\"RS256\"}x",
+    ] {
+        let as_header = format!("{}.{}.{}", b64(bad.as_bytes()), parts[1], parts[2]);
+        assert_eq!(
+            reason(&as_header),
+            Some(AuthErrorReason::TokenInvalid),
+            "header {bad}"
+        );
+        let as_payload = format!("{}.{}.{}", parts[0], b64(bad.as_bytes()), parts[2]);
+        assert_eq!(
+            reason(&as_payload),
+            Some(AuthErrorReason::TokenInvalid),
+            "payload {bad}"
+        );
+    }
+}
+
+#[test]
+fn non_utf8_and_binary_garbage_is_token_invalid() {
+    let t = TokenBuilder::new().build();
+    let parts: Vec<&str> = t.split('.').collect();
+    let bad = format!(
+        "{}.{}.{}",
+        parts[0],
+        b64(&[0xff, 0xfe, 0x7b, 0x80]),
+        parts[2]
+    );
+    assert_eq!(reason(&bad), Some(AuthErrorReason::TokenInvalid));
+    assert_eq!(
+        reason("\u{feff}.\u{0}.é"),
+        Some(AuthErrorReason::TokenInvalid)
+    );
+}
+
+#[test]
+fn oversized_tokens_are_refused_before_decoding() {
+    let huge = TokenBuilder::new()
+        .claim("blob", "x".repeat(100 * 1024))
+        .build();
+    assert!(huge.len() > 100 * 1024);
+    assert_eq!(reason(&huge), Some(AuthErrorReason::TokenInvalid));
+    let garbage = "a".repeat(100 * 1024);
+    assert_eq!(reason(&garbage), Some(AuthErrorReason::TokenInvalid));
+    // The limit is configurable.
+    let big = TokenVerifier::new(VerifyOptions::default().max_token_len(256 * 1024));
+    assert!(big.verify_at(&huge, &keys(), SystemTime::now()).is_ok());
+}
+
+#[test]
+fn claim_rules_in_clerks_order() {
+    let r = |b: TokenBuilder| reason(&b.build());
+    assert_eq!(
+        r(TokenBuilder::new().without_claim("sub")),
+        Some(AuthErrorReason::TokenVerificationFailed)
+    );
+    assert_eq!(
+        r(TokenBuilder::new().claim("sub", 42)),
+        Some(AuthErrorReason::TokenVerificationFailed)
+    );
+    assert_eq!(
+        r(TokenBuilder::new().without_claim("exp")),
+        Some(AuthErrorReason::TokenVerificationFailed)
+    );
+    assert_eq!(
+        r(TokenBuilder::new().claim("exp", "soon")),
+        Some(AuthErrorReason::TokenVerificationFailed)
+    );
+    assert_eq!(
+        r(TokenBuilder::new().claim("nbf", "x")),
+        Some(AuthErrorReason::TokenVerificationFailed)
+    );
+    assert_eq!(
+        r(TokenBuilder::new().expires_in(-10)),
+        Some(AuthErrorReason::TokenExpired)
+    );
+    assert_eq!(
+        r(TokenBuilder::new().expires_in(-4)),
+        None,
+        "within the 5 s skew"
+    );
+    assert_eq!(
+        r(TokenBuilder::new().not_before(unix_now() + 30)),
+        Some(AuthErrorReason::TokenNotActiveYet)
+    );
+    assert_eq!(
+        r(TokenBuilder::new()
+            .without_claim("nbf")
+            .claim("iat", unix_now() + 30)),
+        Some(AuthErrorReason::TokenIatInTheFuture)
+    );
+    // Expired and not-yet-valid at once: exp is checked first.
+    assert_eq!(
+        r(TokenBuilder::new()
+            .expires_in(-100)
+            .not_before(unix_now() + 100)),
+        Some(AuthErrorReason::TokenExpired)
+    );
+    // No nbf / iat at all is fine.
+    assert_eq!(
+        r(TokenBuilder::new()
+            .without_claim("nbf")
+            .without_claim("iat")),
+        None
+    );
+    // typ: absent or JWT.
+    assert_eq!(r(TokenBuilder::new().without_header("typ")), None);
+    assert_eq!(
+        r(TokenBuilder::new().header("typ", "JOSE")),
+        Some(AuthErrorReason::TokenInvalid)
+    );
+    assert_eq!(
+        r(TokenBuilder::new().header("typ", serde_json::Value::Null)),
+        Some(AuthErrorReason::TokenInvalid)
+    );
+    // Unknown header fields are ignored.
+    assert_eq!(
+        r(TokenBuilder::new().header("oiat", 123).header("x-new", "y")),
+        None
+    );
+}
+
+#[test]
+fn signature_is_checked_before_claims() {
+    // Expired and forged: the signature failure wins (no claim oracle).
+    let t = TokenBuilder::new()
+        .expires_in(-1000)
+        .broken(Breakage::TamperPayload)
+        .build();
+    assert_eq!(reason(&t), Some(AuthErrorReason::TokenInvalidSignature));
+}
+
+#[test]
+fn authorized_parties_audience_and_issuer() {
+    let now = SystemTime::now();
+    let v = TokenVerifier::new(
+        VerifyOptions::default().authorized_parties(["https://app.example.com"]),
+    );
+    let ok = TokenBuilder::new()
+        .authorized_party("https://app.example.com")
+        .build();
+    assert!(v.verify_at(&ok, &keys(), now).is_ok());
+    for bad in [
+        TokenBuilder::new().authorized_party("https://app.example.com/"),
+        TokenBuilder::new().authorized_party("https://evil.example"),
+        TokenBuilder::new().authorized_party(""),
+        TokenBuilder::new().without_claim("azp"),
+    ] {
+        assert_eq!(
+            v.verify_at(&bad.build(), &keys(), now)
+                .unwrap_err()
+                .reason(),
+            AuthErrorReason::TokenInvalidAuthorizedParties
+        );
+    }
+
+    let v = TokenVerifier::new(VerifyOptions::default().audience(["api-1", "api-2"]));
+    assert!(v
+        .verify_at(
+            &TokenBuilder::new().claim("aud", "api-2").build(),
+            &keys(),
+            now
+        )
+        .is_ok());
+    assert!(v
+        .verify_at(
+            &TokenBuilder::new()
+                .claim("aud", serde_json::json!(["x", "api-1"]))
+                .build(),
+            &keys(),
+            now
+        )
+        .is_ok());
+    assert!(
+        v.verify_at(&TokenBuilder::new().build(), &keys(), now)
+            .is_ok(),
+        "no aud passes"
+    );
+    assert_eq!(
+        v.verify_at(
+            &TokenBuilder::new().claim("aud", "other").build(),
+            &keys(),
+            now
+        )
+        .unwrap_err()
+        .reason(),
+        AuthErrorReason::TokenVerificationFailed
+    );
+    assert_eq!(
+        v.verify_at(
+            &TokenBuilder::new()
+                .claim("aud", serde_json::json!(["x"]))
+                .build(),
+            &keys(),
+            now
+        )
+        .unwrap_err()
+        .reason(),
+        AuthErrorReason::TokenVerificationFailed
+    );
+
+    let v =
+        TokenVerifier::new(VerifyOptions::default().issuer("https://clerk.mock.clerk-actix.test"));
+    assert!(v
+        .verify_at(&TokenBuilder::new().build(), &keys(), now)
+        .is_ok());
+    assert_eq!(
+        v.verify_at(
+            &TokenBuilder::new()
+                .issuer("https://clerk.evil.test")
+                .build(),
+            &keys(),
+            now
+        )
+        .unwrap_err()
+        .reason(),
+        AuthErrorReason::TokenVerificationFailed
+    );
+}
+
+#[test]
+fn machine_tokens_are_refused_on_session_routes() {
+    let now = SystemTime::now();
+    let v = TokenVerifier::default();
+    let mismatch = |t: &str| v.verify_session_at(t, &keys(), now).unwrap_err().reason();
+    for opaque in [
+        "ak_LCWGdaM8mv8K4PC",
+        "mt_8XOIucKvqHVr5tYP123",
+        "oat_8XOIucKvqHVr5tYP",
+        "m2m_legacy",
+    ] {
+        assert_eq!(
+            mismatch(opaque),
+            AuthErrorReason::TokenTypeMismatch,
+            "{opaque}"
+        );
+    }
+    let m2m = TokenBuilder::new()
+        .header("cat", "cl_B7d4PD333AAA")
+        .subject("mch_1")
+        .build();
+    assert_eq!(mismatch(&m2m), AuthErrorReason::TokenTypeMismatch);
+    // verifyToken semantics: the M2M category is token-invalid.
+    assert_eq!(
+        v.verify_at(&m2m, &keys(), now).unwrap_err().reason(),
+        AuthErrorReason::TokenInvalid
+    );
+    let mch = TokenBuilder::new().subject("mch_2").build();
+    assert_eq!(mismatch(&mch), AuthErrorReason::TokenTypeMismatch);
+    for typ in ["at+jwt", "application/at+jwt"] {
+        let oauth = TokenBuilder::new().header("typ", typ).build();
+        assert_eq!(
+            mismatch(&oauth),
+            AuthErrorReason::TokenTypeMismatch,
+            "{typ}"
+        );
+    }
+    let template = TokenBuilder::new().header("cat", "cl_B7d4PD222AAA").build();
+    assert_eq!(mismatch(&template), AuthErrorReason::TokenTypeMismatch);
+    assert!(
+        v.verify_at(&template, &keys(), now).is_ok(),
+        "verifyToken accepts templates"
+    );
+    let session = TokenBuilder::new().header("cat", "cl_B7d4PD111AAA").build();
+    assert!(v.verify_session_at(&session, &keys(), now).is_ok());
+    let ignore = TokenBuilder::new().header("cat", "cl_I7d4PD111III").build();
+    assert!(v.verify_session_at(&ignore, &keys(), now).is_ok());
+}
+
+#[test]
+fn fractional_and_huge_times_do_not_panic() {
+    let r = |b: TokenBuilder| reason(&b.build());
+    assert_eq!(
+        r(TokenBuilder::new().claim("exp", (unix_now() + 60) as f64 + 0.9)),
+        None
+    );
+    assert_eq!(r(TokenBuilder::new().claim("exp", 1e300)), None);
+    assert_eq!(
+        r(TokenBuilder::new().claim("exp", -1e300)),
+        Some(AuthErrorReason::TokenExpired)
+    );
+    assert_eq!(r(TokenBuilder::new().claim("exp", i64::MAX)), None);
+    assert_eq!(
+        r(TokenBuilder::new().claim("iat", 1e300)),
+        Some(AuthErrorReason::TokenIatInTheFuture)
+    );
+}
