@@ -34,6 +34,8 @@ pub(crate) fn find_token<'r>(
         let token = match value.split_once(' ') {
             Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => Some(rest.trim()),
             Some(_) => None,
+            // "Bearer" alone carries no token.
+            None if value.eq_ignore_ascii_case("bearer") => None,
             None => Some(value),
         };
         if let Some(token) = token.filter(|t| !t.is_empty()) {
@@ -141,11 +143,10 @@ impl Clerk {
         now: SystemTime,
     ) -> Result<ClerkClaims, AuthError> {
         let inner = &self.inner;
-        if inner.events.has_listeners() {
-            self.emit(ClerkEvent::TokenCacheMiss {
-                token_hash: token_hash(token),
-            });
-        }
+        // A miss leads to RSA (and maybe HTTP); hashing the token for the event is noise.
+        self.emit(ClerkEvent::TokenCacheMiss {
+            token_hash: token_hash(token),
+        });
         let decoded = inner.verifier.decode_session(token)?;
         let keys = match (&inner.static_keys, &inner.jwks) {
             (Some(keys), _) => keys.clone(),

@@ -246,7 +246,7 @@ impl ClerkClaims {
             self.check_billing(&check),
             self.check_reverification(&check),
         ];
-        dims.iter().any(|d| *d == Some(true)) && !dims.iter().any(|d| *d == Some(false))
+        dims.contains(&Some(true)) && !dims.contains(&Some(false))
     }
 
     fn check_org(&self, check: &Has<'_>) -> Option<bool> {

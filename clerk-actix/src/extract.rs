@@ -132,11 +132,12 @@ fn with_auth<T>(
     req: &HttpRequest,
     f: impl FnOnce(&RequestAuth) -> Result<T, AuthError>,
 ) -> Result<T, actix_web::Error> {
-    let ext = req.extensions();
-    match ext.get::<RequestAuth>() {
-        Some(auth) => f(auth).map_err(|e| reject(e, req, Some(&auth.clerk))),
-        None => Err(reject(middleware_missing(), req, None)),
-    }
+    // The extensions borrow ends before the error hook runs: a hook may use the request freely.
+    let outcome = match req.extensions().get::<RequestAuth>() {
+        Some(auth) => f(auth).map_err(|e| (e, Some(auth.clerk.clone()))),
+        None => Err((middleware_missing(), None)),
+    };
+    outcome.map_err(|(e, clerk)| reject(e, req, clerk.as_ref()))
 }
 
 impl FromRequest for ClerkSession {

@@ -141,12 +141,13 @@ fn kid_mismatch() -> AuthError {
     AuthError::new(R::JwkKidMismatch, "no JWK matches the token's kid")
 }
 
-fn unavailable(retry_after: Duration) -> AuthError {
-    AuthError::unavailable(
-        R::RemoteJwkFailedToLoad,
-        "the Clerk JWKS could not be loaded",
-        retry_after,
-    )
+fn unavailable(reason: R, retry_after: Duration) -> AuthError {
+    let detail = if reason == R::RemoteJwkInvalid {
+        "the Clerk JWKS response held no usable key"
+    } else {
+        "the Clerk JWKS could not be loaded"
+    };
+    AuthError::unavailable(reason, detail, retry_after)
 }
 
 impl RemoteJwks {
@@ -185,7 +186,9 @@ impl RemoteJwks {
             (d, st.generation)
         };
         let cause = match decision {
-            Decision::Use => return snapshot.ok_or_else(|| unavailable(Duration::from_secs(1))),
+            Decision::Use => {
+                return snapshot.ok_or_else(|| self.outage_error(Duration::from_secs(1)))
+            }
             Decision::KidMismatch => return Err(kid_mismatch()),
             Decision::Unavailable(left) => return Err(self.outage_error(left)),
             Decision::Fetch(cause) => cause,
@@ -196,7 +199,7 @@ impl RemoteJwks {
         let _guard = if kid_known {
             match self.refresh_lock.try_lock() {
                 Ok(guard) => guard,
-                Err(_) => return snapshot.ok_or_else(|| unavailable(Duration::from_secs(1))),
+                Err(_) => return snapshot.ok_or_else(|| self.outage_error(Duration::from_secs(1))),
             }
         } else {
             self.refresh_lock.lock().await
@@ -229,13 +232,13 @@ impl RemoteJwks {
     }
 
     fn outage_error(&self, retry_after: Duration) -> AuthError {
-        if self.state().last_error == Some(R::InvalidSecretKey) {
-            AuthError::new(
+        match self.state().last_error {
+            Some(R::InvalidSecretKey) => AuthError::new(
                 R::InvalidSecretKey,
                 "Clerk refused the secret key: check CLERK_SECRET_KEY",
-            )
-        } else {
-            unavailable(retry_after)
+            ),
+            Some(R::RemoteJwkInvalid) => unavailable(R::RemoteJwkInvalid, retry_after),
+            _ => unavailable(R::RemoteJwkFailedToLoad, retry_after),
         }
     }
 

@@ -38,7 +38,6 @@
 #![forbid(unsafe_code)]
 #![recursion_limit = "256"]
 #![warn(missing_docs)]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 pub mod api;
 mod auth;

@@ -2,6 +2,8 @@
 //! fixtures: Clerk's JS SDK fixtures plus tokens whose outcomes were observed with
 //! `@clerk/backend` 3.25.0), verified with an injected clock.
 
+#![allow(clippy::unwrap_used)]
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clerk_actix::{Has, Reverification, TokenVerifier, VerificationKeys, VerifyOptions};

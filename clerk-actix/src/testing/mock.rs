@@ -56,6 +56,8 @@ pub enum Fault {
     Status(u16),
     /// Wait this long, then answer normally.
     Delay(Duration),
+    /// Answer 200 with this body (e.g. a JWKS with no usable key, or not JSON at all).
+    Body(String),
     /// Answer 429 with `Retry-After: <secs>`.
     RateLimited {
         /// The `Retry-After` seconds.
@@ -105,6 +107,11 @@ impl MockState {
                     StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
                 Some(clerk_error(status, "injected_fault", "Injected fault"))
             }
+            Some(Fault::Body(body)) => Some(
+                HttpResponse::Ok()
+                    .content_type("application/json")
+                    .body(body),
+            ),
             Some(Fault::RateLimited { retry_after_secs }) => Some(
                 HttpResponse::TooManyRequests()
                     .insert_header((header::RETRY_AFTER, retry_after_secs.to_string()))

@@ -82,8 +82,8 @@ async fn main() -> std::io::Result<()> {
         Err(_) => 8080,
     };
 
-    let real = std::env::var_os("CLERK_SECRET_KEY").is_some_and(|v| !v.is_empty())
-        || std::env::var_os("CLERK_JWT_KEY").is_some_and(|v| !v.is_empty());
+    let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.trim().is_empty());
+    let real = set("CLERK_SECRET_KEY") || set("CLERK_JWT_KEY");
 
     let log_failures = |e: &ClerkEvent| {
         if let ClerkEvent::AuthFailed { reason, token_hash } = e {
