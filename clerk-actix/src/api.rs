@@ -6,6 +6,8 @@ use std::{cell::RefCell, fmt, time::Duration};
 use actix_web::http::StatusCode;
 use serde::Deserialize;
 
+use crate::user::ClerkUserData;
+
 /// The `Clerk-API-Version` sent with every Backend API request.
 pub const CLERK_API_VERSION: &str = "2025-11-10";
 
@@ -87,6 +89,12 @@ pub enum ApiError {
     /// A 2xx whose body was not what was expected.
     #[error("Clerk Backend API sent an unexpected body")]
     InvalidBody,
+    /// 404: no such resource (e.g. the user was deleted in Clerk).
+    #[error("not found in Clerk")]
+    NotFound,
+    /// No secret key is configured, so the Backend API cannot be called.
+    #[error("no Clerk secret key configured (set CLERK_SECRET_KEY)")]
+    NoSecretKey,
 }
 
 impl ApiError {
@@ -186,11 +194,79 @@ pub(crate) async fn get(
         .limit(max_body)
         .await
         .map_err(|_| ApiError::Unreachable("body read failed"))?;
+    if status == StatusCode::NOT_FOUND {
+        return Err(ApiError::NotFound);
+    }
     if !status.is_success() {
         let body = serde_json::from_slice(&body).unwrap_or_default();
         return Err(ApiError::Status { status, body });
     }
     Ok(body)
+}
+
+/// `get` with bounded retries of transient failures (network, timeout, 5xx), with jittered
+/// exponential delays (≈200 ms, 400 ms, ...). 429 and other 4xx are not retried.
+pub(crate) async fn get_with_retries(
+    url: &str,
+    secret_key: &SecretKey,
+    timeout: Duration,
+    max_body: usize,
+    attempts: u32,
+) -> Result<actix_web::web::Bytes, ApiError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match get(url, secret_key, timeout, max_body).await {
+            Err(e) if e.is_transient() && attempt < attempts.max(1) => {
+                let delay =
+                    Duration::from_millis(100 << attempt.min(6)).mul_f64(1.0 + fastrand::f64());
+                actix_web::rt::time::sleep(delay).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The Backend API of one instance: base URL, secret key, timeout and retry budget.
+#[derive(Debug, Clone)]
+pub(crate) struct BackendApi {
+    pub(crate) api_url: String,
+    pub(crate) secret_key: SecretKey,
+    pub(crate) timeout: Duration,
+    pub(crate) attempts: u32,
+}
+
+/// Clerk ids are short ASCII tokens; anything else never reaches a URL path.
+fn is_valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+impl BackendApi {
+    /// `GET /users/{id}`.
+    pub(crate) async fn get_user(&self, user_id: &str) -> Result<ClerkUserData, ApiError> {
+        if !is_valid_id(user_id) {
+            return Err(ApiError::NotFound);
+        }
+        let url = format!("{}/users/{user_id}", self.api_url);
+        let body = get_with_retries(
+            &url,
+            &self.secret_key,
+            self.timeout,
+            1024 * 1024,
+            self.attempts,
+        )
+        .await?;
+        let user: ClerkUserData =
+            serde_json::from_slice(&body).map_err(|_| ApiError::InvalidBody)?;
+        if user.id != user_id {
+            return Err(ApiError::InvalidBody);
+        }
+        Ok(user)
+    }
 }
 
 #[cfg(test)]
@@ -204,6 +280,22 @@ mod tests {
         assert_eq!(shown, "sk_test_[redacted]");
         assert!(!shown.contains("supersecret"));
         assert_eq!(SecretKey::new("weird".into()).redacted(), "[redacted]");
+    }
+
+    #[test]
+    fn only_plain_ids_reach_a_url() {
+        assert!(is_valid_id("user_2g7np7Hrk0SN6kj5EDMLDaKNL0S"));
+        for bad in [
+            "",
+            "../jwks",
+            "user_1/x",
+            "user_1?x=1",
+            "user%2F",
+            "usér",
+            &"a".repeat(129),
+        ] {
+            assert!(!is_valid_id(bad), "{bad}");
+        }
     }
 
     #[test]

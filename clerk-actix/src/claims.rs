@@ -91,7 +91,7 @@ pub struct ClerkClaims {
 impl ClerkClaims {
     /// Builds claims from a payload whose `sub` and `exp` were already checked.
     pub(crate) fn from_payload(raw: Map<String, Value>, user_id: String, expires_at: i64) -> Self {
-        let version = if raw.get("v").and_then(Value::as_u64) == Some(2) {
+        let version = if raw.get("v").and_then(Value::as_f64) == Some(2.0) {
             2
         } else {
             1
@@ -328,7 +328,7 @@ fn prefix_with_org(value: &str) -> Cow<'_, str> {
 fn scoped_entries(claim: Option<&str>) -> impl Iterator<Item = (&str, &str)> {
     claim
         .into_iter()
-        .flat_map(|s| s.split(','))
+        .flat_map(|s| s.split(',').map(str::trim))
         .filter_map(|entry| entry.split_once(':'))
 }
 
@@ -346,7 +346,7 @@ fn billing_match(claim: Option<&str>, wanted: &str) -> bool {
         None => (true, true, wanted),
     };
     let mut found = false;
-    for entry in claim.split(',') {
+    for entry in claim.split(',').map(str::trim) {
         // Clerk's splitByScope throws on an entry without a scope, and has() turns it into false.
         let Some((scope, entry_id)) = entry.split_once(':') else {
             return false;
@@ -414,9 +414,9 @@ pub fn decode_org_permissions(
     if fea.is_empty() || per.is_empty() || fpm.is_empty() {
         return Vec::new();
     }
-    let permissions: Vec<&str> = per.split(',').collect();
+    let permissions: Vec<&str> = per.split(',').map(str::trim).collect();
     let mut out = Vec::new();
-    for (feature_entry, mask) in fea.split(',').zip(fpm.split(',')) {
+    for (feature_entry, mask) in fea.split(',').map(str::trim).zip(fpm.split(',')) {
         let Some((scope, feature)) = feature_entry.split_once(':') else {
             continue;
         };

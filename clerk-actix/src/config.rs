@@ -1,17 +1,25 @@
 //! Configuration: [`Clerk::builder`] (setters never fail; `build()` returns the first error)
 //! and [`Clerk::from_env`].
 
-use std::{env, fmt, sync::Arc, time::Duration};
+use std::{
+    any::{Any, TypeId},
+    collections::HashMap,
+    env, fmt,
+    sync::Arc,
+    time::Duration,
+};
 
 use actix_web::{HttpRequest, HttpResponse};
 
 use crate::{
-    api::SecretKey,
+    api::{ApiError, BackendApi, SecretKey},
     cache::{TokenCache, DEFAULT_TOKEN_CACHE_CAPACITY},
     error::AuthError,
     events::{ClerkEvent, EventListener, Events},
     jwks::{JwksPolicy, RemoteJwks},
     keys::{KeyError, VerificationKeys},
+    sync::{SyncError, SyncedUser, UserStore, UserSync, DEFAULT_USER_CACHE_CAPACITY},
+    user::ClerkUserData,
     verify::{TokenVerifier, VerifyOptions, DEFAULT_CLOCK_SKEW},
 };
 
@@ -48,6 +56,16 @@ pub enum ConfigError {
 
 type ErrorHook = Arc<dyn Fn(&AuthError, &HttpRequest) -> HttpResponse + Send + Sync>;
 
+/// What a registered user store needs to become a [`UserSync`].
+struct SyncSetup {
+    api: Option<BackendApi>,
+    ttl: Duration,
+    capacity: u64,
+    events: Events,
+}
+
+type SyncFactory = Box<dyn FnOnce(&SyncSetup) -> (TypeId, Arc<dyn Any + Send + Sync>)>;
+
 /// The configured Clerk integration. Build it once, outside `HttpServer::new`, and clone it into
 /// each worker (an `Arc` inside; `Send + Sync`).
 ///
@@ -77,6 +95,8 @@ pub(crate) struct ClerkInner {
     pub(crate) accept_cookie: bool,
     pub(crate) treat_pending_as_signed_out: bool,
     pub(crate) user_cache_ttl: Duration,
+    pub(crate) api: Option<BackendApi>,
+    pub(crate) user_syncs: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
 }
 
 impl fmt::Debug for Clerk {
@@ -142,6 +162,51 @@ impl Clerk {
     pub(crate) fn emit(&self, event: ClerkEvent) {
         self.inner.events.emit(event);
     }
+
+    pub(crate) fn events(&self) -> &Events {
+        &self.inner.events
+    }
+
+    /// The sync service for user type `U`, if a store for it was registered.
+    pub(crate) fn user_sync<U: SyncedUser>(&self) -> Option<&UserSync<U>> {
+        self.inner
+            .user_syncs
+            .get(&TypeId::of::<U>())
+            .and_then(|s| s.downcast_ref::<UserSync<U>>())
+    }
+
+    /// Fetches a user from the Backend API (`GET /users/{id}`), with bounded retries of
+    /// transient failures. `ApiError::NotFound` when Clerk has no such user.
+    pub async fn get_user_details(&self, user_id: &str) -> Result<ClerkUserData, ApiError> {
+        match &self.inner.api {
+            Some(api) => api.get_user(user_id).await,
+            None => Err(ApiError::NoSecretKey),
+        }
+    }
+
+    /// Upserts Clerk's user data through the store registered for `U` and refreshes the user
+    /// cache (the Django SDK's `sync_django_user`).
+    pub async fn sync_user<U: SyncedUser>(&self, data: &ClerkUserData) -> Result<U, SyncError> {
+        self.user_sync::<U>()
+            .ok_or(SyncError::NoStore)?
+            .sync(data)
+            .await
+    }
+
+    /// Drops a user from the user cache, so the next request loads it again (e.g. after you
+    /// changed the user through the Backend API).
+    pub async fn invalidate_user<U: SyncedUser>(&self, user_id: &str) {
+        if let Some(sync) = self.user_sync::<U>() {
+            sync.invalidate(user_id).await;
+        }
+    }
+
+    /// The local user for a Clerk user id: user cache, else Backend API + upsert (coalesced),
+    /// else the stored row when Clerk is unreachable.
+    pub async fn user<U: SyncedUser>(&self, user_id: &str) -> Result<U, SyncError> {
+        let sync = self.user_sync::<U>().ok_or(SyncError::NoStore)?;
+        sync.user(user_id).await.map(|(u, _)| u)
+    }
 }
 
 /// Builder for [`Clerk`]. Setters never fail; [`build`](Self::build) reports the first mistake.
@@ -159,6 +224,9 @@ pub struct ClerkBuilder {
     accept_cookie: bool,
     treat_pending_as_signed_out: bool,
     user_cache_ttl: Duration,
+    user_cache_capacity: u64,
+    api_timeout: Duration,
+    user_stores: Vec<SyncFactory>,
     deferred: Option<ConfigError>,
 }
 
@@ -177,6 +245,9 @@ impl Default for ClerkBuilder {
             accept_cookie: true,
             treat_pending_as_signed_out: true,
             user_cache_ttl: DEFAULT_USER_CACHE_TTL,
+            user_cache_capacity: DEFAULT_USER_CACHE_CAPACITY,
+            api_timeout: Duration::from_secs(5),
+            user_stores: Vec::new(),
             deferred: None,
         }
     }
@@ -363,6 +434,41 @@ impl ClerkBuilder {
         self
     }
 
+    /// How many synced users to keep in the user cache (default 10 000).
+    pub fn user_cache_capacity(mut self, capacity: u64) -> Self {
+        self.user_cache_capacity = capacity;
+        self
+    }
+
+    /// Timeout of one Backend API call for users (default 5 s; transient failures are retried
+    /// twice with jittered back-off).
+    pub fn api_timeout(mut self, timeout: Duration) -> Self {
+        self.api_timeout = timeout;
+        self
+    }
+
+    /// Keeps users of type `S::User` in sync through `store` (e.g.
+    /// [`DieselUserStore`](crate::store::DieselUserStore)), for the
+    /// [`ClerkUser<U>`](crate::ClerkUser) extractor and [`Clerk::sync_user`]. One store per user
+    /// type; a later registration for the same type replaces the earlier one.
+    pub fn user_store<S: UserStore>(mut self, store: S) -> Self {
+        let store: Arc<dyn UserStore<User = S::User>> = Arc::new(store);
+        self.user_stores.push(Box::new(move |setup: &SyncSetup| {
+            let sync = UserSync::new(
+                store,
+                setup.api.clone(),
+                setup.ttl,
+                setup.capacity,
+                setup.events.clone(),
+            );
+            (
+                TypeId::of::<S::User>(),
+                Arc::new(sync) as Arc<dyn Any + Send + Sync>,
+            )
+        }));
+        self
+    }
+
     /// Whether the `__session` cookie is read when there is no `Authorization` header
     /// (default true).
     pub fn accept_session_cookie(mut self, accept: bool) -> Self {
@@ -435,6 +541,24 @@ impl ClerkBuilder {
             _ => None,
         };
         let verify = self.verify.clock_skew(self.clock_skew);
+        let events = Events::new(self.listeners);
+        let api = secret_key.as_ref().map(|sk| BackendApi {
+            api_url: self.api_url.clone(),
+            secret_key: sk.clone(),
+            timeout: self.api_timeout,
+            attempts: 3,
+        });
+        let setup = SyncSetup {
+            api: api.clone(),
+            ttl: self.user_cache_ttl,
+            capacity: self.user_cache_capacity,
+            events: events.clone(),
+        };
+        let user_syncs = self
+            .user_stores
+            .into_iter()
+            .map(|factory| factory(&setup))
+            .collect();
         Ok(Clerk {
             inner: Arc::new(ClerkInner {
                 secret_key,
@@ -443,11 +567,13 @@ impl ClerkBuilder {
                 jwks,
                 token_cache: TokenCache::new(self.token_cache_capacity, self.clock_skew),
                 verifier: TokenVerifier::new(verify),
-                events: Events::new(self.listeners),
+                events,
                 error_hook: self.error_hook,
                 accept_cookie: self.accept_cookie,
                 treat_pending_as_signed_out: self.treat_pending_as_signed_out,
                 user_cache_ttl: self.user_cache_ttl,
+                api,
+                user_syncs,
             }),
         })
     }

@@ -59,6 +59,19 @@ pub enum AuthErrorReason {
     /// `middleware-missing` (not a Clerk code): an extractor ran on a route without
     /// [`ClerkMiddleware`](crate::ClerkMiddleware).
     MiddlewareMissing,
+    /// `user-not-found` (not a Clerk code): the token is valid but Clerk has no such user
+    /// (deleted).
+    UserNotFound,
+    /// `user-inactive` (not a Clerk code): the local user is banned, locked or deactivated.
+    UserInactive,
+    /// `user-sync-failed` (not a Clerk code): the Backend API could not be reached (or rate
+    /// limited) and the user is stored nowhere locally.
+    UserSyncFailed,
+    /// `user-store-unavailable` (not a Clerk code): the user database failed.
+    UserStoreUnavailable,
+    /// `user-store-missing` (not a Clerk code): `ClerkUser<U>` was used but no store for `U` was
+    /// registered with [`ClerkBuilder::user_store`](crate::ClerkBuilder::user_store).
+    UserStoreMissing,
 }
 
 impl AuthErrorReason {
@@ -83,6 +96,11 @@ impl AuthErrorReason {
             Self::SessionPending => "session-pending",
             Self::InsufficientScope => "insufficient-scope",
             Self::MiddlewareMissing => "middleware-missing",
+            Self::UserNotFound => "user-not-found",
+            Self::UserInactive => "user-inactive",
+            Self::UserSyncFailed => "user-sync-failed",
+            Self::UserStoreUnavailable => "user-store-unavailable",
+            Self::UserStoreMissing => "user-store-missing",
         }
     }
 
@@ -91,10 +109,14 @@ impl AuthErrorReason {
         match self {
             Self::SessionTokenMissing | Self::SessionPending => AuthErrorKind::Unauthenticated,
             Self::InsufficientScope => AuthErrorKind::Forbidden,
-            Self::RemoteJwkFailedToLoad | Self::RemoteJwkInvalid => AuthErrorKind::Unavailable,
-            Self::InvalidSecretKey | Self::JwkFailedToResolve | Self::MiddlewareMissing => {
-                AuthErrorKind::Misconfigured
-            }
+            Self::RemoteJwkFailedToLoad
+            | Self::RemoteJwkInvalid
+            | Self::UserSyncFailed
+            | Self::UserStoreUnavailable => AuthErrorKind::Unavailable,
+            Self::InvalidSecretKey
+            | Self::JwkFailedToResolve
+            | Self::MiddlewareMissing
+            | Self::UserStoreMissing => AuthErrorKind::Misconfigured,
             _ => AuthErrorKind::InvalidToken,
         }
     }

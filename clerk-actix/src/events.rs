@@ -7,7 +7,11 @@ use std::{fmt, sync::Arc, time::Duration};
 
 use sha2::{Digest, Sha256};
 
-use crate::{claims::ClerkClaims, error::AuthErrorReason};
+use crate::{
+    claims::ClerkClaims,
+    error::AuthErrorReason,
+    sync::{AnyUser, UserSource},
+};
 
 /// The `tracing` target of every event this crate emits.
 pub const TRACING_TARGET: &str = "clerk_actix";
@@ -85,6 +89,34 @@ pub enum ClerkEvent {
         cause: JwksRefreshCause,
         /// The key ids now known.
         kids: Vec<String>,
+    },
+    /// `ClerkUser<U>` resolved the local user (the seed's `clerk_auth_success` with its `user`
+    /// and `source`).
+    UserAuthenticated {
+        /// The Clerk user id.
+        user_id: String,
+        /// Cache, Backend API, or (Clerk unreachable) the database.
+        source: UserSource,
+        /// The local user; `user.get::<U>()` downcasts it.
+        user: AnyUser,
+    },
+    /// `ClerkUser<U>` could not serve the user of a valid session (deleted, inactive, or Clerk /
+    /// the database unavailable).
+    UserRefused {
+        /// The Clerk user id.
+        user_id: String,
+        /// Why.
+        reason: AuthErrorReason,
+    },
+    /// A user was not in the user cache.
+    UserCacheMiss {
+        /// The Clerk user id.
+        user_id: String,
+    },
+    /// A user was fetched from Clerk (or given to `sync_user`) and upserted.
+    UserSynced {
+        /// The Clerk user id.
+        user_id: String,
     },
     /// Fetching the JWKS failed; known keys (if any) stay in use.
     JwksRefreshFailed {
@@ -171,6 +203,30 @@ fn trace_event(event: &ClerkEvent) {
             target: TRACING_TARGET,
             token_hash = token_hash.as_str(),
             "clerk token cache miss"
+        ),
+        ClerkEvent::UserAuthenticated {
+            user_id, source, ..
+        } => tracing::debug!(
+            target: TRACING_TARGET,
+            user_id = user_id.as_str(),
+            source = source.as_str(),
+            "clerk user authenticated"
+        ),
+        ClerkEvent::UserRefused { user_id, reason } => tracing::info!(
+            target: TRACING_TARGET,
+            user_id = user_id.as_str(),
+            reason = reason.as_str(),
+            "clerk user refused"
+        ),
+        ClerkEvent::UserCacheMiss { user_id } => tracing::trace!(
+            target: TRACING_TARGET,
+            user_id = user_id.as_str(),
+            "clerk user cache miss"
+        ),
+        ClerkEvent::UserSynced { user_id } => tracing::debug!(
+            target: TRACING_TARGET,
+            user_id = user_id.as_str(),
+            "clerk user synced"
         ),
         ClerkEvent::JwksRefreshed { cause, kids } => tracing::info!(
             target: TRACING_TARGET,

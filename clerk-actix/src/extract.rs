@@ -8,13 +8,15 @@ use std::{
 };
 
 use actix_web::{dev::Payload, web, FromRequest, HttpMessage, HttpRequest};
+use futures_util::future::LocalBoxFuture;
 use serde::Serialize;
 
 use crate::{
     claims::ClerkClaims,
     config::Clerk,
     error::{AuthError, AuthErrorReason as R},
-    events::{AuthSource, TokenCarrier},
+    events::{AuthSource, ClerkEvent, TokenCarrier},
+    sync::{SyncError, SyncedUser, UserSource, UserSync},
 };
 
 /// An authenticated Clerk session: the verified claims plus where the token came from.
@@ -188,5 +190,112 @@ impl FromRequest for OptionalClerkSession {
         ready(with_auth(req, |auth| {
             Ok(OptionalClerkSession(auth.state.session().cloned()))
         }))
+    }
+}
+
+/// The synced local user of an authenticated request: `U` is the included
+/// [`ClerkUserRecord`](crate::store::ClerkUserRecord) or your own model, kept in the store
+/// registered with [`ClerkBuilder::user_store`](crate::ClerkBuilder::user_store). Derefs to `U`.
+///
+/// - anonymous → 401; user deleted in Clerk or inactive (banned, locked, deactivated) → 401
+///   with `user-not-found` / `user-inactive`;
+/// - Clerk or the database down and the user cached nowhere → 503 with `Retry-After`;
+/// - a cached user costs no Backend API call and no SQL.
+///
+/// ```no_run
+/// # #[cfg(feature = "sqlite")]
+/// # mod demo {
+/// use actix_web::{get, web, Responder};
+/// use clerk_actix::{store::ClerkUserRecord, ClerkUser};
+///
+/// #[get("/me")]
+/// async fn me(user: ClerkUser<ClerkUserRecord>) -> impl Responder {
+///     web::Json(user.into_inner())
+/// }
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct ClerkUser<U> {
+    user: U,
+    session: ClerkSession,
+    source: UserSource,
+}
+
+impl<U> ClerkUser<U> {
+    /// The session the request was authenticated with.
+    pub fn session(&self) -> &ClerkSession {
+        &self.session
+    }
+
+    /// Where the user came from (cache, Backend API, database).
+    pub fn source(&self) -> UserSource {
+        self.source
+    }
+
+    /// The user.
+    pub fn into_inner(self) -> U {
+        self.user
+    }
+}
+
+impl<U> Deref for ClerkUser<U> {
+    type Target = U;
+    fn deref(&self) -> &U {
+        &self.user
+    }
+}
+
+impl<U: SyncedUser> FromRequest for ClerkUser<U> {
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let (session, clerk) = with_auth(&req, |auth| match &auth.state {
+                AuthState::Authenticated(s) => Ok((s.clone(), auth.clerk.clone())),
+                AuthState::Anonymous => Err(AuthError::missing()),
+                AuthState::Pending(_) => Err(AuthError::new(
+                    R::SessionPending,
+                    "the session has pending tasks",
+                )),
+            })?;
+            let outcome = match clerk.user_sync::<U>() {
+                None => Err(SyncError::NoStore.to_auth_error()),
+                Some(sync) => match sync.user(session.user_id()).await {
+                    Ok((user, _)) if !user.is_active() => Err(AuthError::new(
+                        R::UserInactive,
+                        "the user is banned, locked or deactivated",
+                    )),
+                    Ok((user, source)) => Ok((user, source)),
+                    Err(e) => Err(e.to_auth_error()),
+                },
+            };
+            match outcome {
+                Ok((user, source)) => {
+                    if clerk.events().has_listeners() {
+                        clerk.emit(ClerkEvent::UserAuthenticated {
+                            user_id: session.user_id().to_owned(),
+                            source,
+                            user: UserSync::<U>::any_user(&user),
+                        });
+                    }
+                    Ok(ClerkUser {
+                        user,
+                        session,
+                        source,
+                    })
+                }
+                Err(err) => {
+                    if clerk.events().has_listeners() {
+                        clerk.emit(ClerkEvent::UserRefused {
+                            user_id: session.user_id().to_owned(),
+                            reason: err.reason(),
+                        });
+                    }
+                    Err(reject(err, &req, Some(&clerk)))
+                }
+            }
+        })
     }
 }

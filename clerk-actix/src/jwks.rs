@@ -123,7 +123,8 @@ pub(crate) fn backoff(policy: &JwksPolicy, failures: u32) -> Duration {
     let exp = failures.saturating_sub(1).min(16);
     let raw = policy.backoff_base.saturating_mul(1 << exp);
     let capped = raw.min(policy.backoff_max);
-    capped.mul_f64(1.0 + fastrand::f64() * 0.5)
+    let jitter = capped.as_secs_f64() * fastrand::f64() * 0.5;
+    capped.saturating_add(Duration::try_from_secs_f64(jitter).unwrap_or_default())
 }
 
 /// The JWKS of one Clerk instance.
@@ -172,19 +173,21 @@ impl RemoteJwks {
         kid: Option<&str>,
         events: &Events,
     ) -> Result<Arc<VerificationKeys>, AuthError> {
+        // State first, keys second: a fetch that lands in between is then seen as "keys present",
+        // never as "state says fetched, keys say nothing" (which would fetch twice).
+        let (state, generation) = {
+            let st = self.state();
+            (st.clone(), st.generation)
+        };
         let snapshot = self.keys.load_full();
         let kid_known = snapshot.as_ref().is_some_and(|k| k.contains(kid));
-        let (decision, generation) = {
-            let st = self.state();
-            let d = decide(
-                &st,
-                &self.policy,
-                Instant::now(),
-                snapshot.is_some(),
-                kid_known,
-            );
-            (d, st.generation)
-        };
+        let decision = decide(
+            &state,
+            &self.policy,
+            Instant::now(),
+            snapshot.is_some(),
+            kid_known,
+        );
         let cause = match decision {
             Decision::Use => {
                 return snapshot.ok_or_else(|| self.outage_error(Duration::from_secs(1)))
@@ -196,7 +199,7 @@ impl RemoteJwks {
 
         // A routine TTL refresh for a kid we know: one request refreshes, the rest keep using
         // the current keys instead of queueing behind it.
-        let _guard = if kid_known {
+        let _lock = if kid_known {
             match self.refresh_lock.try_lock() {
                 Ok(guard) => guard,
                 Err(_) => return snapshot.ok_or_else(|| self.outage_error(Duration::from_secs(1))),
@@ -205,24 +208,26 @@ impl RemoteJwks {
             self.refresh_lock.lock().await
         };
 
-        // Someone else fetched while we waited: use their result, never fetch twice.
+        // Someone else fetched while we waited (or the keys arrived meanwhile): use their
+        // result, never fetch twice.
         let fetched_meanwhile = self.state().generation != generation;
-        if !fetched_meanwhile {
+        let arrived = !kid_known && self.keys.load().as_ref().is_some_and(|k| k.contains(kid));
+        if !fetched_meanwhile && !arrived {
             self.fetch(cause, events).await;
         }
-        let current = self.keys.load_full();
-        match current {
+        match self.keys.load_full() {
             Some(keys) if keys.contains(kid) => Ok(keys),
-            _ => {
+            current => {
                 let st = self.state();
-                let in_backoff = st.retry_at.is_some_and(|t| t > Instant::now());
-                let last_failed = st.failures > 0;
+                let failed = st.last_error.is_some();
                 let left = st
                     .retry_at
                     .and_then(|t| t.checked_duration_since(Instant::now()))
+                    .filter(|d| !d.is_zero())
                     .unwrap_or(Duration::from_secs(1));
                 drop(st);
-                if last_failed && in_backoff {
+                // No keys at all, or the last fetch failed: an outage, not a bad token.
+                if current.is_none() || failed {
                     Err(self.outage_error(left))
                 } else {
                     Err(kid_mismatch())
@@ -243,8 +248,18 @@ impl RemoteJwks {
     }
 
     /// One fetch (with bounded retries for transient failures); updates keys and state.
+    ///
+    /// If the request driving it is dropped mid-fetch (client gone), the guard records a failed
+    /// attempt with back-off, so a slow outage cannot turn into back-to-back fetches by the
+    /// requests queued behind it.
     async fn fetch(&self, cause: JwksRefreshCause, events: &Events) {
+        let mut guard = FetchGuard {
+            jwks: self,
+            cause,
+            done: false,
+        };
         let result = self.fetch_keys().await;
+        guard.done = true;
         let now = Instant::now();
         match result {
             Ok(fresh) => {
@@ -276,18 +291,7 @@ impl RemoteJwks {
                     ApiError::InvalidBody => (R::RemoteJwkInvalid, None),
                     _ => (R::RemoteJwkFailedToLoad, None),
                 };
-                let (failures, retry_after) = {
-                    let mut st = self.state();
-                    st.failures = st.failures.saturating_add(1);
-                    let wait = wait.unwrap_or_else(|| backoff(&self.policy, st.failures));
-                    st.retry_at = Some(now + wait);
-                    st.last_error = Some(reason);
-                    st.generation += 1;
-                    if cause == JwksRefreshCause::UnknownKid {
-                        st.last_unknown_kid_fetch = Some(now);
-                    }
-                    (st.failures, wait)
-                };
+                let (failures, retry_after) = self.record_failure(cause, reason, wait, now);
                 events.emit(ClerkEvent::JwksRefreshFailed {
                     cause,
                     reason,
@@ -298,23 +302,61 @@ impl RemoteJwks {
         }
     }
 
+    /// Counts a failed fetch and schedules the next attempt: the server's `Retry-After` or the
+    /// exponential back-off, clamped to [1 s, `backoff_max`] so neither `Retry-After: 0` nor a
+    /// huge value can break the schedule.
+    fn record_failure(
+        &self,
+        cause: JwksRefreshCause,
+        reason: R,
+        wait: Option<Duration>,
+        now: Instant,
+    ) -> (u32, Duration) {
+        let mut st = self.state();
+        st.failures = st.failures.saturating_add(1);
+        let floor = self
+            .policy
+            .backoff_base
+            .min(Duration::from_secs(1))
+            .max(Duration::from_millis(100));
+        let ceiling = self.policy.backoff_max.max(floor);
+        let wait = wait
+            .unwrap_or_else(|| backoff(&self.policy, st.failures))
+            .clamp(floor, ceiling);
+        st.retry_at = Some(now.checked_add(wait).unwrap_or(now));
+        st.last_error = Some(reason);
+        st.generation += 1;
+        if cause == JwksRefreshCause::UnknownKid {
+            st.last_unknown_kid_fetch = Some(now);
+        }
+        (st.failures, wait)
+    }
+
     async fn fetch_keys(&self) -> Result<VerificationKeys, ApiError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let result = api::get(&self.url, &self.secret_key, self.policy.timeout, 256 * 1024)
-                .await
-                .and_then(|body| {
-                    VerificationKeys::from_jwks_bytes(&body).map_err(|_| ApiError::InvalidBody)
-                });
-            match result {
-                Err(e) if e.is_transient() && attempt < self.policy.attempts => {
-                    let delay =
-                        Duration::from_millis(100 << attempt.min(6)).mul_f64(1.0 + fastrand::f64());
-                    actix_web::rt::time::sleep(delay).await;
-                }
-                other => return other,
-            }
+        let body = api::get_with_retries(
+            &self.url,
+            &self.secret_key,
+            self.policy.timeout,
+            256 * 1024,
+            self.policy.attempts,
+        )
+        .await?;
+        VerificationKeys::from_jwks_bytes(&body).map_err(|_| ApiError::InvalidBody)
+    }
+}
+
+/// Records a cancelled fetch as a failed one (see [`RemoteJwks::fetch`]).
+struct FetchGuard<'a> {
+    jwks: &'a RemoteJwks,
+    cause: JwksRefreshCause,
+    done: bool,
+}
+
+impl Drop for FetchGuard<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.jwks
+                .record_failure(self.cause, R::RemoteJwkFailedToLoad, None, Instant::now());
         }
     }
 }

@@ -50,6 +50,10 @@ pub mod extract;
 pub mod jwks;
 pub mod keys;
 pub mod middleware;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub mod store;
+pub mod sync;
+pub mod user;
 pub mod verify;
 
 #[cfg(feature = "testing")]
@@ -63,7 +67,9 @@ pub use claims::{
 pub use config::{Clerk, ClerkBuilder, ConfigError};
 pub use error::{AuthError, AuthErrorKind, AuthErrorReason};
 pub use events::{AuthSource, ClerkEvent, EventListener, TokenCarrier};
-pub use extract::{AuthState, ClerkSession, OptionalClerkSession};
+pub use extract::{AuthState, ClerkSession, ClerkUser, OptionalClerkSession};
 pub use keys::{KeyError, VerificationKeys};
 pub use middleware::ClerkMiddleware;
+pub use sync::{SyncError, SyncedUser, UserSource, UserStore};
+pub use user::ClerkUserData;
 pub use verify::{TokenVerifier, VerifyOptions};

@@ -32,11 +32,22 @@ pub const CATEGORY_IGNORE: &str = "cl_I7d4PD111III";
 
 /// The default clock skew, as in Clerk's SDKs.
 pub const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(5);
-/// The default largest token accepted, in bytes. Clerk session tokens are well under 4 KiB (a
+/// The default largest token accepted, in bytes. Clerk session tokens are a few KiB at most (a
 /// cookie must hold them); anything larger is refused before any decoding.
-pub const DEFAULT_MAX_TOKEN_LEN: usize = 16 * 1024;
+pub const DEFAULT_MAX_TOKEN_LEN: usize = 64 * 1024;
 
-/// base64url, with or without padding, lenient about trailing bits (Clerk's "loose" decoder).
+/// base64url as Clerk's JS decoder reads token segments in "loose" mode: trailing `=` padding
+/// (any amount) is ignored, non-zero trailing bits are an error.
+const B64_SEGMENT: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::URL_SAFE,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::RequireNone),
+);
+
+fn decode_segment(segment: &str) -> Result<Vec<u8>, base64::DecodeError> {
+    B64_SEGMENT.decode(segment.trim_end_matches('='))
+}
+
+/// base64url, padding optional, lenient about trailing bits: for JWK `n` / `e`.
 pub(crate) const B64_LOOSE: GeneralPurpose = GeneralPurpose::new(
     &alphabet::URL_SAFE,
     GeneralPurposeConfig::new()
@@ -156,9 +167,15 @@ impl VerifyOptions {
 /// let err = verifier.verify_at("not.a.jwt", &keys, UNIX_EPOCH + Duration::from_secs(1666648250));
 /// assert_eq!(err.unwrap_err().reason().as_str(), "token-invalid");
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct TokenVerifier {
     options: VerifyOptions,
+}
+
+impl Default for TokenVerifier {
+    fn default() -> Self {
+        Self::new(VerifyOptions::default())
+    }
 }
 
 /// A token split and decoded, not yet verified.
@@ -215,6 +232,16 @@ impl DecodedToken<'_> {
     }
 }
 
+/// jsonwebtoken picks its crypto backend from its crate features; when an application's other
+/// dependencies enable a second backend it would panic on every verification. Install aws-lc-rs
+/// (unless the application already chose one) so verification never depends on that.
+pub(crate) fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+    });
+}
+
 /// Opaque machine-token prefixes (API keys, M2M, OAuth; `m2m_` is legacy).
 const MACHINE_PREFIXES: [&str; 4] = ["ak_", "mt_", "oat_", "m2m_"];
 
@@ -223,10 +250,10 @@ fn invalid(detail: &'static str) -> AuthError {
 }
 
 fn decode_json_object(segment: &str) -> Result<Map<String, Value>, AuthError> {
-    let bytes = B64_LOOSE
-        .decode(segment)
-        .map_err(|_| invalid("a token segment is not base64url"))?;
-    match serde_json::from_slice(&bytes) {
+    let bytes = decode_segment(segment).map_err(|_| invalid("a token segment is not base64url"))?;
+    // A UTF-8 byte-order mark is skipped, as JS's TextDecoder and Python's json.loads do.
+    let json = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&bytes);
+    match serde_json::from_slice(json) {
         Ok(Value::Object(map)) => Ok(map),
         _ => Err(invalid("a token segment is not a JSON object")),
     }
@@ -235,6 +262,7 @@ fn decode_json_object(segment: &str) -> Result<Map<String, Value>, AuthError> {
 impl TokenVerifier {
     /// A verifier with these options.
     pub fn new(options: VerifyOptions) -> Self {
+        install_crypto_provider();
         Self { options }
     }
 
@@ -296,9 +324,8 @@ impl TokenVerifier {
         };
         let header_map = decode_json_object(header)?;
         let payload_map = decode_json_object(payload)?;
-        let signature = B64_LOOSE
-            .decode(signature)
-            .map_err(|_| invalid("the signature is not base64url"))?;
+        let signature =
+            decode_segment(signature).map_err(|_| invalid("the signature is not base64url"))?;
         Ok(DecodedToken {
             header: header_map,
             payload: payload_map,

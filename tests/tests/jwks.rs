@@ -220,6 +220,55 @@ async fn an_unusable_jwks_is_503_jwk_remote_invalid() {
 }
 
 #[actix_web::test]
+async fn retry_after_zero_with_no_keys_is_still_503() {
+    let mock = MockClerk::start();
+    mock.set_fault(
+        Endpoint::Jwks,
+        Fault::RateLimited {
+            retry_after_secs: 0,
+        },
+    );
+    let app = app(
+        mock.clerk_builder()
+            .jwks_policy(fast_policy())
+            .build()
+            .unwrap(),
+        false,
+    )
+    .await;
+    let (status, retry, body) = status_and_reason(&app, &mock.token().build()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(retry.unwrap().parse::<u64>().unwrap() >= 1);
+    assert_eq!(body["reason"], "jwk-remote-failed-to-load");
+}
+
+#[actix_web::test]
+async fn a_request_dropped_mid_fetch_counts_as_a_failed_attempt() {
+    let mock = MockClerk::start();
+    mock.set_fault(Endpoint::Jwks, Fault::Delay(Duration::from_secs(2)));
+    let policy = JwksPolicy {
+        timeout: Duration::from_secs(5),
+        ..fast_policy()
+    };
+    let app = app(
+        mock.clerk_builder().jwks_policy(policy).build().unwrap(),
+        false,
+    )
+    .await;
+    let token = mock.token().build();
+    // The client gives up after 300 ms: its future (driving the fetch) is dropped.
+    let gave_up =
+        actix_web::rt::time::timeout(Duration::from_millis(300), status_and_reason(&app, &token))
+            .await;
+    assert!(gave_up.is_err());
+    assert_eq!(mock.requests(Endpoint::Jwks), 1);
+    // The next request does not start a second fetch right away: back-off applies.
+    let (status, _, _) = status_and_reason(&app, &token).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(mock.requests(Endpoint::Jwks), 1);
+}
+
+#[actix_web::test]
 async fn rate_limited_jwks_honours_retry_after() {
     let mock = MockClerk::start();
     mock.set_fault(

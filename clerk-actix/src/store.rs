@@ -1,0 +1,639 @@
+//! [`DieselUserStore`]: the [`UserStore`] over diesel-async pools (deadpool) for PostgreSQL
+//! (`AsyncPgConnection`, feature `postgres`) and SQLite (`SyncConnectionWrapper<SqliteConnection>`,
+//! bundled, feature `sqlite`), with the included [`ClerkUserRecord`] model, its `clerk_users`
+//! table and embedded migrations for both.
+
+use std::{
+    marker::PhantomData,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use diesel::prelude::*;
+use diesel_async::{
+    pooled_connection::{deadpool::Pool, AsyncDieselConnectionManager},
+    RunQueryDsl,
+};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
+use futures_util::{future::BoxFuture, FutureExt};
+use serde::Serialize;
+
+#[cfg(feature = "sqlite")]
+use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
+#[cfg(feature = "postgres")]
+use diesel_async::AsyncPgConnection;
+
+use crate::{
+    sync::{StoreError, SyncedUser, UserStore},
+    user::ClerkUserData,
+};
+
+/// An SQLite connection usable with diesel-async.
+#[cfg(feature = "sqlite")]
+pub type AsyncSqliteConnection = SyncConnectionWrapper<diesel::SqliteConnection>;
+
+diesel::table! {
+    /// The included user table (see the migrations in `clerk-actix/migrations/`).
+    clerk_users (id) {
+        /// Local primary key.
+        id -> BigInt,
+        /// Clerk's `user_...` id (unique).
+        clerk_user_id -> Text,
+        /// Primary email address.
+        email -> Nullable<Text>,
+        /// Username.
+        username -> Nullable<Text>,
+        /// First name.
+        first_name -> Nullable<Text>,
+        /// Last name.
+        last_name -> Nullable<Text>,
+        /// Profile image URL.
+        image_url -> Nullable<Text>,
+        /// Primary phone number.
+        phone -> Nullable<Text>,
+        /// Clerk's `external_id`.
+        external_id -> Nullable<Text>,
+        /// `public_metadata` as JSON text.
+        public_metadata -> Text,
+        /// Last activity, Unix ms.
+        last_active_at -> Nullable<BigInt>,
+        /// Last sign-in, Unix ms.
+        last_sign_in_at -> Nullable<BigInt>,
+        /// Banned in Clerk.
+        banned -> Bool,
+        /// Locked in Clerk.
+        locked -> Bool,
+        /// `!banned && !locked`, false after deactivation.
+        is_active -> Bool,
+        /// Clerk's `created_at`, Unix ms.
+        created_at -> BigInt,
+        /// Clerk's `updated_at`, Unix ms (orders updates).
+        updated_at -> BigInt,
+        /// When this row was last written from Clerk's data, Unix ms.
+        synced_at -> BigInt,
+    }
+}
+
+/// The included user model (the Django SDK's `ClerkUser`): a row of `clerk_users`.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Serialize)]
+#[diesel(table_name = clerk_users)]
+pub struct ClerkUserRecord {
+    /// Local primary key.
+    pub id: i64,
+    /// Clerk's `user_...` id.
+    pub clerk_user_id: String,
+    /// The primary email address.
+    pub email: Option<String>,
+    /// Username.
+    pub username: Option<String>,
+    /// First name.
+    pub first_name: Option<String>,
+    /// Last name.
+    pub last_name: Option<String>,
+    /// Profile image URL.
+    pub image_url: Option<String>,
+    /// The primary phone number.
+    pub phone: Option<String>,
+    /// Clerk's `external_id`.
+    pub external_id: Option<String>,
+    /// `public_metadata`, JSON text.
+    pub public_metadata: String,
+    /// Last activity, Unix ms (day precision).
+    pub last_active_at: Option<i64>,
+    /// Last sign-in, Unix ms.
+    pub last_sign_in_at: Option<i64>,
+    /// Banned in Clerk.
+    pub banned: bool,
+    /// Locked in Clerk.
+    pub locked: bool,
+    /// May sign in.
+    pub is_active: bool,
+    /// Clerk's `created_at`, Unix ms.
+    pub created_at: i64,
+    /// Clerk's `updated_at`, Unix ms.
+    pub updated_at: i64,
+    /// Last written from Clerk's data, Unix ms.
+    pub synced_at: i64,
+}
+
+impl SyncedUser for ClerkUserRecord {
+    fn clerk_user_id(&self) -> &str {
+        &self.clerk_user_id
+    }
+    fn is_active(&self) -> bool {
+        self.is_active
+    }
+}
+
+/// The columns written from Clerk's data. `None` writes NULL: a value removed in Clerk clears
+/// the column.
+#[derive(Debug, Insertable, AsChangeset)]
+#[diesel(table_name = clerk_users, treat_none_as_null = true)]
+struct ClerkUserRow<'a> {
+    clerk_user_id: &'a str,
+    email: Option<&'a str>,
+    username: Option<&'a str>,
+    first_name: Option<&'a str>,
+    last_name: Option<&'a str>,
+    image_url: Option<&'a str>,
+    phone: Option<&'a str>,
+    external_id: Option<&'a str>,
+    public_metadata: String,
+    last_active_at: Option<i64>,
+    last_sign_in_at: Option<i64>,
+    banned: bool,
+    locked: bool,
+    is_active: bool,
+    created_at: i64,
+    updated_at: i64,
+    synced_at: i64,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl<'a> ClerkUserRow<'a> {
+    fn from_data(u: &'a ClerkUserData) -> Self {
+        let metadata = if u.public_metadata.is_null() {
+            "{}".to_owned()
+        } else {
+            u.public_metadata.to_string()
+        };
+        Self {
+            clerk_user_id: &u.id,
+            email: u.primary_email(),
+            username: u.username.as_deref(),
+            first_name: u.first_name.as_deref(),
+            last_name: u.last_name.as_deref(),
+            image_url: u.image_url.as_deref(),
+            phone: u.primary_phone(),
+            external_id: u.external_id.as_deref(),
+            public_metadata: metadata,
+            last_active_at: u.last_active_at,
+            last_sign_in_at: u.last_sign_in_at,
+            banned: u.banned,
+            locked: u.locked,
+            is_active: u.is_active(),
+            created_at: u.created_at,
+            updated_at: u.updated_at,
+            synced_at: now_ms(),
+        }
+    }
+}
+
+/// A model [`DieselUserStore`] can keep in sync: the backend-specific queries. Implemented by
+/// [`ClerkUserRecord`].
+pub trait DieselUserModel: SyncedUser + Sized {
+    /// Upsert (one `INSERT ... ON CONFLICT (clerk_user_id) DO UPDATE ... WHERE updated_at <=
+    /// new`), returning the stored row.
+    #[cfg(feature = "postgres")]
+    fn upsert_pg<'a>(
+        conn: &'a mut AsyncPgConnection,
+        user: &'a ClerkUserData,
+    ) -> BoxFuture<'a, QueryResult<Self>>;
+    /// The row for a Clerk user id.
+    #[cfg(feature = "postgres")]
+    fn find_pg<'a>(
+        conn: &'a mut AsyncPgConnection,
+        clerk_user_id: &'a str,
+    ) -> BoxFuture<'a, QueryResult<Option<Self>>>;
+    /// Sets the row inactive; rows changed.
+    #[cfg(feature = "postgres")]
+    fn deactivate_pg<'a>(
+        conn: &'a mut AsyncPgConnection,
+        clerk_user_id: &'a str,
+    ) -> BoxFuture<'a, QueryResult<usize>>;
+    /// Deletes the row; rows deleted.
+    #[cfg(feature = "postgres")]
+    fn delete_pg<'a>(
+        conn: &'a mut AsyncPgConnection,
+        clerk_user_id: &'a str,
+    ) -> BoxFuture<'a, QueryResult<usize>>;
+
+    /// SQLite upsert.
+    #[cfg(feature = "sqlite")]
+    fn upsert_sqlite<'a>(
+        conn: &'a mut AsyncSqliteConnection,
+        user: &'a ClerkUserData,
+    ) -> BoxFuture<'a, QueryResult<Self>>;
+    /// SQLite find.
+    #[cfg(feature = "sqlite")]
+    fn find_sqlite<'a>(
+        conn: &'a mut AsyncSqliteConnection,
+        clerk_user_id: &'a str,
+    ) -> BoxFuture<'a, QueryResult<Option<Self>>>;
+    /// SQLite deactivate.
+    #[cfg(feature = "sqlite")]
+    fn deactivate_sqlite<'a>(
+        conn: &'a mut AsyncSqliteConnection,
+        clerk_user_id: &'a str,
+    ) -> BoxFuture<'a, QueryResult<usize>>;
+    /// SQLite delete.
+    #[cfg(feature = "sqlite")]
+    fn delete_sqlite<'a>(
+        conn: &'a mut AsyncSqliteConnection,
+        clerk_user_id: &'a str,
+    ) -> BoxFuture<'a, QueryResult<usize>>;
+}
+
+/// The same queries for each backend.
+macro_rules! record_queries {
+    ($conn:ty, $upsert:ident, $find:ident, $deactivate:ident, $delete:ident) => {
+        fn $upsert<'a>(
+            conn: &'a mut $conn,
+            user: &'a ClerkUserData,
+        ) -> BoxFuture<'a, QueryResult<Self>> {
+            async move {
+                let row = ClerkUserRow::from_data(user);
+                let upsert = diesel::insert_into(clerk_users::table)
+                    .values(&row)
+                    .on_conflict(clerk_users::clerk_user_id)
+                    .do_update()
+                    .set(&row);
+                // ... WHERE clerk_users.updated_at <= <incoming updated_at>: never go back in time.
+                let written = diesel::query_dsl::methods::FilterDsl::filter(
+                    upsert,
+                    clerk_users::updated_at.le(row.updated_at),
+                )
+                .returning(ClerkUserRecord::as_returning())
+                .get_result(conn)
+                .await
+                .optional()?;
+                match written {
+                    Some(record) => Ok(record),
+                    // The stored row is newer: keep it.
+                    None => {
+                        clerk_users::table
+                            .filter(clerk_users::clerk_user_id.eq(&user.id))
+                            .select(ClerkUserRecord::as_select())
+                            .first(conn)
+                            .await
+                    }
+                }
+            }
+            .boxed()
+        }
+
+        fn $find<'a>(
+            conn: &'a mut $conn,
+            clerk_user_id: &'a str,
+        ) -> BoxFuture<'a, QueryResult<Option<Self>>> {
+            clerk_users::table
+                .filter(clerk_users::clerk_user_id.eq(clerk_user_id))
+                .select(ClerkUserRecord::as_select())
+                .first(conn)
+                .map(|r| r.optional())
+                .boxed()
+        }
+
+        fn $deactivate<'a>(
+            conn: &'a mut $conn,
+            clerk_user_id: &'a str,
+        ) -> BoxFuture<'a, QueryResult<usize>> {
+            diesel::update(clerk_users::table.filter(clerk_users::clerk_user_id.eq(clerk_user_id)))
+                .set((
+                    clerk_users::is_active.eq(false),
+                    clerk_users::synced_at.eq(now_ms()),
+                ))
+                .execute(conn)
+                .boxed()
+        }
+
+        fn $delete<'a>(
+            conn: &'a mut $conn,
+            clerk_user_id: &'a str,
+        ) -> BoxFuture<'a, QueryResult<usize>> {
+            diesel::delete(clerk_users::table.filter(clerk_users::clerk_user_id.eq(clerk_user_id)))
+                .execute(conn)
+                .boxed()
+        }
+    };
+}
+
+impl DieselUserModel for ClerkUserRecord {
+    #[cfg(feature = "postgres")]
+    record_queries!(
+        AsyncPgConnection,
+        upsert_pg,
+        find_pg,
+        deactivate_pg,
+        delete_pg
+    );
+    #[cfg(feature = "sqlite")]
+    record_queries!(
+        AsyncSqliteConnection,
+        upsert_sqlite,
+        find_sqlite,
+        deactivate_sqlite,
+        delete_sqlite
+    );
+}
+
+/// The included migrations for PostgreSQL (`clerk_users`).
+#[cfg(feature = "postgres")]
+pub const POSTGRES_MIGRATIONS: EmbeddedMigrations =
+    diesel_migrations::embed_migrations!("migrations/postgres");
+/// The included migrations for SQLite (`clerk_users`).
+#[cfg(feature = "sqlite")]
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations =
+    diesel_migrations::embed_migrations!("migrations/sqlite");
+
+/// The database behind a [`DieselUserStore`].
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum DbPool {
+    /// PostgreSQL.
+    #[cfg(feature = "postgres")]
+    Postgres(Pool<AsyncPgConnection>),
+    /// SQLite.
+    #[cfg(feature = "sqlite")]
+    Sqlite(Pool<AsyncSqliteConnection>),
+}
+
+impl std::fmt::Debug for DbPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            #[cfg(feature = "postgres")]
+            Self::Postgres(p) => write!(f, "DbPool::Postgres({:?})", p.status()),
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(p) => write!(f, "DbPool::Sqlite({:?})", p.status()),
+        }
+    }
+}
+
+/// [`UserStore`] over a diesel-async pool. `U` is the model: the included [`ClerkUserRecord`]
+/// by default, or your own (`#[derive(ClerkUser)]`, planned).
+///
+/// ```no_run
+/// # #[cfg(feature = "sqlite")]
+/// # async fn demo() -> Result<(), clerk_actix::sync::StoreError> {
+/// use clerk_actix::store::DieselUserStore;
+/// let store: DieselUserStore = DieselUserStore::connect("sqlite://app.sqlite").await?;
+/// store.run_migrations().await?; // creates clerk_users if needed; safe on every start
+/// # Ok(()) }
+/// ```
+pub struct DieselUserStore<U = ClerkUserRecord> {
+    pool: DbPool,
+    url: String,
+    _model: PhantomData<fn() -> U>,
+}
+
+impl<U> std::fmt::Debug for DieselUserStore<U> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DieselUserStore")
+            .field("pool", &self.pool)
+            .finish_non_exhaustive()
+    }
+}
+
+fn store_err(context: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::new(format!("{context}: {e}"))
+}
+
+/// Strips `sqlite://` / `sqlite:` to the file path SQLite expects.
+#[cfg(feature = "sqlite")]
+fn sqlite_path(url: &str) -> &str {
+    url.strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url)
+}
+
+impl<U> DieselUserStore<U> {
+    /// Connects a pool to `database_url`: `postgres://...` / `postgresql://...` (feature
+    /// `postgres`), or `sqlite://path`, `sqlite::memory:`-style paths or a plain file path
+    /// (feature `sqlite`). Connections are made lazily; this fails only on a bad URL.
+    pub async fn connect(database_url: &str) -> Result<Self, StoreError> {
+        let url = database_url.trim();
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            #[cfg(feature = "postgres")]
+            {
+                let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+                let pool = Pool::builder(manager)
+                    .max_size(16)
+                    .wait_timeout(Some(std::time::Duration::from_secs(5)))
+                    .create_timeout(Some(std::time::Duration::from_secs(5)))
+                    .runtime(deadpool::Runtime::Tokio1)
+                    .build()
+                    .map_err(|e| store_err("postgres pool", e))?;
+                return Ok(Self::from_pool(DbPool::Postgres(pool), url));
+            }
+            #[cfg(not(feature = "postgres"))]
+            return Err(StoreError::new(
+                "a postgres:// URL needs clerk-actix's `postgres` feature",
+            ));
+        }
+        #[cfg(feature = "sqlite")]
+        {
+            let path = sqlite_path(url).to_owned();
+            let mut config = diesel_async::pooled_connection::ManagerConfig::default();
+            config.custom_setup = Box::new(|url| {
+                let url = url.to_owned();
+                async move {
+                    use diesel_async::{AsyncConnection, SimpleAsyncConnection};
+                    let mut conn = AsyncSqliteConnection::establish(&url).await?;
+                    // Wait for a concurrent writer instead of failing with SQLITE_BUSY.
+                    conn.batch_execute("PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;")
+                        .await
+                        .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                    Ok(conn)
+                }
+                .boxed()
+            });
+            let manager = AsyncDieselConnectionManager::<AsyncSqliteConnection>::new_with_config(
+                &path, config,
+            );
+            let pool = Pool::builder(manager)
+                .max_size(4)
+                .wait_timeout(Some(std::time::Duration::from_secs(5)))
+                .create_timeout(Some(std::time::Duration::from_secs(5)))
+                .runtime(deadpool::Runtime::Tokio1)
+                .build()
+                .map_err(|e| store_err("sqlite pool", e))?;
+            Ok(Self::from_pool(DbPool::Sqlite(pool), &path))
+        }
+        #[cfg(not(feature = "sqlite"))]
+        Err(StoreError::new(
+            "only postgres:// URLs are supported without clerk-actix's `sqlite` feature",
+        ))
+    }
+
+    /// A store over an existing pool. `url` is used only by [`run_migrations`](Self::run_migrations).
+    pub fn from_pool(pool: DbPool, url: &str) -> Self {
+        Self {
+            pool,
+            url: url.to_owned(),
+            _model: PhantomData,
+        }
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &DbPool {
+        &self.pool
+    }
+
+    /// Runs the included `clerk_users` migrations (idempotent: applied ones are skipped).
+    /// Call once at start-up; an empty database then just works.
+    pub async fn run_migrations(&self) -> Result<(), StoreError> {
+        match &self.pool {
+            #[cfg(feature = "postgres")]
+            DbPool::Postgres(_) => run_migrations_pg(self.url.clone(), POSTGRES_MIGRATIONS).await,
+            #[cfg(feature = "sqlite")]
+            DbPool::Sqlite(_) => run_migrations_sqlite(self.url.clone(), SQLITE_MIGRATIONS).await,
+        }
+    }
+}
+
+/// Runs migrations on a blocking thread: diesel's migration harness is synchronous.
+#[cfg(feature = "sqlite")]
+pub async fn run_migrations_sqlite(
+    path: String,
+    migrations: EmbeddedMigrations,
+) -> Result<(), StoreError> {
+    let task = tokio::task::spawn_blocking(move || {
+        let mut conn = diesel::SqliteConnection::establish(sqlite_path(&path))
+            .map_err(|e| store_err("sqlite connect", e))?;
+        conn.run_pending_migrations(migrations)
+            .map(|_| ())
+            .map_err(|e| store_err("sqlite migrations", e))
+    });
+    task.await.map_err(|e| store_err("migration task", e))?
+}
+
+/// Runs migrations on a thread of its own with a multi-threaded runtime, as diesel-async's
+/// migration harness requires (actix's runtime is single-threaded).
+#[cfg(feature = "postgres")]
+pub async fn run_migrations_pg(
+    url: String,
+    migrations: EmbeddedMigrations,
+) -> Result<(), StoreError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("clerk-actix-migrations".into())
+        .spawn(move || {
+            let result = (|| {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .enable_all()
+                    .build()
+                    .map_err(|e| store_err("migration runtime", e))?;
+                rt.block_on(async move {
+                    let task = tokio::spawn(async move {
+                        use diesel_async::AsyncConnection;
+                        let conn = AsyncPgConnection::establish(&url)
+                            .await
+                            .map_err(|e| store_err("postgres connect", e))?;
+                        let mut harness = diesel_async::AsyncMigrationHarness::new(conn);
+                        harness
+                            .run_pending_migrations(migrations)
+                            .map(|_| ())
+                            .map_err(|e| store_err("postgres migrations", e))
+                    });
+                    task.await.map_err(|e| store_err("migration task", e))?
+                })
+            })();
+            let _ = tx.send(result);
+        })
+        .map_err(|e| store_err("migration thread", e))?;
+    rx.await
+        .map_err(|_| StoreError::new("the migration thread stopped"))?
+}
+
+impl<U: DieselUserModel> UserStore for DieselUserStore<U> {
+    type User = U;
+
+    fn upsert<'a>(&'a self, user: &'a ClerkUserData) -> BoxFuture<'a, Result<U, StoreError>> {
+        async move {
+            match &self.pool {
+                #[cfg(feature = "postgres")]
+                DbPool::Postgres(pool) => {
+                    let mut conn = pool
+                        .get()
+                        .await
+                        .map_err(|e| store_err("postgres pool", e))?;
+                    U::upsert_pg(&mut conn, user)
+                        .await
+                        .map_err(|e| store_err("upsert", e))
+                }
+                #[cfg(feature = "sqlite")]
+                DbPool::Sqlite(pool) => {
+                    let mut conn = pool.get().await.map_err(|e| store_err("sqlite pool", e))?;
+                    U::upsert_sqlite(&mut conn, user)
+                        .await
+                        .map_err(|e| store_err("upsert", e))
+                }
+            }
+        }
+        .boxed()
+    }
+
+    fn find<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<U>, StoreError>> {
+        async move {
+            match &self.pool {
+                #[cfg(feature = "postgres")]
+                DbPool::Postgres(pool) => {
+                    let mut conn = pool
+                        .get()
+                        .await
+                        .map_err(|e| store_err("postgres pool", e))?;
+                    U::find_pg(&mut conn, id)
+                        .await
+                        .map_err(|e| store_err("find", e))
+                }
+                #[cfg(feature = "sqlite")]
+                DbPool::Sqlite(pool) => {
+                    let mut conn = pool.get().await.map_err(|e| store_err("sqlite pool", e))?;
+                    U::find_sqlite(&mut conn, id)
+                        .await
+                        .map_err(|e| store_err("find", e))
+                }
+            }
+        }
+        .boxed()
+    }
+
+    fn deactivate<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        async move {
+            let n = match &self.pool {
+                #[cfg(feature = "postgres")]
+                DbPool::Postgres(pool) => {
+                    let mut conn = pool
+                        .get()
+                        .await
+                        .map_err(|e| store_err("postgres pool", e))?;
+                    U::deactivate_pg(&mut conn, id).await
+                }
+                #[cfg(feature = "sqlite")]
+                DbPool::Sqlite(pool) => {
+                    let mut conn = pool.get().await.map_err(|e| store_err("sqlite pool", e))?;
+                    U::deactivate_sqlite(&mut conn, id).await
+                }
+            };
+            n.map(|n| n > 0).map_err(|e| store_err("deactivate", e))
+        }
+        .boxed()
+    }
+
+    fn delete<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        async move {
+            let n = match &self.pool {
+                #[cfg(feature = "postgres")]
+                DbPool::Postgres(pool) => {
+                    let mut conn = pool
+                        .get()
+                        .await
+                        .map_err(|e| store_err("postgres pool", e))?;
+                    U::delete_pg(&mut conn, id).await
+                }
+                #[cfg(feature = "sqlite")]
+                DbPool::Sqlite(pool) => {
+                    let mut conn = pool.get().await.map_err(|e| store_err("sqlite pool", e))?;
+                    U::delete_sqlite(&mut conn, id).await
+                }
+            };
+            n.map(|n| n > 0).map_err(|e| store_err("delete", e))
+        }
+        .boxed()
+    }
+}
