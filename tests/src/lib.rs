@@ -95,3 +95,143 @@ impl Recorder {
 pub fn bearer(token: &str) -> (&'static str, String) {
     ("Authorization", format!("Bearer {token}"))
 }
+
+/// Databases for the user-sync tests: a fresh PostgreSQL database (127.0.0.1:5432, user
+/// `postgres`) or a fresh SQLite file per test, migrated, dropped by [`TestDb::cleanup`].
+pub mod db {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use clerk_actix::store::{ClerkUserRecord, DbPool, DieselUserStore};
+    use diesel::prelude::*;
+    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+
+    /// The admin URL of the CI PostgreSQL.
+    pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+    const PREFIX: &str = "clerk_actix_test_";
+
+    /// Which database.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Backend {
+        /// PostgreSQL on 127.0.0.1:5432.
+        Postgres,
+        /// A temporary SQLite file.
+        Sqlite,
+    }
+
+    /// Both backends, for tests that run on each.
+    pub const BACKENDS: [Backend; 2] = [Backend::Postgres, Backend::Sqlite];
+
+    /// A migrated, empty database.
+    #[derive(Debug)]
+    pub struct TestDb {
+        /// The backend.
+        pub backend: Backend,
+        /// Its URL.
+        pub url: String,
+        name: String,
+    }
+
+    async fn admin() -> AsyncPgConnection {
+        match AsyncPgConnection::establish(PG_ADMIN_URL).await {
+            Ok(c) => c,
+            Err(e) => panic!(
+                "PostgreSQL must be reachable at {PG_ADMIN_URL} for these tests \
+                 (start it: pg_ctlcluster --skip-systemctl-redirect <version> main start): {e}"
+            ),
+        }
+    }
+
+    /// Drops test databases left by earlier runs (test binaries run one after another).
+    async fn sweep(conn: &mut AsyncPgConnection) {
+        static SWEPT: AtomicBool = AtomicBool::new(false);
+        if SWEPT.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        #[derive(QueryableByName)]
+        struct Name {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            datname: String,
+        }
+        let mine = format!("{PREFIX}{}_", std::process::id());
+        let names: Vec<Name> = diesel::sql_query(format!(
+            "SELECT datname FROM pg_database WHERE datname LIKE '{PREFIX}%'"
+        ))
+        .load(conn)
+        .await
+        .unwrap_or_default();
+        for n in names.into_iter().filter(|n| !n.datname.starts_with(&mine)) {
+            let _ = conn
+                .batch_execute(&format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    n.datname
+                ))
+                .await;
+        }
+    }
+
+    impl TestDb {
+        /// A fresh database with the `clerk_users` migrations applied.
+        pub async fn new(backend: Backend) -> (Self, DieselUserStore<ClerkUserRecord>) {
+            let name = format!("{PREFIX}{}_{}", std::process::id(), fastrand::u64(..));
+            let url = match backend {
+                Backend::Postgres => {
+                    let mut conn = admin().await;
+                    sweep(&mut conn).await;
+                    if let Err(e) = conn.batch_execute(&format!("CREATE DATABASE {name}")).await {
+                        panic!("could not create test database {name}: {e}");
+                    }
+                    format!("postgres://postgres@127.0.0.1:5432/{name}")
+                }
+                Backend::Sqlite => std::env::temp_dir()
+                    .join(format!("{name}.sqlite"))
+                    .to_string_lossy()
+                    .into_owned(),
+            };
+            let store = match DieselUserStore::connect(&url).await {
+                Ok(s) => s,
+                Err(e) => panic!("connect {backend:?}: {e}"),
+            };
+            if let Err(e) = store.run_migrations().await {
+                panic!("migrations on {backend:?}: {e}");
+            }
+            (Self { backend, url, name }, store)
+        }
+
+        /// Rows in `clerk_users`.
+        pub async fn count_rows(&self, store: &DieselUserStore<ClerkUserRecord>) -> i64 {
+            use clerk_actix::store::clerk_users::dsl::clerk_users;
+            let n = match store.pool() {
+                DbPool::Postgres(pool) => {
+                    let mut c = pool.get().await.expect("pg connection");
+                    clerk_users.count().get_result::<i64>(&mut c).await
+                }
+                DbPool::Sqlite(pool) => {
+                    let mut c = pool.get().await.expect("sqlite connection");
+                    clerk_users.count().get_result::<i64>(&mut c).await
+                }
+                _ => unreachable!("both backends are enabled in the tests"),
+            };
+            n.expect("count rows")
+        }
+
+        /// Drops the database (PostgreSQL) or deletes the file (SQLite).
+        pub async fn cleanup(self) {
+            match self.backend {
+                Backend::Postgres => {
+                    let mut conn = admin().await;
+                    let _ = conn
+                        .batch_execute(&format!(
+                            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                            self.name
+                        ))
+                        .await;
+                }
+                Backend::Sqlite => {
+                    for suffix in ["", "-wal", "-shm", "-journal"] {
+                        let _ = std::fs::remove_file(format!("{}{suffix}", self.url));
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,7 +1,11 @@
 //! The README's first command: `cargo run --bin quickstart`.
 //!
 //! An actix server on 127.0.0.1:8080 (`PORT` overrides) with `GET /` (public) and `GET /me`
-//! (protected: the verified claims as JSON).
+//! (protected: the synced local user and the verified claims as JSON).
+//!
+//! Users are synced into an embedded SQLite file (`quickstart.sqlite`, or `SQLITE_PATH`) or,
+//! with `DATABASE_URL=postgres://...`, into PostgreSQL; the `clerk_users` migrations run at
+//! start-up, so an empty database just works.
 //!
 //! - With `CLERK_SECRET_KEY` or `CLERK_JWT_KEY` set, it verifies real Clerk session tokens
 //!   (configuration from the environment, see the README).
@@ -10,8 +14,9 @@
 
 use actix_web::{get, web, App, HttpResponse, HttpServer, Responder};
 use clerk_actix::{
+    store::{ClerkUserRecord, DieselUserStore},
     testing::{unix_now, MockClerk},
-    ClerkEvent, ClerkMiddleware, ClerkSession, OptionalClerkSession,
+    ClerkEvent, ClerkMiddleware, ClerkUser, OptionalClerkSession,
 };
 use serde::Deserialize;
 
@@ -33,8 +38,12 @@ async fn index(session: OptionalClerkSession) -> impl Responder {
 }
 
 #[get("/me")]
-async fn me(session: ClerkSession) -> impl Responder {
-    HttpResponse::Ok().json(&session)
+async fn me(user: ClerkUser<ClerkUserRecord>) -> impl Responder {
+    HttpResponse::Ok().json(serde_json::json!({
+        "user": &*user,
+        "source": user.source(),
+        "session": user.session(),
+    }))
 }
 
 #[derive(Deserialize)]
@@ -85,6 +94,26 @@ async fn main() -> std::io::Result<()> {
     let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.trim().is_empty());
     let real = set("CLERK_SECRET_KEY") || set("CLERK_JWT_KEY");
 
+    let database_url = std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+        .unwrap_or_else(|| {
+            std::env::var("SQLITE_PATH").unwrap_or_else(|_| "quickstart.sqlite".into())
+        });
+    let store: DieselUserStore = DieselUserStore::connect(&database_url)
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    store
+        .run_migrations()
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let shown_db = if database_url.contains("://") && database_url.contains('@') {
+        "PostgreSQL (DATABASE_URL)".to_owned()
+    } else {
+        database_url.clone()
+    };
+    println!("Users are synced into {shown_db} (table clerk_users, migrations applied)");
+
     let log_failures = |e: &ClerkEvent| {
         if let ClerkEvent::AuthFailed { reason, token_hash } = e {
             eprintln!("auth failed: {reason} (token {token_hash})");
@@ -93,6 +122,7 @@ async fn main() -> std::io::Result<()> {
 
     let (clerk, mock) = if real {
         let clerk = clerk_actix::ClerkBuilder::from_env()
+            .user_store(store)
             .on_event(log_failures)
             .build()
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
@@ -104,6 +134,7 @@ async fn main() -> std::io::Result<()> {
         // tokens are verified exactly as in production (JWKS fetched over HTTP, azp checked).
         let clerk = mock
             .clerk_builder()
+            .user_store(store)
             .on_event(log_failures)
             .build()
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;

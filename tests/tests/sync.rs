@@ -1,0 +1,468 @@
+//! User sync against the real PostgreSQL (127.0.0.1:5432) and SQLite, with MockClerk as the
+//! Backend API: upsert rules, coalescing, the warm path, faults.
+
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use actix_web::{http::StatusCode, test, web, App, HttpResponse};
+use clerk_actix::{
+    store::{ClerkUserRecord, DieselUserStore},
+    sync::StoreError,
+    testing::{mock_user_json, Endpoint, Fault, MockClerk},
+    ClerkEvent, ClerkMiddleware, ClerkUser, ClerkUserData, UserSource, UserStore,
+};
+use clerk_actix_tests::{
+    bearer,
+    db::{Backend, TestDb, BACKENDS},
+    Recorder,
+};
+use futures_util::future::{join_all, BoxFuture};
+use serde_json::{json, Value};
+
+fn user_data(id: &str, updated_at: i64, first_name: Option<&str>) -> ClerkUserData {
+    let mut v = mock_user_json(id);
+    v["updated_at"] = json!(updated_at);
+    v["first_name"] = json!(first_name);
+    serde_json::from_value(v).unwrap()
+}
+
+/// A store wrapper that counts calls and can be switched "down".
+struct Probe<S> {
+    inner: S,
+    calls: AtomicUsize,
+    down: AtomicBool,
+}
+
+impl<S> Probe<S> {
+    fn new(inner: S) -> Arc<Self> {
+        Arc::new(Self {
+            inner,
+            calls: AtomicUsize::new(0),
+            down: AtomicBool::new(false),
+        })
+    }
+    fn enter(&self) -> Result<(), StoreError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.down.load(Ordering::SeqCst) {
+            Err(StoreError::new("database down (test)"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl<S: UserStore> UserStore for Probe<S> {
+    type User = S::User;
+    fn upsert<'a>(&'a self, u: &'a ClerkUserData) -> BoxFuture<'a, Result<S::User, StoreError>> {
+        Box::pin(async move {
+            self.enter()?;
+            self.inner.upsert(u).await
+        })
+    }
+    fn find<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<S::User>, StoreError>> {
+        Box::pin(async move {
+            self.enter()?;
+            self.inner.find(id).await
+        })
+    }
+    fn deactivate<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            self.enter()?;
+            self.inner.deactivate(id).await
+        })
+    }
+    fn delete<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            self.enter()?;
+            self.inner.delete(id).await
+        })
+    }
+}
+
+async fn me_user(user: ClerkUser<ClerkUserRecord>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "source": user.source(),
+        "user": &*user,
+    }))
+}
+
+async fn user_app(
+    clerk: clerk_actix::Clerk,
+) -> impl actix_web::dev::Service<
+    actix_http::Request,
+    Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+    Error = actix_web::Error,
+> {
+    test::init_service(
+        App::new()
+            .wrap(ClerkMiddleware::new(clerk))
+            .route("/me/user", web::get().to(me_user)),
+    )
+    .await
+}
+
+async fn get_user(
+    app: &impl actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+    >,
+    token: &str,
+) -> (StatusCode, Option<String>, Value) {
+    let req = test::TestRequest::get()
+        .uri("/me/user")
+        .insert_header(bearer(token))
+        .to_request();
+    let res = test::call_service(app, req).await;
+    let status = res.status();
+    let retry = res
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let bytes = actix_web::body::to_bytes(res.into_body())
+        .await
+        .unwrap_or_default();
+    (
+        status,
+        retry,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+#[actix_web::test]
+async fn upsert_inserts_updates_clears_and_ignores_stale_updates() {
+    for backend in BACKENDS {
+        let (db, store) = TestDb::new(backend).await;
+        let id = "user_upsert1";
+
+        let first = store
+            .upsert(&user_data(id, 1_000, Some("Ada")))
+            .await
+            .unwrap();
+        assert_eq!(first.first_name.as_deref(), Some("Ada"), "{backend:?}");
+        assert_eq!(first.email.as_deref(), Some("upsert1@example.com"));
+        assert_eq!(first.last_name.as_deref(), Some("User upsert1"));
+        assert!(first.is_active);
+        assert_eq!(first.updated_at, 1_000);
+
+        // Newer update: changes.
+        let mut newer = user_data(id, 2_000, Some("Grace"));
+        newer.username = Some("grace".into());
+        let second = store.upsert(&newer).await.unwrap();
+        assert_eq!(second.id, first.id, "same row");
+        assert_eq!(second.first_name.as_deref(), Some("Grace"));
+        assert_eq!(second.username.as_deref(), Some("grace"));
+
+        // A value removed in Clerk clears the column.
+        let cleared = store.upsert(&user_data(id, 3_000, None)).await.unwrap();
+        assert_eq!(cleared.first_name, None, "{backend:?}");
+
+        // An older update changes nothing and returns the stored row.
+        let stale = store
+            .upsert(&user_data(id, 2_500, Some("Stale")))
+            .await
+            .unwrap();
+        assert_eq!(
+            stale.first_name, None,
+            "{backend:?}: stale update must not overwrite"
+        );
+        assert_eq!(stale.updated_at, 3_000);
+        let stored = store.find(id).await.unwrap().unwrap();
+        assert_eq!(stored, stale);
+
+        // Banned → inactive; deactivate and delete.
+        let mut banned = user_data(id, 4_000, Some("B"));
+        banned.banned = true;
+        assert!(!store.upsert(&banned).await.unwrap().is_active);
+        assert!(store.deactivate(id).await.unwrap());
+        assert!(store.delete(id).await.unwrap());
+        assert!(store.find(id).await.unwrap().is_none());
+        assert!(!store.delete(id).await.unwrap());
+        assert_eq!(db.count_rows(&store).await, 0);
+        db.cleanup().await;
+    }
+}
+
+#[actix_web::test]
+async fn fifty_concurrent_first_logins_make_one_row_one_api_call() {
+    for backend in BACKENDS {
+        let (db, store) = TestDb::new(backend).await;
+        let mock = MockClerk::start();
+        let probe = Probe::new(store);
+        let clerk = mock
+            .clerk_builder()
+            .user_store(probe.clone())
+            .build()
+            .unwrap();
+        let app = user_app(clerk).await;
+        let tokens: Vec<String> = (0..50)
+            .map(|i| {
+                mock.token()
+                    .subject("user_storm")
+                    .session_id(&format!("sess_{i}"))
+                    .build()
+            })
+            .collect();
+        let results = join_all(tokens.iter().map(|t| get_user(&app, t))).await;
+        for (status, _, body) in &results {
+            assert_eq!(*status, StatusCode::OK, "{backend:?}: {body}");
+            assert_eq!(body["user"]["clerk_user_id"], "user_storm");
+        }
+        assert_eq!(
+            mock.requests(Endpoint::User),
+            1,
+            "{backend:?}: one Backend API call"
+        );
+        assert_eq!(
+            probe.calls.load(Ordering::SeqCst),
+            1,
+            "{backend:?}: one upsert"
+        );
+        assert_eq!(db.count_rows(&probe.inner).await, 1);
+        let api_sources = results
+            .iter()
+            .filter(|(_, _, b)| b["source"] == "api")
+            .count();
+        assert_eq!(api_sources, 1);
+        db.cleanup().await;
+    }
+}
+
+#[actix_web::test]
+async fn a_cached_user_costs_no_api_call_and_no_sql() {
+    let (db, store) = TestDb::new(Backend::Sqlite).await;
+    let mock = MockClerk::start();
+    let probe = Probe::new(store);
+    let rec = Recorder::default();
+    let clerk = mock
+        .clerk_builder()
+        .user_store(probe.clone())
+        .on_event(rec.listener())
+        .build()
+        .unwrap();
+    let app = user_app(clerk).await;
+    let token = mock.token().subject("user_warm").build();
+    assert_eq!(get_user(&app, &token).await.2["source"], "api");
+    mock.reset_counters();
+    probe.calls.store(0, Ordering::SeqCst);
+    rec.take();
+    for i in 0..25 {
+        // Fresh tokens too: the user cache is keyed by user, not by token.
+        let t = if i % 2 == 0 {
+            token.clone()
+        } else {
+            mock.token().subject("user_warm").session_id("s2").build()
+        };
+        let (status, _, body) = get_user(&app, &t).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["source"], "cache");
+    }
+    assert_eq!(mock.requests(Endpoint::User), 0, "no Backend API call");
+    assert_eq!(probe.calls.load(Ordering::SeqCst), 0, "no SQL");
+    let events = rec.take();
+    let cached = events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                ClerkEvent::UserAuthenticated {
+                    source: UserSource::Cache,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(cached, 25);
+    let user_event = events.iter().find_map(|e| match e {
+        ClerkEvent::UserAuthenticated { user, .. } => user.get::<ClerkUserRecord>().cloned(),
+        _ => None,
+    });
+    assert_eq!(user_event.unwrap().clerk_user_id, "user_warm");
+    db.cleanup().await;
+}
+
+#[actix_web::test]
+async fn backend_api_faults_map_to_503_and_stored_users_are_still_served() {
+    for backend in BACKENDS {
+        let (db, store) = TestDb::new(backend).await;
+        let mock = MockClerk::start();
+        let clerk = mock
+            .clerk_builder()
+            .user_store(store)
+            .api_timeout(Duration::from_millis(300))
+            .build()
+            .unwrap();
+        let app = user_app(clerk.clone()).await;
+
+        // 500 with nothing stored: 503 + Retry-After, nothing written.
+        mock.set_fault(Endpoint::User, Fault::Status(500));
+        let (status, retry, body) = get_user(&app, &mock.token().subject("user_f1").build()).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{backend:?}");
+        assert!(retry.is_some());
+        assert_eq!(body["reason"], "user-sync-failed");
+        assert_eq!(
+            mock.requests(Endpoint::User),
+            3,
+            "5xx retried a bounded number of times"
+        );
+
+        // 429: Retry-After passed through.
+        mock.set_fault(
+            Endpoint::User,
+            Fault::RateLimited {
+                retry_after_secs: 7,
+            },
+        );
+        let (status, retry, _) = get_user(&app, &mock.token().subject("user_f2").build()).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(retry.as_deref(), Some("7"));
+
+        // Timeout.
+        mock.set_fault(Endpoint::User, Fault::Delay(Duration::from_secs(2)));
+        let (status, _, _) = get_user(&app, &mock.token().subject("user_f3").build()).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+
+        // A user stored earlier (e.g. by a webhook or sync_user) is served from the database.
+        mock.clear_faults();
+        let stored: ClerkUserRecord = clerk
+            .sync_user(&user_data("user_f4", 5, Some("Kept")))
+            .await
+            .unwrap();
+        clerk.invalidate_user::<ClerkUserRecord>("user_f4").await;
+        mock.set_fault(Endpoint::User, Fault::Status(503));
+        let (status, _, body) = get_user(&app, &mock.token().subject("user_f4").build()).await;
+        assert_eq!(status, StatusCode::OK, "{backend:?}: {body}");
+        assert_eq!(body["source"], "database");
+        assert_eq!(body["user"]["id"], stored.id);
+        assert_eq!(
+            db.count_rows(&DieselUserStore::connect(&db.url).await.unwrap())
+                .await,
+            1
+        );
+
+        // Deleted in Clerk: 401.
+        mock.clear_faults();
+        mock.remove_user("user_gone");
+        let (status, _, body) = get_user(&app, &mock.token().subject("user_gone").build()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(body["reason"], "user-not-found");
+
+        // Banned in Clerk: 401 user-inactive.
+        let mut banned = mock_user_json("user_banned");
+        banned["banned"] = json!(true);
+        mock.set_user(banned);
+        let (status, _, body) = get_user(&app, &mock.token().subject("user_banned").build()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(body["reason"], "user-inactive");
+        db.cleanup().await;
+    }
+}
+
+#[actix_web::test]
+async fn database_down_is_503_and_cached_users_are_still_served() {
+    let (db, store) = TestDb::new(Backend::Postgres).await;
+    let mock = MockClerk::start();
+    let probe = Probe::new(store);
+    let clerk = mock
+        .clerk_builder()
+        .user_store(probe.clone())
+        .build()
+        .unwrap();
+    let app = user_app(clerk).await;
+    let cached = mock.token().subject("user_cached").build();
+    assert_eq!(get_user(&app, &cached).await.0, StatusCode::OK);
+
+    probe.down.store(true, Ordering::SeqCst);
+    let (status, retry, body) = get_user(&app, &mock.token().subject("user_new").build()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(retry.is_some());
+    assert_eq!(body["reason"], "user-store-unavailable");
+    assert!(
+        !body.to_string().contains("database down"),
+        "internals leak: {body}"
+    );
+    let (status, _, body) = get_user(&app, &cached).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["source"], "cache");
+
+    // Nothing half-written: the failed user was not cached and is loaded once the DB is back.
+    probe.down.store(false, Ordering::SeqCst);
+    let (status, _, body) = get_user(&app, &mock.token().subject("user_new").build()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["source"], "api");
+    assert_eq!(db.count_rows(&probe.inner).await, 2);
+    db.cleanup().await;
+}
+
+#[actix_web::test]
+async fn an_unreachable_database_is_503_not_500() {
+    let mock = MockClerk::start();
+    let store: DieselUserStore =
+        DieselUserStore::connect("postgres://postgres@127.0.0.1:1/nowhere")
+            .await
+            .unwrap();
+    let app = user_app(mock.clerk_builder().user_store(store).build().unwrap()).await;
+    let (status, retry, body) = get_user(&app, &mock.token().subject("user_x").build()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(retry.is_some());
+    assert_eq!(body["reason"], "user-store-unavailable");
+}
+
+#[actix_web::test]
+async fn anonymous_and_missing_store() {
+    let mock = MockClerk::start();
+    let app = user_app(mock.clerk_builder().build().unwrap()).await;
+    let req = test::TestRequest::get().uri("/me/user").to_request();
+    assert_eq!(
+        test::call_service(&app, req).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, _, body) = get_user(&app, &mock.token().build()).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(body["reason"], "user-store-missing");
+    assert!(body["fix"].as_str().unwrap().contains("user_store"));
+}
+
+#[actix_web::test]
+async fn client_api_get_user_details_and_sync_user() {
+    let (db, store) = TestDb::new(Backend::Sqlite).await;
+    let mock = MockClerk::start();
+    let clerk = mock.clerk_builder().user_store(store).build().unwrap();
+    let data = clerk.get_user_details("user_client").await.unwrap();
+    assert_eq!(data.primary_email(), Some("client@example.com"));
+    assert!(matches!(
+        clerk.get_user_details("user_../../jwks").await,
+        Err(clerk_actix::api::ApiError::NotFound)
+    ));
+    mock.remove_user("user_missing");
+    assert!(matches!(
+        clerk.get_user_details("user_missing").await,
+        Err(clerk_actix::api::ApiError::NotFound)
+    ));
+    let row: ClerkUserRecord = clerk.sync_user(&data).await.unwrap();
+    assert_eq!(row.email.as_deref(), Some("client@example.com"));
+    // sync_user refreshed the cache: no Backend API call for this user now.
+    mock.reset_counters();
+    let cached: ClerkUserRecord = clerk.user("user_client").await.unwrap();
+    assert_eq!(cached.id, row.id);
+    assert_eq!(mock.requests(Endpoint::User), 0);
+    let err = no_secret_key_error().await;
+    assert!(matches!(err, clerk_actix::api::ApiError::NoSecretKey));
+    db.cleanup().await;
+}
+
+async fn no_secret_key_error() -> clerk_actix::api::ApiError {
+    let mock = MockClerk::start();
+    let clerk = clerk_actix::Clerk::builder()
+        .jwt_key(mock.active_key().public_pem)
+        .build()
+        .unwrap();
+    clerk.get_user_details("user_1").await.unwrap_err()
+}
