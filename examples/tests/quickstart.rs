@@ -1,0 +1,116 @@
+//! The README's first command, end to end: the quickstart binary starts with its dev Clerk,
+//! prints a token that `GET /me` accepts, and leaves the synced user in the database.
+
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use clerk_actix::{store::DieselUserStore, UserStore};
+use clerk_actix_tests::db::{Backend, TestDb, BACKENDS};
+
+/// Kills the server when the test ends, however it ends.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts the quickstart and returns it with the token from its printed `curl` command.
+fn start(port: u16, db: &TestDb) -> (Server, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_quickstart"));
+    cmd.env("PORT", port.to_string())
+        .env_remove("CLERK_SECRET_KEY")
+        .env_remove("CLERK_JWT_KEY")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    match db.backend {
+        Backend::Postgres => cmd.env("DATABASE_URL", &db.url).env_remove("SQLITE_PATH"),
+        Backend::Sqlite => cmd.env_remove("DATABASE_URL").env("SQLITE_PATH", &db.url),
+    };
+    let mut child = cmd.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let server = Server(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("Authorization: Bearer ").nth(1) {
+                let _ = tx.send(rest.trim_end_matches('\'').to_owned());
+            }
+        }
+    });
+    let token = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the quickstart printed a curl command with a token");
+    (server, token)
+}
+
+#[actix_web::test]
+async fn quickstart_serves_me_with_the_printed_token_and_syncs_the_user() {
+    for backend in BACKENDS {
+        let (db, store) = TestDb::new(backend).await;
+        let port = free_port();
+        let (_server, token) = start(port, &db);
+        let client = awc::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .finish();
+        let base = format!("http://127.0.0.1:{port}");
+
+        // The server may need a moment after printing.
+        let mut res = None;
+        for _ in 0..50 {
+            match client
+                .get(format!("{base}/me"))
+                .bearer_auth(&token)
+                .send()
+                .await
+            {
+                Ok(r) => {
+                    res = Some(r);
+                    break;
+                }
+                Err(_) => actix_web::rt::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        let mut res = res.expect("the quickstart answers");
+        assert_eq!(res.status().as_u16(), 200, "{backend:?}");
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(body["user"]["clerk_user_id"], "user_quickstart");
+        assert_eq!(body["user"]["email"], "quickstart@example.com");
+        assert_eq!(body["session"]["user_id"], "user_quickstart");
+
+        let res = client.get(format!("{base}/me")).send().await.unwrap();
+        assert_eq!(res.status().as_u16(), 401);
+        assert_eq!(res.headers().get("www-authenticate").unwrap(), "Bearer");
+
+        // The row is in the database the quickstart was pointed at.
+        let row = store
+            .find("user_quickstart")
+            .await
+            .unwrap()
+            .expect("a clerk_users row");
+        assert_eq!(row.email.as_deref(), Some("quickstart@example.com"));
+        assert_eq!(row.first_name.as_deref(), Some("Test"));
+        assert_eq!(row.last_name.as_deref(), Some("User quickstart"));
+        let fresh: DieselUserStore = DieselUserStore::connect(&db.url).await.unwrap();
+        assert_eq!(db.count_rows(&fresh).await, 1);
+        drop(_server);
+        db.cleanup().await;
+    }
+}
