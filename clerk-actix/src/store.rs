@@ -402,8 +402,9 @@ fn sqlite_path(url: &str) -> &str {
 
 impl<U> DieselUserStore<U> {
     /// Connects a pool to `database_url`: `postgres://...` / `postgresql://...` (feature
-    /// `postgres`), or `sqlite://path`, `sqlite::memory:`-style paths or a plain file path
-    /// (feature `sqlite`). Connections are made lazily; this fails only on a bad URL.
+    /// `postgres`; no TLS), or `sqlite://path` or a plain file path (feature `sqlite`;
+    /// in-memory databases are refused, as each pooled connection would get its own).
+    /// Connections are made lazily; this fails only on a bad URL.
     pub async fn connect(database_url: &str) -> Result<Self, StoreError> {
         let url = database_url.trim();
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -427,6 +428,13 @@ impl<U> DieselUserStore<U> {
         #[cfg(feature = "sqlite")]
         {
             let path = sqlite_path(url).to_owned();
+            if path.is_empty() || path.contains(":memory:") || path.contains("mode=memory") {
+                // Every pooled connection (and the migration connection) would get its own
+                // empty database: the table would never exist for the pool.
+                return Err(StoreError::new(
+                    "in-memory SQLite is not supported by the pooled store: use a file path",
+                ));
+            }
             let mut config = diesel_async::pooled_connection::ManagerConfig::default();
             config.custom_setup = Box::new(|url| {
                 let url = url.to_owned();

@@ -115,7 +115,8 @@ impl UserSource {
     }
 }
 
-/// A user, type-erased, as carried by [`ClerkEvent::UserLoaded`]; downcast with
+/// A user, type-erased, as carried by
+/// [`ClerkEvent::UserAuthenticated`](crate::ClerkEvent::UserAuthenticated); downcast with
 /// [`get`](Self::get).
 #[derive(Clone)]
 pub struct AnyUser(Arc<dyn Any + Send + Sync>);
@@ -137,7 +138,7 @@ impl fmt::Debug for AnyUser {
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum SyncError {
-    /// Clerk has no such user (deleted), or the local row is inactive.
+    /// Clerk has no such user (deleted); without a secret key: no stored row.
     #[error("the user does not exist in Clerk")]
     NotFound,
     /// The Backend API failed and nothing is stored locally.
@@ -186,7 +187,8 @@ impl SyncError {
 /// The user cache and sync for one user type.
 pub(crate) struct UserSync<U: SyncedUser> {
     store: Arc<dyn UserStore<User = U>>,
-    cache: Cache<Arc<str>, U>,
+    cache: Cache<Arc<str>, Cached<U>>,
+    ttl: Duration,
     api: Option<BackendApi>,
     events: Events,
 }
@@ -196,6 +198,39 @@ impl<U: SyncedUser> fmt::Debug for UserSync<U> {
         f.debug_struct("UserSync")
             .field("cached_users", &self.cache.entry_count())
             .finish_non_exhaustive()
+    }
+}
+
+/// How long a row served from the database during a Clerk outage stays cached.
+const STALE_TTL: Duration = Duration::from_secs(30);
+
+/// A cache entry and its own lifetime.
+#[derive(Clone)]
+struct Cached<U> {
+    user: U,
+    ttl: Duration,
+}
+
+struct PerEntryTtl;
+
+impl<U> moka::Expiry<Arc<str>, Cached<U>> for PerEntryTtl {
+    fn expire_after_create(
+        &self,
+        _key: &Arc<str>,
+        value: &Cached<U>,
+        _created_at: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(value.ttl)
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &Arc<str>,
+        value: &Cached<U>,
+        _updated_at: std::time::Instant,
+        _duration_until_expiry: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(value.ttl)
     }
 }
 
@@ -212,11 +247,12 @@ impl<U: SyncedUser> UserSync<U> {
     ) -> Self {
         let cache = Cache::builder()
             .max_capacity(capacity)
-            .time_to_live(ttl)
+            .expire_after(PerEntryTtl)
             .build();
         Self {
             store,
             cache,
+            ttl,
             api,
             events,
         }
@@ -225,8 +261,8 @@ impl<U: SyncedUser> UserSync<U> {
     /// The local user for a Clerk user id: cache, else Backend API + upsert (coalesced per user),
     /// else — when Clerk is unreachable — the stored row.
     pub(crate) async fn user(&self, user_id: &str) -> Result<(U, UserSource), SyncError> {
-        if let Some(user) = self.cache.get(user_id).await {
-            return Ok((user, UserSource::Cache));
+        if let Some(hit) = self.cache.get(user_id).await {
+            return Ok((hit.user, UserSource::Cache));
         }
         self.events.emit(ClerkEvent::UserCacheMiss {
             user_id: user_id.to_owned(),
@@ -237,14 +273,22 @@ impl<U: SyncedUser> UserSync<U> {
             async move {
                 let (user, from) = self.load(user_id).await?;
                 origin.store(from, Ordering::Relaxed);
-                Ok::<U, SyncError>(user)
+                // A row served because Clerk was unreachable may be stale: keep it briefly, so
+                // Clerk is asked again soon after it recovers.
+                let ttl = if from == FROM_DB {
+                    self.ttl.min(STALE_TTL)
+                } else {
+                    self.ttl
+                };
+                Ok::<Cached<U>, SyncError>(Cached { user, ttl })
             }
         };
         let user = self
             .cache
             .try_get_with(Arc::from(user_id), init)
             .await
-            .map_err(|e| (*e).clone())?;
+            .map_err(|e| (*e).clone())?
+            .user;
         let source = match origin.load(Ordering::Relaxed) {
             FROM_API => UserSource::Api,
             FROM_DB => UserSource::Database,
@@ -286,9 +330,11 @@ impl<U: SyncedUser> UserSync<U> {
     /// Upserts Clerk's data and refreshes the cache entry.
     pub(crate) async fn sync(&self, data: &ClerkUserData) -> Result<U, SyncError> {
         let user = self.store.upsert(data).await?;
-        self.cache
-            .insert(Arc::from(data.id.as_str()), user.clone())
-            .await;
+        let cached = Cached {
+            user: user.clone(),
+            ttl: self.ttl,
+        };
+        self.cache.insert(Arc::from(data.id.as_str()), cached).await;
         self.events.emit(ClerkEvent::UserSynced {
             user_id: data.id.clone(),
         });

@@ -416,6 +416,21 @@ async fn an_unreachable_database_is_503_not_500() {
 }
 
 #[actix_web::test]
+async fn in_memory_sqlite_is_refused_with_a_clear_error() {
+    for url in [
+        ":memory:",
+        "sqlite::memory:",
+        "sqlite://file:x?mode=memory",
+        "",
+    ] {
+        let err = DieselUserStore::<ClerkUserRecord>::connect(url)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("in-memory SQLite"), "{url}: {err}");
+    }
+}
+
+#[actix_web::test]
 async fn anonymous_and_missing_store() {
     let mock = MockClerk::start();
     let app = user_app(mock.clerk_builder().build().unwrap()).await;

@@ -97,9 +97,12 @@ async fn main() -> std::io::Result<()> {
     let database_url = std::env::var("DATABASE_URL")
         .ok()
         .filter(|u| !u.trim().is_empty())
-        .unwrap_or_else(|| {
-            std::env::var("SQLITE_PATH").unwrap_or_else(|_| "quickstart.sqlite".into())
-        });
+        .or_else(|| {
+            std::env::var("SQLITE_PATH")
+                .ok()
+                .filter(|p| !p.trim().is_empty())
+        })
+        .unwrap_or_else(|| "quickstart.sqlite".into());
     let store: DieselUserStore = DieselUserStore::connect(&database_url)
         .await
         .map_err(|e| std::io::Error::other(e.to_string()))?;
