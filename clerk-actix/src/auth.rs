@@ -116,6 +116,7 @@ impl Clerk {
         let now = SystemTime::now();
         let inner = &self.inner;
         if let Some(claims) = inner.token_cache.get(token, now) {
+            self.check_revoked(&claims, token)?;
             self.emit_success(&claims, AuthSource::Cache, carrier);
             return Ok(ClerkSession::new(claims, AuthSource::Cache, carrier));
         }
@@ -124,6 +125,7 @@ impl Clerk {
             Ok(claims) => {
                 let claims = Arc::new(claims);
                 inner.token_cache.insert(token, claims.clone());
+                self.check_revoked(&claims, token)?;
                 self.emit_success(&claims, AuthSource::Verified, carrier);
                 Ok(ClerkSession::new(claims, AuthSource::Verified, carrier))
             }
@@ -159,6 +161,24 @@ impl Clerk {
             }
         };
         inner.verifier.verify_decoded(&decoded, &keys, now)
+    }
+
+    /// Refuses tokens of a user revoked (deleted / banned via webhook) after they were issued.
+    fn check_revoked(&self, claims: &ClerkClaims, token: &str) -> Result<(), AuthError> {
+        match self.revoked_at(claims.user_id()) {
+            Some(at) if claims.issued_at().unwrap_or(i64::MIN) <= at => {
+                let err = AuthError::new(
+                    R::UserInactive,
+                    "the user was deleted or deactivated in Clerk",
+                );
+                self.emit(ClerkEvent::AuthFailed {
+                    reason: err.reason(),
+                    token_hash: token_hash(token),
+                });
+                Err(err)
+            }
+            _ => Ok(()),
+        }
     }
 
     fn emit_success(&self, claims: &Arc<ClerkClaims>, source: AuthSource, carrier: TokenCarrier) {

@@ -5,8 +5,11 @@ use std::{
     any::{Any, TypeId},
     collections::HashMap,
     env, fmt,
-    sync::Arc,
-    time::Duration,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use actix_web::{HttpRequest, HttpResponse};
@@ -21,6 +24,7 @@ use crate::{
     sync::{SyncError, SyncedUser, UserStore, UserSync, DEFAULT_USER_CACHE_CAPACITY},
     user::ClerkUserData,
     verify::{TokenVerifier, VerifyOptions, DEFAULT_CLOCK_SKEW},
+    webhooks::{DeletedUserPolicy, WebhookVerifier, Webhooks},
 };
 
 /// Clerk's Backend API.
@@ -44,6 +48,9 @@ pub enum ConfigError {
     /// The API URL is not an absolute http(s) URL.
     #[error("the Clerk API URL must be an absolute http:// or https:// URL")]
     InvalidApiUrl,
+    /// The webhook signing secret is not a `whsec_` base64 secret.
+    #[error("CLERK_WEBHOOK_SIGNING_SECRET is not a valid whsec_... secret")]
+    InvalidWebhookSecret,
     /// An environment variable could not be parsed.
     #[error("environment variable {var} is invalid: {expected}")]
     InvalidEnv {
@@ -97,6 +104,10 @@ pub(crate) struct ClerkInner {
     pub(crate) user_cache_ttl: Duration,
     pub(crate) api: Option<BackendApi>,
     pub(crate) user_syncs: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
+    pub(crate) webhooks: Option<Webhooks>,
+    /// Users whose tokens issued up to the given Unix second are refused (deleted, banned).
+    pub(crate) revoked: moka::sync::Cache<String, i64>,
+    pub(crate) any_revoked: AtomicBool,
 }
 
 impl fmt::Debug for Clerk {
@@ -193,6 +204,29 @@ impl Clerk {
             .await
     }
 
+    /// Refuses every token of this user issued up to now (for 10 minutes, longer than a Clerk
+    /// session token lives). Used when a webhook reports the user deleted or banned.
+    pub fn revoke_user(&self, user_id: &str) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        self.inner.revoked.insert(user_id.to_owned(), now);
+        self.inner.any_revoked.store(true, Ordering::Release);
+    }
+
+    /// Lifts [`revoke_user`](Self::revoke_user) (the user was unbanned).
+    pub fn unrevoke_user(&self, user_id: &str) {
+        self.inner.revoked.invalidate(user_id);
+    }
+
+    /// The revocation time of a user, if their tokens are refused.
+    pub(crate) fn revoked_at(&self, user_id: &str) -> Option<i64> {
+        if !self.inner.any_revoked.load(Ordering::Acquire) {
+            return None;
+        }
+        self.inner.revoked.get(user_id)
+    }
+
     /// Drops a user from the user cache, so the next request loads it again (e.g. after you
     /// changed the user through the Backend API).
     pub async fn invalidate_user<U: SyncedUser>(&self, user_id: &str) {
@@ -227,6 +261,8 @@ pub struct ClerkBuilder {
     user_cache_capacity: u64,
     api_timeout: Duration,
     user_stores: Vec<SyncFactory>,
+    webhook_secret: Option<String>,
+    deleted_policy: DeletedUserPolicy,
     deferred: Option<ConfigError>,
 }
 
@@ -248,6 +284,8 @@ impl Default for ClerkBuilder {
             user_cache_capacity: DEFAULT_USER_CACHE_CAPACITY,
             api_timeout: Duration::from_secs(5),
             user_stores: Vec::new(),
+            webhook_secret: None,
+            deleted_policy: DeletedUserPolicy::default(),
             deferred: None,
         }
     }
@@ -305,6 +343,9 @@ impl ClerkBuilder {
         }
         if let Some(v) = env_var("CLERK_JWT_KEY") {
             b = b.jwt_key(v);
+        }
+        if let Some(v) = env_var("CLERK_WEBHOOK_SIGNING_SECRET") {
+            b = b.webhook_signing_secret(v);
         }
         if let Some(v) = env_var("CLERK_API_URL") {
             b = b.api_url(v);
@@ -469,6 +510,19 @@ impl ClerkBuilder {
         self
     }
 
+    /// The webhook endpoint's signing secret (`whsec_...`, `CLERK_WEBHOOK_SIGNING_SECRET`), for
+    /// [`webhooks::resource`](crate::webhooks::resource).
+    pub fn webhook_signing_secret(mut self, secret: impl Into<String>) -> Self {
+        self.webhook_secret = Some(secret.into()).filter(|s| !s.trim().is_empty());
+        self
+    }
+
+    /// What a `user.deleted` webhook does to the local row (default: deactivate).
+    pub fn on_user_deleted(mut self, policy: DeletedUserPolicy) -> Self {
+        self.deleted_policy = policy;
+        self
+    }
+
     /// Whether the `__session` cookie is read when there is no `Authorization` header
     /// (default true).
     pub fn accept_session_cookie(mut self, accept: bool) -> Self {
@@ -526,6 +580,13 @@ impl ClerkBuilder {
         if !url_ok {
             return Err(ConfigError::InvalidApiUrl);
         }
+        let webhooks = match &self.webhook_secret {
+            Some(secret) => Some(Webhooks::new(
+                WebhookVerifier::new(secret).map_err(|_| ConfigError::InvalidWebhookSecret)?,
+                self.deleted_policy,
+            )),
+            None => None,
+        };
         let static_keys = match &self.jwt_key {
             Some(pem) => Some(Arc::new(
                 VerificationKeys::from_pem(pem).map_err(ConfigError::InvalidJwtKey)?,
@@ -574,6 +635,12 @@ impl ClerkBuilder {
                 user_cache_ttl: self.user_cache_ttl,
                 api,
                 user_syncs,
+                webhooks,
+                revoked: moka::sync::Cache::builder()
+                    .max_capacity(100_000)
+                    .time_to_live(Duration::from_secs(600))
+                    .build(),
+                any_revoked: AtomicBool::new(false),
             }),
         })
     }

@@ -11,6 +11,7 @@ use crate::{
     claims::ClerkClaims,
     error::AuthErrorReason,
     sync::{AnyUser, UserSource},
+    webhooks::WebhookOutcome,
 };
 
 /// The `tracing` target of every event this crate emits.
@@ -117,6 +118,29 @@ pub enum ClerkEvent {
     UserSynced {
         /// The Clerk user id.
         user_id: String,
+    },
+    /// A webhook delivery passed signature verification.
+    WebhookReceived {
+        /// The Svix message id.
+        svix_id: String,
+        /// e.g. `user.updated`.
+        event_type: String,
+    },
+    /// A webhook delivery was refused (bad signature, stale timestamp, not JSON, ...).
+    WebhookRejected {
+        /// The [`WebhookError`](crate::webhooks::WebhookError) reason code.
+        reason: &'static str,
+    },
+    /// A verified webhook was handled.
+    WebhookProcessed {
+        /// The Svix message id.
+        svix_id: String,
+        /// e.g. `user.updated`.
+        event_type: String,
+        /// Applied, duplicate or ignored.
+        outcome: WebhookOutcome,
+        /// The user it concerned, for user events.
+        user_id: Option<String>,
     },
     /// Fetching the JWKS failed; known keys (if any) stay in use.
     JwksRefreshFailed {
@@ -227,6 +251,33 @@ fn trace_event(event: &ClerkEvent) {
             target: TRACING_TARGET,
             user_id = user_id.as_str(),
             "clerk user synced"
+        ),
+        ClerkEvent::WebhookReceived {
+            svix_id,
+            event_type,
+        } => tracing::debug!(
+            target: TRACING_TARGET,
+            svix_id = svix_id.as_str(),
+            event_type = event_type.as_str(),
+            "clerk webhook received"
+        ),
+        ClerkEvent::WebhookRejected { reason } => tracing::warn!(
+            target: TRACING_TARGET,
+            reason = *reason,
+            "clerk webhook rejected"
+        ),
+        ClerkEvent::WebhookProcessed {
+            svix_id,
+            event_type,
+            outcome,
+            user_id,
+        } => tracing::info!(
+            target: TRACING_TARGET,
+            svix_id = svix_id.as_str(),
+            event_type = event_type.as_str(),
+            outcome = outcome.as_str(),
+            user_id = user_id.as_deref().unwrap_or(""),
+            "clerk webhook processed"
         ),
         ClerkEvent::JwksRefreshed { cause, kids } => tracing::info!(
             target: TRACING_TARGET,

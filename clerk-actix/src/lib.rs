@@ -55,6 +55,7 @@ pub mod store;
 pub mod sync;
 pub mod user;
 pub mod verify;
+pub mod webhooks;
 
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -341,6 +341,10 @@ impl<U: SyncedUser> UserSync<U> {
         Ok(user)
     }
 
+    pub(crate) fn store_ref(&self) -> &Arc<dyn UserStore<User = U>> {
+        &self.store
+    }
+
     /// Forgets a cached user (after a webhook changed it).
     pub(crate) async fn invalidate(&self, user_id: &str) {
         self.cache.invalidate(user_id).await;

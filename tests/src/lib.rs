@@ -1,7 +1,13 @@
 //! Shared helpers for the end-to-end tests: a small app wired like a user's, and an event
 //! recorder.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{
+    atomic::{AtomicBool, AtomicUsize, Ordering},
+    Arc, Mutex,
+};
+
+use clerk_actix::{sync::StoreError, ClerkUserData, UserStore};
+use futures_util::future::BoxFuture;
 
 use actix_web::{
     body::MessageBody,
@@ -233,5 +239,63 @@ pub mod db {
                 }
             }
         }
+    }
+}
+
+/// A store wrapper that counts calls and can be switched "down".
+#[derive(Debug)]
+pub struct Probe<S> {
+    /// The wrapped store.
+    pub inner: S,
+    /// Calls so far.
+    pub calls: AtomicUsize,
+    /// When true, every call fails like a database outage.
+    pub down: AtomicBool,
+}
+
+impl<S> Probe<S> {
+    /// Wraps a store.
+    pub fn new(inner: S) -> Arc<Self> {
+        Arc::new(Self {
+            inner,
+            calls: AtomicUsize::new(0),
+            down: AtomicBool::new(false),
+        })
+    }
+    fn enter(&self) -> Result<(), StoreError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.down.load(Ordering::SeqCst) {
+            Err(StoreError::new("database down (test)"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl<S: UserStore> UserStore for Probe<S> {
+    type User = S::User;
+    fn upsert<'a>(&'a self, u: &'a ClerkUserData) -> BoxFuture<'a, Result<S::User, StoreError>> {
+        Box::pin(async move {
+            self.enter()?;
+            self.inner.upsert(u).await
+        })
+    }
+    fn find<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<S::User>, StoreError>> {
+        Box::pin(async move {
+            self.enter()?;
+            self.inner.find(id).await
+        })
+    }
+    fn deactivate<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            self.enter()?;
+            self.inner.deactivate(id).await
+        })
+    }
+    fn delete<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            self.enter()?;
+            self.inner.delete(id).await
+        })
     }
 }

@@ -3,27 +3,20 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::{
-    sync::{
-        atomic::{AtomicBool, AtomicUsize, Ordering},
-        Arc,
-    },
-    time::Duration,
-};
+use std::{sync::atomic::Ordering, time::Duration};
 
 use actix_web::{http::StatusCode, test, web, App, HttpResponse};
 use clerk_actix::{
     store::{ClerkUserRecord, DieselUserStore},
-    sync::StoreError,
     testing::{mock_user_json, Endpoint, Fault, MockClerk},
     ClerkEvent, ClerkMiddleware, ClerkUser, ClerkUserData, UserSource, UserStore,
 };
 use clerk_actix_tests::{
     bearer,
     db::{Backend, TestDb, BACKENDS},
-    Recorder,
+    Probe, Recorder,
 };
-use futures_util::future::{join_all, BoxFuture};
+use futures_util::future::join_all;
 use serde_json::{json, Value};
 
 fn user_data(id: &str, updated_at: i64, first_name: Option<&str>) -> ClerkUserData {
@@ -31,59 +24,6 @@ fn user_data(id: &str, updated_at: i64, first_name: Option<&str>) -> ClerkUserDa
     v["updated_at"] = json!(updated_at);
     v["first_name"] = json!(first_name);
     serde_json::from_value(v).unwrap()
-}
-
-/// A store wrapper that counts calls and can be switched "down".
-struct Probe<S> {
-    inner: S,
-    calls: AtomicUsize,
-    down: AtomicBool,
-}
-
-impl<S> Probe<S> {
-    fn new(inner: S) -> Arc<Self> {
-        Arc::new(Self {
-            inner,
-            calls: AtomicUsize::new(0),
-            down: AtomicBool::new(false),
-        })
-    }
-    fn enter(&self) -> Result<(), StoreError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        if self.down.load(Ordering::SeqCst) {
-            Err(StoreError::new("database down (test)"))
-        } else {
-            Ok(())
-        }
-    }
-}
-
-impl<S: UserStore> UserStore for Probe<S> {
-    type User = S::User;
-    fn upsert<'a>(&'a self, u: &'a ClerkUserData) -> BoxFuture<'a, Result<S::User, StoreError>> {
-        Box::pin(async move {
-            self.enter()?;
-            self.inner.upsert(u).await
-        })
-    }
-    fn find<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<S::User>, StoreError>> {
-        Box::pin(async move {
-            self.enter()?;
-            self.inner.find(id).await
-        })
-    }
-    fn deactivate<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
-        Box::pin(async move {
-            self.enter()?;
-            self.inner.deactivate(id).await
-        })
-    }
-    fn delete<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
-        Box::pin(async move {
-            self.enter()?;
-            self.inner.delete(id).await
-        })
-    }
 }
 
 async fn me_user(user: ClerkUser<ClerkUserRecord>) -> HttpResponse {

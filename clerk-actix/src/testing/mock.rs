@@ -23,6 +23,7 @@ use serde_json::{json, Value};
 use super::{
     keys::{TestKey, TEST_KEYS},
     token::{unix_now, TokenBuilder, TEST_AUTHORIZED_PARTY, TEST_ISSUER},
+    webhook::{WebhookDelivery, MOCK_WEBHOOK_SECRET},
 };
 use crate::config::{Clerk, ClerkBuilder};
 
@@ -351,12 +352,20 @@ impl MockClerk {
         TEST_ISSUER
     }
 
-    /// A builder configured for this mock: secret key, API URL and the test `azp`.
+    /// A builder configured for this mock: secret key, API URL, the test `azp` and the webhook
+    /// signing secret.
     pub fn clerk_builder(&self) -> ClerkBuilder {
         Clerk::builder()
             .secret_key(self.secret_key())
             .api_url(self.api_url())
             .authorized_parties([TEST_AUTHORIZED_PARTY])
+            .webhook_signing_secret(MOCK_WEBHOOK_SECRET)
+    }
+
+    /// A signed webhook delivery, as Clerk (through Svix) would send it: `data` is e.g.
+    /// [`mock_user_json`] for `user.created` / `user.updated`, or `{"id": .., "deleted": true}`.
+    pub fn webhook(&self, event_type: &str, data: Value) -> WebhookDelivery {
+        WebhookDelivery::new(MOCK_WEBHOOK_SECRET, event_type, data)
     }
 
     /// The key currently used to sign tokens.

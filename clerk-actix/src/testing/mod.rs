@@ -31,7 +31,9 @@
 mod keys;
 mod mock;
 mod token;
+mod webhook;
 
 pub use keys::{TestKey, TEST_KEYS};
 pub use mock::{mock_user_json, Endpoint, Fault, MockClerk, MOCK_SECRET_KEY};
 pub use token::{unix_now, Breakage, TokenBuilder, TEST_AUTHORIZED_PARTY, TEST_ISSUER};
+pub use webhook::{WebhookDelivery, MOCK_WEBHOOK_SECRET};

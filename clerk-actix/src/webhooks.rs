@@ -1,0 +1,499 @@
+//! Clerk webhooks (Svix): [`WebhookVerifier`] checks the signature of a delivery, and
+//! [`resource`] is a ready actix endpoint that keeps the user table in sync with `user.created`,
+//! `user.updated` and `user.deleted`.
+//!
+//! ```no_run
+//! # #[cfg(feature = "sqlite")]
+//! # async fn demo() -> std::io::Result<()> {
+//! use actix_web::{web, App, HttpServer};
+//! use clerk_actix::{store::{ClerkUserRecord, DieselUserStore}, webhooks, Clerk};
+//!
+//! let store: DieselUserStore = DieselUserStore::connect("app.sqlite").await.unwrap();
+//! let clerk = Clerk::builder()
+//!     .secret_key("sk_test_...")
+//!     .webhook_signing_secret("whsec_...") // or CLERK_WEBHOOK_SIGNING_SECRET
+//!     .user_store(store)
+//!     .build()
+//!     .unwrap();
+//! HttpServer::new(move || {
+//!     App::new()
+//!         .app_data(web::Data::new(clerk.clone()))
+//!         .service(webhooks::resource::<ClerkUserRecord>("/webhooks/clerk"))
+//! })
+//! .bind(("127.0.0.1", 8080))?
+//! .run()
+//! .await
+//! # }
+//! ```
+
+use std::{
+    fmt,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use actix_web::{http::header::HeaderMap, web, HttpRequest, HttpResponse};
+use base64::{engine::general_purpose::STANDARD, Engine as _};
+use hmac::{Hmac, Mac};
+use serde::Deserialize;
+use serde_json::Value;
+use sha2::Sha256;
+
+use crate::{
+    config::Clerk,
+    events::ClerkEvent,
+    sync::{SyncError, SyncedUser},
+    user::ClerkUserData,
+};
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Svix's tolerance for the `svix-timestamp` header, both ways.
+pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
+
+/// Why a delivery was refused. `reason()` is a stable code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WebhookError {
+    /// The signing secret is empty or not base64.
+    #[error("the webhook signing secret is not a valid whsec_ secret")]
+    InvalidSecret,
+    /// `svix-id`, `svix-timestamp` or `svix-signature` missing or empty.
+    #[error("missing or empty svix-id / svix-timestamp / svix-signature header")]
+    MissingHeaders,
+    /// `svix-timestamp` is not an integer.
+    #[error("svix-timestamp is not a Unix time in seconds")]
+    InvalidTimestamp,
+    /// `svix-timestamp` is older than the tolerance.
+    #[error("the message timestamp is too old")]
+    TimestampTooOld,
+    /// `svix-timestamp` is further in the future than the tolerance.
+    #[error("the message timestamp is too far in the future")]
+    TimestampTooNew,
+    /// No `v1` signature in `svix-signature` matches.
+    #[error("no matching signature")]
+    InvalidSignature,
+    /// The body is not UTF-8 JSON.
+    #[error("the body is not JSON")]
+    InvalidJson,
+    /// The body is JSON but not a Clerk event (`type` and `data` missing or mistyped).
+    #[error("the body is not a Clerk event")]
+    InvalidPayload,
+}
+
+impl WebhookError {
+    /// The stable code, e.g. `"invalid-signature"`.
+    pub const fn reason(&self) -> &'static str {
+        match self {
+            Self::InvalidSecret => "invalid-secret",
+            Self::MissingHeaders => "missing-headers",
+            Self::InvalidTimestamp => "invalid-timestamp",
+            Self::TimestampTooOld => "timestamp-too-old",
+            Self::TimestampTooNew => "timestamp-too-new",
+            Self::InvalidSignature => "invalid-signature",
+            Self::InvalidJson => "invalid-json",
+            Self::InvalidPayload => "invalid-payload",
+        }
+    }
+}
+
+/// What a verified delivery carries.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum WebhookEventKind {
+    /// `user.created` with the full user.
+    UserCreated(ClerkUserData),
+    /// `user.updated` with the full user.
+    UserUpdated(ClerkUserData),
+    /// `user.deleted`: the id (the schema allows it to be missing).
+    UserDeleted {
+        /// `user_...`.
+        id: Option<String>,
+    },
+    /// Any other event type (`session.created`, `organization.updated`, ...).
+    Other,
+}
+
+/// A verified Clerk webhook delivery.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookEvent {
+    svix_id: String,
+    timestamp: i64,
+    event_type: String,
+    data: Value,
+    kind: WebhookEventKind,
+}
+
+impl WebhookEvent {
+    /// The Svix message id (`msg_...`): the same on every retry of one message.
+    pub fn svix_id(&self) -> &str {
+        &self.svix_id
+    }
+    /// `svix-timestamp`, Unix seconds.
+    pub fn timestamp(&self) -> i64 {
+        self.timestamp
+    }
+    /// The event type, e.g. `user.created`.
+    pub fn event_type(&self) -> &str {
+        &self.event_type
+    }
+    /// The raw `data` object.
+    pub fn data(&self) -> &Value {
+        &self.data
+    }
+    /// The typed event.
+    pub fn kind(&self) -> &WebhookEventKind {
+        &self.kind
+    }
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(rename = "type")]
+    event_type: String,
+    data: Value,
+}
+
+/// Verifies Svix signatures (HMAC-SHA256 over `id.timestamp.body`, raw bytes).
+///
+/// ```
+/// use std::time::{Duration, UNIX_EPOCH};
+/// use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+/// use clerk_actix::webhooks::WebhookVerifier;
+///
+/// let v = WebhookVerifier::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+/// let body = br#"{"type":"user.deleted","data":{"id":"user_1","deleted":true}}"#;
+/// let sig = v.sign("msg_1", 1614265330, body);
+/// let mut h = HeaderMap::new();
+/// for (k, val) in [("svix-id", "msg_1"), ("svix-timestamp", "1614265330"), ("svix-signature", sig.as_str())] {
+///     h.insert(HeaderName::from_static(k), HeaderValue::from_str(val).unwrap());
+/// }
+/// let event = v.verify_at(&h, body, UNIX_EPOCH + Duration::from_secs(1614265330)).unwrap();
+/// assert_eq!(event.event_type(), "user.deleted");
+/// ```
+#[derive(Clone)]
+pub struct WebhookVerifier {
+    key: Vec<u8>,
+    tolerance: Duration,
+}
+
+impl fmt::Debug for WebhookVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookVerifier")
+            .field("key", &"[redacted]")
+            .field("tolerance", &self.tolerance)
+            .finish()
+    }
+}
+
+fn header<'h>(headers: &'h HeaderMap, svix: &str, standard: &str) -> Option<&'h str> {
+    headers
+        .get(svix)
+        .or_else(|| headers.get(standard))
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+impl WebhookVerifier {
+    /// From the endpoint's signing secret (`whsec_...`; the prefix is optional).
+    pub fn new(secret: &str) -> Result<Self, WebhookError> {
+        let secret = secret.trim();
+        let b64 = secret.strip_prefix("whsec_").unwrap_or(secret);
+        let key = STANDARD
+            .decode(b64)
+            .map_err(|_| WebhookError::InvalidSecret)?;
+        if key.is_empty() {
+            return Err(WebhookError::InvalidSecret);
+        }
+        Ok(Self {
+            key,
+            tolerance: DEFAULT_TOLERANCE,
+        })
+    }
+
+    /// Changes the timestamp tolerance (default 300 s).
+    #[must_use]
+    pub fn tolerance(mut self, tolerance: Duration) -> Self {
+        self.tolerance = tolerance;
+        self
+    }
+
+    fn mac(&self, msg_id: &str, timestamp: &str, body: &[u8]) -> HmacSha256 {
+        // HMAC accepts keys of any length; new_from_slice cannot fail for it.
+        let mut mac = match HmacSha256::new_from_slice(&self.key) {
+            Ok(m) => m,
+            Err(_) => unreachable!("HMAC takes keys of any length"),
+        };
+        mac.update(msg_id.as_bytes());
+        mac.update(b".");
+        mac.update(timestamp.as_bytes());
+        mac.update(b".");
+        mac.update(body);
+        mac
+    }
+
+    /// The `svix-signature` value for a message: `v1,<base64>`.
+    pub fn sign(&self, msg_id: &str, timestamp: i64, body: &[u8]) -> String {
+        let tag = self
+            .mac(msg_id, &timestamp.to_string(), body)
+            .finalize()
+            .into_bytes();
+        format!("v1,{}", STANDARD.encode(tag))
+    }
+
+    /// Verifies a delivery at time `now`: headers present, timestamp within the tolerance, any
+    /// `v1` entry of `svix-signature` matching (constant-time), then the body parsed.
+    /// Accepts the Standard Webhooks names (`webhook-id`, ...) when the `svix-*` ones are absent.
+    pub fn verify_at(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        now: SystemTime,
+    ) -> Result<WebhookEvent, WebhookError> {
+        let (Some(msg_id), Some(ts_text), Some(signatures)) = (
+            header(headers, "svix-id", "webhook-id"),
+            header(headers, "svix-timestamp", "webhook-timestamp"),
+            header(headers, "svix-signature", "webhook-signature"),
+        ) else {
+            return Err(WebhookError::MissingHeaders);
+        };
+        let timestamp: i64 = ts_text
+            .parse()
+            .map_err(|_| WebhookError::InvalidTimestamp)?;
+        let now_s = now
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let tolerance = self.tolerance.as_secs() as i64;
+        if timestamp < now_s.saturating_sub(tolerance) {
+            return Err(WebhookError::TimestampTooOld);
+        }
+        if timestamp > now_s.saturating_add(tolerance) {
+            return Err(WebhookError::TimestampTooNew);
+        }
+        let mac = self.mac(msg_id, ts_text, body);
+        let matched = signatures
+            .split(' ')
+            .filter_map(|entry| entry.split_once(','))
+            .filter(|(version, _)| *version == "v1")
+            .filter_map(|(_, sig)| STANDARD.decode(sig).ok())
+            .any(|sig| mac.clone().verify_slice(&sig).is_ok());
+        if !matched {
+            return Err(WebhookError::InvalidSignature);
+        }
+        let json: Value = serde_json::from_slice(body).map_err(|_| WebhookError::InvalidJson)?;
+        let envelope: Envelope =
+            serde_json::from_value(json).map_err(|_| WebhookError::InvalidPayload)?;
+        let kind = match envelope.event_type.as_str() {
+            "user.created" | "user.updated" => {
+                let user: ClerkUserData = serde_json::from_value(envelope.data.clone())
+                    .map_err(|_| WebhookError::InvalidPayload)?;
+                if envelope.event_type == "user.created" {
+                    WebhookEventKind::UserCreated(user)
+                } else {
+                    WebhookEventKind::UserUpdated(user)
+                }
+            }
+            "user.deleted" => WebhookEventKind::UserDeleted {
+                id: envelope
+                    .data
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+            },
+            _ => WebhookEventKind::Other,
+        };
+        Ok(WebhookEvent {
+            svix_id: msg_id.to_owned(),
+            timestamp,
+            event_type: envelope.event_type,
+            data: envelope.data,
+            kind,
+        })
+    }
+}
+
+/// What `user.deleted` does to the local row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeletedUserPolicy {
+    /// Keep the row, mark it inactive (default: your own rows that reference it stay valid).
+    #[default]
+    Deactivate,
+    /// Delete the row.
+    Delete,
+}
+
+/// How a verified delivery was handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WebhookOutcome {
+    /// The user table was updated (an out-of-date update leaves the newer row as it is).
+    Applied,
+    /// This `svix-id` was already applied: nothing changed.
+    Duplicate,
+    /// Not a user event: acknowledged, nothing changed.
+    Ignored,
+}
+
+impl WebhookOutcome {
+    /// `"applied"`, `"duplicate"` or `"ignored"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Applied => "applied",
+            Self::Duplicate => "duplicate",
+            Self::Ignored => "ignored",
+        }
+    }
+}
+
+/// The webhook endpoint as an actix resource: `POST` only, body up to 1 MiB, the
+/// [`Clerk`] handle taken from `web::Data<Clerk>`, users of type `U` kept in the store
+/// registered for `U`.
+///
+/// Answers: 200 `{"status": "applied" | "duplicate" | "ignored"}`; 400
+/// `{"error": "invalid_webhook", "reason": ...}` for a bad signature or body (nothing written);
+/// 503 when the store fails (so Svix retries); 500 naming the fix when unconfigured.
+pub fn resource<U: SyncedUser>(path: &str) -> actix_web::Resource {
+    web::resource(path)
+        .app_data(web::PayloadConfig::new(1 << 20))
+        .route(web::post().to(handle::<U>))
+}
+
+fn misconfigured(reason: &str, fix: &str) -> HttpResponse {
+    HttpResponse::InternalServerError().json(serde_json::json!({
+        "error": "server_misconfigured", "reason": reason, "fix": fix,
+    }))
+}
+
+async fn handle<U: SyncedUser>(req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    let Some(clerk) = req.app_data::<web::Data<Clerk>>() else {
+        return misconfigured(
+            "clerk-missing",
+            "register the Clerk handle with App::app_data(web::Data::new(clerk))",
+        );
+    };
+    let Some(webhooks) = &clerk.inner.webhooks else {
+        return misconfigured(
+            "webhook-secret-missing",
+            "set CLERK_WEBHOOK_SIGNING_SECRET or ClerkBuilder::webhook_signing_secret",
+        );
+    };
+    let event = match webhooks
+        .verifier
+        .verify_at(req.headers(), &body, SystemTime::now())
+    {
+        Ok(event) => event,
+        Err(err) => {
+            clerk.emit(ClerkEvent::WebhookRejected {
+                reason: err.reason(),
+            });
+            return HttpResponse::BadRequest().json(serde_json::json!({
+                "error": "invalid_webhook", "reason": err.reason(),
+            }));
+        }
+    };
+    clerk.emit(ClerkEvent::WebhookReceived {
+        svix_id: event.svix_id.clone(),
+        event_type: event.event_type.clone(),
+    });
+    match clerk.apply_webhook::<U>(&event).await {
+        Ok(outcome) => HttpResponse::Ok().json(serde_json::json!({"status": outcome.as_str()})),
+        Err(SyncError::NoStore) => misconfigured(
+            "user-store-missing",
+            "register a user store with ClerkBuilder::user_store(...)",
+        ),
+        Err(_) => HttpResponse::ServiceUnavailable()
+            .insert_header(("Retry-After", "30"))
+            .json(serde_json::json!({
+                "error": "temporarily_unavailable", "reason": "user-store-unavailable",
+            })),
+    }
+}
+
+/// Webhook settings held by [`Clerk`].
+#[derive(Debug)]
+pub(crate) struct Webhooks {
+    pub(crate) verifier: WebhookVerifier,
+    pub(crate) deleted_policy: DeletedUserPolicy,
+    /// Applied `svix-id`s (a replay answers 200 and changes nothing).
+    pub(crate) seen: moka::sync::Cache<String, ()>,
+}
+
+impl Webhooks {
+    pub(crate) fn new(verifier: WebhookVerifier, deleted_policy: DeletedUserPolicy) -> Self {
+        Self {
+            verifier,
+            deleted_policy,
+            seen: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(24 * 3600))
+                .build(),
+        }
+    }
+}
+
+impl Clerk {
+    /// Applies a verified webhook event to the store registered for `U`: created / updated →
+    /// upsert (an older update never overwrites a newer row) and refresh the user cache;
+    /// deleted → deactivate (or delete) and refuse the user's still-valid tokens; other types
+    /// → ignored. Idempotent on `svix-id`.
+    pub async fn apply_webhook<U: SyncedUser>(
+        &self,
+        event: &WebhookEvent,
+    ) -> Result<WebhookOutcome, SyncError> {
+        let seen = self.inner.webhooks.as_ref().map(|w| &w.seen);
+        if seen.is_some_and(|s| s.contains_key(&event.svix_id)) {
+            return Ok(self.webhook_done(event, WebhookOutcome::Duplicate, None));
+        }
+        let sync = self.user_sync::<U>();
+        let (outcome, user_id) = match &event.kind {
+            WebhookEventKind::UserCreated(data) | WebhookEventKind::UserUpdated(data) => {
+                let sync = sync.ok_or(SyncError::NoStore)?;
+                let user = sync.sync(data).await?;
+                if user.is_active() {
+                    self.unrevoke_user(&data.id);
+                } else {
+                    self.revoke_user(&data.id);
+                }
+                (WebhookOutcome::Applied, Some(data.id.clone()))
+            }
+            WebhookEventKind::UserDeleted { id: Some(id) } => {
+                let sync = sync.ok_or(SyncError::NoStore)?;
+                let policy = self
+                    .inner
+                    .webhooks
+                    .as_ref()
+                    .map(|w| w.deleted_policy)
+                    .unwrap_or_default();
+                match policy {
+                    DeletedUserPolicy::Deactivate => sync.store_ref().deactivate(id).await?,
+                    DeletedUserPolicy::Delete => sync.store_ref().delete(id).await?,
+                };
+                sync.invalidate(id).await;
+                self.revoke_user(id);
+                (WebhookOutcome::Applied, Some(id.clone()))
+            }
+            WebhookEventKind::UserDeleted { id: None } | WebhookEventKind::Other => {
+                (WebhookOutcome::Ignored, None)
+            }
+        };
+        if let Some(seen) = seen {
+            seen.insert(event.svix_id.clone(), ());
+        }
+        Ok(self.webhook_done(event, outcome, user_id))
+    }
+
+    fn webhook_done(
+        &self,
+        event: &WebhookEvent,
+        outcome: WebhookOutcome,
+        user_id: Option<String>,
+    ) -> WebhookOutcome {
+        self.emit(ClerkEvent::WebhookProcessed {
+            svix_id: event.svix_id.clone(),
+            event_type: event.event_type.clone(),
+            outcome,
+            user_id,
+        });
+        outcome
+    }
+}
