@@ -1,0 +1,379 @@
+//! Webhooks end to end over real HTTP (an actix server on 127.0.0.1) on PostgreSQL and SQLite:
+//! created, updated, deleted, replay, reordering, bad signatures, store down, unknown types.
+
+#![allow(clippy::unwrap_used)]
+
+use std::{net::TcpListener, sync::atomic::Ordering, time::Duration};
+
+use actix_web::{web, App, HttpResponse, HttpServer};
+use clerk_actix::{
+    store::ClerkUserRecord,
+    testing::{mock_user_json, Endpoint, MockClerk, WebhookDelivery, MOCK_WEBHOOK_SECRET},
+    webhooks::{self, DeletedUserPolicy, WebhookOutcome},
+    Clerk, ClerkEvent, ClerkMiddleware, ClerkSession, ClerkUser, UserStore,
+};
+use clerk_actix_tests::{
+    db::{Backend, TestDb, BACKENDS},
+    Probe, Recorder,
+};
+use serde_json::{json, Value};
+
+async fn me_user(user: ClerkUser<ClerkUserRecord>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({"source": user.source(), "user": &*user}))
+}
+
+async fn me(session: ClerkSession) -> HttpResponse {
+    HttpResponse::Ok().body(session.user_id().to_owned())
+}
+
+/// Serves the webhook endpoint and two protected routes on 127.0.0.1; returns the base URL.
+fn serve(clerk: Clerk) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(web::Data::new(clerk.clone()))
+            .service(webhooks::resource::<ClerkUserRecord>("/webhooks/clerk"))
+            .service(
+                web::scope("/api")
+                    .wrap(ClerkMiddleware::new(clerk.clone()))
+                    .route("/me/user", web::get().to(me_user))
+                    .route("/me", web::get().to(me)),
+            )
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)
+    .unwrap()
+    .run();
+    actix_web::rt::spawn(server);
+    base
+}
+
+async fn get(base: &str, path: &str, token: &str) -> (u16, Value) {
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .finish();
+    let mut res = client
+        .get(format!("{base}{path}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let body = res.body().await.unwrap();
+    (
+        res.status().as_u16(),
+        serde_json::from_slice(&body)
+            .unwrap_or(Value::String(String::from_utf8_lossy(&body).into())),
+    )
+}
+
+fn user_json(id: &str, updated_at: i64, first_name: &str) -> Value {
+    let mut u = mock_user_json(id);
+    u["updated_at"] = json!(updated_at);
+    u["first_name"] = json!(first_name);
+    u
+}
+
+#[actix_web::test]
+async fn created_updated_deleted_replayed_and_reordered() {
+    for backend in BACKENDS {
+        let (db, store) = TestDb::new(backend).await;
+        let mock = MockClerk::start();
+        let rec = Recorder::default();
+        let clerk = mock
+            .clerk_builder()
+            .user_store(store)
+            .on_event(rec.listener())
+            .build()
+            .unwrap();
+        let base = serve(clerk);
+        let hook = format!("{base}/webhooks/clerk");
+        let fresh: clerk_actix::store::DieselUserStore =
+            clerk_actix::store::DieselUserStore::connect(&db.url)
+                .await
+                .unwrap();
+
+        // created → row.
+        let created = mock.webhook("user.created", user_json("user_wh", 1_000, "Ada"));
+        let (status, body) = created.send(&hook).await.unwrap();
+        assert_eq!(
+            (status, body["status"].as_str()),
+            (200, Some("applied")),
+            "{backend:?}"
+        );
+        let row = fresh.find("user_wh").await.unwrap().unwrap();
+        assert_eq!(row.first_name.as_deref(), Some("Ada"));
+        assert_eq!(row.email.as_deref(), Some("wh@example.com"));
+
+        // The user signs in: served from the cache the webhook filled, no Backend API call.
+        let token = mock.token().subject("user_wh").build();
+        let (status, body) = get(&base, "/api/me/user", &token).await;
+        assert_eq!(status, 200);
+        assert_eq!(body["user"]["first_name"], "Ada");
+        assert_eq!(mock.requests(Endpoint::User), 0);
+
+        // updated → row changed, and the next request sees it.
+        let updated = mock.webhook("user.updated", user_json("user_wh", 2_000, "Grace"));
+        assert_eq!(updated.send(&hook).await.unwrap().0, 200);
+        assert_eq!(
+            fresh
+                .find("user_wh")
+                .await
+                .unwrap()
+                .unwrap()
+                .first_name
+                .as_deref(),
+            Some("Grace")
+        );
+        let (_, body) = get(&base, "/api/me/user", &token).await;
+        assert_eq!(body["user"]["first_name"], "Grace");
+
+        // Reordered: an older update delivered late changes nothing.
+        let late = mock.webhook("user.updated", user_json("user_wh", 1_500, "Late"));
+        assert_eq!(late.send(&hook).await.unwrap().0, 200);
+        assert_eq!(
+            fresh
+                .find("user_wh")
+                .await
+                .unwrap()
+                .unwrap()
+                .first_name
+                .as_deref(),
+            Some("Grace")
+        );
+        let (_, body) = get(&base, "/api/me/user", &token).await;
+        assert_eq!(
+            body["user"]["first_name"], "Grace",
+            "{backend:?}: the cache keeps the newer row"
+        );
+
+        // Replay of the first delivery: 200 duplicate, nothing changes.
+        let (status, body) = created.send(&hook).await.unwrap();
+        assert_eq!((status, body["status"].as_str()), (200, Some("duplicate")));
+        assert_eq!(
+            fresh
+                .find("user_wh")
+                .await
+                .unwrap()
+                .unwrap()
+                .first_name
+                .as_deref(),
+            Some("Grace")
+        );
+
+        // deleted → deactivated, and the still-valid token is refused on every route.
+        mock.remove_user("user_wh");
+        let deleted = mock.webhook(
+            "user.deleted",
+            json!({"object": "user", "id": "user_wh", "deleted": true}),
+        );
+        assert_eq!(deleted.send(&hook).await.unwrap().0, 200);
+        let row = fresh.find("user_wh").await.unwrap().unwrap();
+        assert!(
+            !row.is_active,
+            "{backend:?}: deactivated, not deleted, by default"
+        );
+        let (status, body) = get(&base, "/api/me/user", &token).await;
+        assert_eq!(status, 401, "{backend:?}: {body}");
+        assert_eq!(body["reason"], "user-inactive");
+        let (status, body) = get(&base, "/api/me", &token).await;
+        assert_eq!(status, 401);
+        assert_eq!(body["reason"], "user-inactive");
+        assert_eq!(db.count_rows(&fresh).await, 1);
+
+        let outcomes: Vec<WebhookOutcome> = rec
+            .take()
+            .iter()
+            .filter_map(|e| match e {
+                ClerkEvent::WebhookProcessed { outcome, .. } => Some(*outcome),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            outcomes,
+            [
+                WebhookOutcome::Applied,
+                WebhookOutcome::Applied,
+                WebhookOutcome::Applied,
+                WebhookOutcome::Duplicate,
+                WebhookOutcome::Applied
+            ]
+        );
+        db.cleanup().await;
+    }
+}
+
+#[actix_web::test]
+async fn bad_signatures_are_400_and_write_nothing() {
+    let (db, store) = TestDb::new(Backend::Sqlite).await;
+    let mock = MockClerk::start();
+    let rec = Recorder::default();
+    let clerk = mock
+        .clerk_builder()
+        .user_store(store)
+        .on_event(rec.listener())
+        .build()
+        .unwrap();
+    let base = serve(clerk);
+    let hook = format!("{base}/webhooks/clerk");
+    let data = user_json("user_forged", 1, "Mallory");
+
+    let wrong_secret = WebhookDelivery::new(
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        "user.created",
+        data.clone(),
+    );
+    let (status, body) = wrong_secret.send(&hook).await.unwrap();
+    assert_eq!(status, 400);
+    assert_eq!(
+        body,
+        json!({"error": "invalid_webhook", "reason": "invalid-signature"})
+    );
+
+    let mut tampered = mock.webhook("user.created", data.clone());
+    tampered.body = tampered.body.replace("Mallory", "Trudy");
+    assert_eq!(
+        tampered.send(&hook).await.unwrap().1["reason"],
+        "invalid-signature"
+    );
+
+    let stale = WebhookDelivery::at(
+        MOCK_WEBHOOK_SECRET,
+        "user.created",
+        data.clone(),
+        clerk_actix::testing::unix_now() - 600,
+    );
+    assert_eq!(
+        stale.send(&hook).await.unwrap().1["reason"],
+        "timestamp-too-old"
+    );
+
+    let not_json = WebhookDelivery::sign(
+        MOCK_WEBHOOK_SECRET,
+        "msg_nj".into(),
+        clerk_actix::testing::unix_now(),
+        "hello".into(),
+    );
+    assert_eq!(
+        not_json.send(&hook).await.unwrap(),
+        (
+            400,
+            json!({"error": "invalid_webhook", "reason": "invalid-json"})
+        )
+    );
+
+    let fresh: clerk_actix::store::DieselUserStore =
+        clerk_actix::store::DieselUserStore::connect(&db.url)
+            .await
+            .unwrap();
+    assert_eq!(db.count_rows(&fresh).await, 0);
+    let rejected = rec
+        .take()
+        .iter()
+        .filter(|e| matches!(e, ClerkEvent::WebhookRejected { .. }))
+        .count();
+    assert_eq!(rejected, 4);
+    db.cleanup().await;
+}
+
+#[actix_web::test]
+async fn store_down_is_503_so_svix_retries_and_the_retry_applies() {
+    let (db, store) = TestDb::new(Backend::Postgres).await;
+    let mock = MockClerk::start();
+    let probe = Probe::new(store);
+    let clerk = mock
+        .clerk_builder()
+        .user_store(probe.clone())
+        .build()
+        .unwrap();
+    let base = serve(clerk);
+    let hook = format!("{base}/webhooks/clerk");
+    let delivery = mock.webhook("user.created", user_json("user_retry", 1, "Retry"));
+    probe.down.store(true, Ordering::SeqCst);
+    let (status, body) = delivery.send(&hook).await.unwrap();
+    assert_eq!(status, 503);
+    assert_eq!(body["reason"], "user-store-unavailable");
+    assert_eq!(db.count_rows(&probe.inner).await, 0);
+    // Svix retries the same message: not a duplicate, it applies now.
+    probe.down.store(false, Ordering::SeqCst);
+    let (status, body) = delivery.send(&hook).await.unwrap();
+    assert_eq!((status, body["status"].as_str()), (200, Some("applied")));
+    assert_eq!(db.count_rows(&probe.inner).await, 1);
+    db.cleanup().await;
+}
+
+#[actix_web::test]
+async fn unknown_types_are_acknowledged_and_delete_policy_can_delete() {
+    let (db, store) = TestDb::new(Backend::Sqlite).await;
+    let mock = MockClerk::start();
+    let rec = Recorder::default();
+    let clerk = mock
+        .clerk_builder()
+        .user_store(store)
+        .on_user_deleted(DeletedUserPolicy::Delete)
+        .on_event(rec.listener())
+        .build()
+        .unwrap();
+    let base = serve(clerk);
+    let hook = format!("{base}/webhooks/clerk");
+    let (status, body) = mock
+        .webhook("session.created", json!({"id": "sess_1"}))
+        .send(&hook)
+        .await
+        .unwrap();
+    assert_eq!((status, body["status"].as_str()), (200, Some("ignored")));
+    assert!(rec.take().iter().any(|e| matches!(e, ClerkEvent::WebhookProcessed { outcome: WebhookOutcome::Ignored, event_type, .. } if event_type == "session.created")));
+
+    assert_eq!(
+        mock.webhook("user.created", user_json("user_del", 1, "D"))
+            .send(&hook)
+            .await
+            .unwrap()
+            .0,
+        200
+    );
+    assert_eq!(
+        mock.webhook("user.deleted", json!({"id": "user_del", "deleted": true}))
+            .send(&hook)
+            .await
+            .unwrap()
+            .0,
+        200
+    );
+    let fresh: clerk_actix::store::DieselUserStore =
+        clerk_actix::store::DieselUserStore::connect(&db.url)
+            .await
+            .unwrap();
+    assert!(fresh.find("user_del").await.unwrap().is_none());
+    // A deleted event without an id is acknowledged and ignored.
+    let (status, body) = mock
+        .webhook("user.deleted", json!({"deleted": true}))
+        .send(&hook)
+        .await
+        .unwrap();
+    assert_eq!((status, body["status"].as_str()), (200, Some("ignored")));
+    db.cleanup().await;
+}
+
+#[actix_web::test]
+async fn an_unconfigured_endpoint_is_a_500_naming_the_fix() {
+    let mock = MockClerk::start();
+    let clerk = Clerk::builder()
+        .secret_key(mock.secret_key())
+        .api_url(mock.api_url())
+        .build()
+        .unwrap();
+    let base = serve(clerk);
+    let (status, body) = mock
+        .webhook("user.created", user_json("user_x", 1, "X"))
+        .send(&format!("{base}/webhooks/clerk"))
+        .await
+        .unwrap();
+    assert_eq!(status, 500);
+    assert_eq!(body["reason"], "webhook-secret-missing");
+    assert!(body["fix"]
+        .as_str()
+        .unwrap()
+        .contains("CLERK_WEBHOOK_SIGNING_SECRET"));
+}
