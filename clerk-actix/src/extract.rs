@@ -130,7 +130,7 @@ pub(crate) fn reject(err: AuthError, req: &HttpRequest, clerk: Option<&Clerk>) -
     }
 }
 
-fn with_auth<T>(
+pub(crate) fn with_auth<T>(
     req: &HttpRequest,
     f: impl FnOnce(&RequestAuth) -> Result<T, AuthError>,
 ) -> Result<T, actix_web::Error> {

@@ -47,6 +47,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod guard;
 pub mod jwks;
 pub mod keys;
 pub mod middleware;
@@ -65,6 +66,7 @@ pub use cache::DEFAULT_TOKEN_CACHE_CAPACITY;
 pub use claims::{
     ActiveOrganization, Actor, ClerkClaims, Has, Reverification, SessionStatus, VerificationLevel,
 };
+pub use clerk_actix_macros::clerk_protected;
 pub use config::{Clerk, ClerkBuilder, ConfigError};
 pub use error::{AuthError, AuthErrorKind, AuthErrorReason};
 pub use events::{AuthSource, ClerkEvent, EventListener, TokenCarrier};

@@ -1,0 +1,9 @@
+use clerk_actix::clerk_protected;
+
+// Every mistake is reported, each at its own token.
+#[clerk_protected(role = "admin", feature = "lol:x", plan = 5)]
+async fn handler() -> &'static str {
+    "hi"
+}
+
+fn main() {}

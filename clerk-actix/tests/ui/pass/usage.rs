@@ -1,0 +1,32 @@
+use actix_web::{get, web, App, HttpResponse, Responder};
+use clerk_actix::{clerk_protected, ClerkSession};
+
+#[get("/a")]
+#[clerk_protected]
+async fn below_route() -> impl Responder {
+    "a"
+}
+
+#[clerk_protected(role = "org:admin", permission = "org:invoices:read")]
+#[get("/b")]
+async fn above_route(session: ClerkSession) -> HttpResponse {
+    HttpResponse::Ok().body(session.user_id().to_owned())
+}
+
+#[clerk_protected(any(role = "org:admin", all(feature = "o:billing", plan = "user:pro")))]
+pub async fn routed(body: web::Json<u32>) -> Result<String, actix_web::Error> {
+    Ok(body.to_string())
+}
+
+#[clerk_protected(crate = clerk_actix, feature = "dashboard")]
+pub(crate) async fn with_crate_path() -> &'static str {
+    "ok"
+}
+
+fn main() {
+    let _app = App::new()
+        .service(below_route)
+        .service(above_route)
+        .route("/c", web::post().to(routed))
+        .route("/d", web::get().to(with_crate_path));
+}
