@@ -292,10 +292,14 @@ macro_rules! record_queries {
             conn: &'a mut $conn,
             clerk_user_id: &'a str,
         ) -> BoxFuture<'a, QueryResult<usize>> {
+            // updated_at is stamped with the deactivation time: an update from before the deletion
+            // (delivered late, retried, replayed) is then older and cannot revive the row.
+            let now = now_ms();
             diesel::update(clerk_users::table.filter(clerk_users::clerk_user_id.eq(clerk_user_id)))
                 .set((
                     clerk_users::is_active.eq(false),
-                    clerk_users::synced_at.eq(now_ms()),
+                    clerk_users::synced_at.eq(now),
+                    clerk_users::updated_at.eq(now),
                 ))
                 .execute(conn)
                 .boxed()

@@ -182,6 +182,17 @@ async fn created_updated_deleted_replayed_and_reordered() {
         assert_eq!(body["reason"], "user-inactive");
         assert_eq!(db.count_rows(&fresh).await, 1);
 
+        // An update from before the deletion, delivered late, does not revive the user.
+        let revived = mock.webhook("user.updated", user_json("user_wh", 3_000, "Zombie"));
+        assert_eq!(revived.send(&hook).await.unwrap().0, 200);
+        let row = fresh.find("user_wh").await.unwrap().unwrap();
+        assert!(
+            !row.is_active,
+            "{backend:?}: a late update revived a deleted user"
+        );
+        assert_eq!(row.first_name.as_deref(), Some("Grace"));
+        assert_eq!(get(&base, "/api/me", &token).await.0, 401);
+
         let outcomes: Vec<WebhookOutcome> = rec
             .take()
             .iter()
@@ -197,7 +208,8 @@ async fn created_updated_deleted_replayed_and_reordered() {
                 WebhookOutcome::Applied,
                 WebhookOutcome::Applied,
                 WebhookOutcome::Duplicate,
-                WebhookOutcome::Applied
+                WebhookOutcome::Applied,
+                WebhookOutcome::Applied,
             ]
         );
         db.cleanup().await;
