@@ -7,6 +7,7 @@
 
 use proc_macro::TokenStream;
 
+mod derive;
 mod protected;
 
 /// Guards an actix handler with Clerk authorization.
@@ -22,6 +23,25 @@ mod protected;
 /// 401, lacking → 403 `insufficient_scope`, both through the global error hook. The handler's
 /// return type and body are untouched; it works above or below `#[get(...)]` and on handlers
 /// registered with `.route(...)`. Stacked attributes combine as "all".
+/// Makes your own diesel model a synced Clerk user: `DieselUserStore<YourModel>` and
+/// `ClerkUser<YourModel>` then work with it.
+///
+/// Field attributes: `#[clerk(id)]` (exactly one: the Clerk user id, unique column),
+/// `email`, `username`, `first_name`, `last_name`, `image_url`, `phone`, `external_id`,
+/// `last_active_at`, `last_sign_in_at`, `is_active`, `banned`, `locked`, `public_metadata`,
+/// `private_metadata`, `unsafe_metadata`, `created_at`, `updated_at`, and
+/// `with = path::to::fn` (`fn(&ClerkUserData) -> FieldType`) for computed fields. The table is
+/// `#[diesel(table_name = ...)]`, columns follow `#[diesel(column_name = ...)]`. Unmapped
+/// fields stay local: the database default on insert, untouched on update. Map `updated_at`
+/// (BIGINT, Unix ms) so older updates never overwrite newer ones, and `is_active` so a
+/// deleted user can be deactivated. `#[clerk(crate = path)]` on the struct for a renamed
+/// dependency.
+#[proc_macro_derive(ClerkUser, attributes(clerk))]
+pub fn derive_clerk_user(input: TokenStream) -> TokenStream {
+    derive::expand(input.into()).into()
+}
+
+/// See the crate docs of `clerk_actix` and `clerk_actix::guard`.
 #[proc_macro_attribute]
 pub fn clerk_protected(args: TokenStream, item: TokenStream) -> TokenStream {
     protected::expand(args.into(), item.into()).into()

@@ -67,6 +67,28 @@ pub use claims::{
     ActiveOrganization, Actor, ClerkClaims, Has, Reverification, SessionStatus, VerificationLevel,
 };
 pub use clerk_actix_macros::clerk_protected;
+/// `#[derive(ClerkUser)]` for your own diesel models (see the macro's docs); the same name as
+/// the [`ClerkUser`] extractor, in the macro namespace.
+pub use clerk_actix_macros::ClerkUser;
+#[doc(hidden)]
+pub use clerk_actix_macros::ClerkUser as ClerkUserModel;
+
+// Generated code names `::clerk_actix`, also inside this crate.
+extern crate self as clerk_actix;
+
+#[doc(hidden)]
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub mod __private {
+    pub use diesel;
+    #[cfg(feature = "postgres")]
+    pub use diesel_async::AsyncPgConnection;
+    pub use diesel_async::RunQueryDsl;
+    pub use futures_util::future::{BoxFuture, FutureExt};
+
+    pub use crate::store::now_ms;
+    #[cfg(feature = "sqlite")]
+    pub use crate::store::AsyncSqliteConnection;
+}
 pub use config::{Clerk, ClerkBuilder, ConfigError};
 pub use error::{AuthError, AuthErrorKind, AuthErrorReason};
 pub use events::{AuthSource, ClerkEvent, EventListener, TokenCarrier};

@@ -9,10 +9,7 @@ use std::{
 };
 
 use diesel::prelude::*;
-use diesel_async::{
-    pooled_connection::{deadpool::Pool, AsyncDieselConnectionManager},
-    RunQueryDsl,
-};
+use diesel_async::pooled_connection::{deadpool::Pool, AsyncDieselConnectionManager};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
 use futures_util::{future::BoxFuture, FutureExt};
 use serde::Serialize;
@@ -73,113 +70,133 @@ diesel::table! {
     }
 }
 
-/// The included user model (the Django SDK's `ClerkUser`): a row of `clerk_users`.
-#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Serialize)]
+/// The included user model (the Django SDK's `ClerkUser`): a row of `clerk_users`, kept in
+/// sync by `#[derive(ClerkUser)]` like any model of yours.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Serialize, crate::ClerkUserModel)]
 #[diesel(table_name = clerk_users)]
 pub struct ClerkUserRecord {
     /// Local primary key.
     pub id: i64,
     /// Clerk's `user_...` id.
+    #[clerk(id)]
     pub clerk_user_id: String,
     /// The primary email address.
+    #[clerk(email)]
     pub email: Option<String>,
     /// Username.
+    #[clerk(username)]
     pub username: Option<String>,
     /// First name.
+    #[clerk(first_name)]
     pub first_name: Option<String>,
     /// Last name.
+    #[clerk(last_name)]
     pub last_name: Option<String>,
     /// Profile image URL.
+    #[clerk(image_url)]
     pub image_url: Option<String>,
     /// The primary phone number.
+    #[clerk(phone)]
     pub phone: Option<String>,
     /// Clerk's `external_id`.
+    #[clerk(external_id)]
     pub external_id: Option<String>,
     /// `public_metadata`, JSON text.
+    #[clerk(public_metadata)]
     pub public_metadata: String,
     /// Last activity, Unix ms (day precision).
+    #[clerk(last_active_at)]
     pub last_active_at: Option<i64>,
     /// Last sign-in, Unix ms.
+    #[clerk(last_sign_in_at)]
     pub last_sign_in_at: Option<i64>,
     /// Banned in Clerk.
+    #[clerk(banned)]
     pub banned: bool,
     /// Locked in Clerk.
+    #[clerk(locked)]
     pub locked: bool,
     /// May sign in.
+    #[clerk(is_active)]
     pub is_active: bool,
     /// Clerk's `created_at`, Unix ms.
+    #[clerk(created_at)]
     pub created_at: i64,
     /// Clerk's `updated_at`, Unix ms.
+    #[clerk(updated_at)]
     pub updated_at: i64,
     /// Last written from Clerk's data, Unix ms.
+    #[clerk(with = synced_now)]
     pub synced_at: i64,
 }
 
-impl SyncedUser for ClerkUserRecord {
-    fn clerk_user_id(&self) -> &str {
-        &self.clerk_user_id
-    }
-    fn is_active(&self) -> bool {
-        self.is_active
-    }
-}
-
-/// The columns written from Clerk's data. `None` writes NULL: a value removed in Clerk clears
-/// the column.
-#[derive(Debug, Insertable, AsChangeset)]
-#[diesel(table_name = clerk_users, treat_none_as_null = true)]
-struct ClerkUserRow<'a> {
-    clerk_user_id: &'a str,
-    email: Option<&'a str>,
-    username: Option<&'a str>,
-    first_name: Option<&'a str>,
-    last_name: Option<&'a str>,
-    image_url: Option<&'a str>,
-    phone: Option<&'a str>,
-    external_id: Option<&'a str>,
-    public_metadata: String,
-    last_active_at: Option<i64>,
-    last_sign_in_at: Option<i64>,
-    banned: bool,
-    locked: bool,
-    is_active: bool,
-    created_at: i64,
-    updated_at: i64,
-    synced_at: i64,
-}
-
-fn now_ms() -> i64 {
+/// Now, in Unix milliseconds.
+#[doc(hidden)]
+pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-impl<'a> ClerkUserRow<'a> {
-    fn from_data(u: &'a ClerkUserData) -> Self {
-        let metadata = if u.public_metadata.is_null() {
+/// `synced_at`: when the row was last written from Clerk's data.
+fn synced_now(_: &ClerkUserData) -> i64 {
+    now_ms()
+}
+
+/// Converts a Clerk value into a model field's type (used by `#[derive(ClerkUser)]`). A field
+/// whose type has no conversion from the value of its `#[clerk(...)]` key is a compile error at
+/// that field.
+pub trait FromClerkField<V>: Sized {
+    /// The conversion.
+    fn from_clerk_field(value: V) -> Self;
+}
+
+macro_rules! identity_field {
+    ($($t:ty),*) => {$(
+        impl FromClerkField<$t> for $t {
+            fn from_clerk_field(value: $t) -> Self { value }
+        }
+    )*};
+}
+identity_field!(
+    String,
+    Option<String>,
+    i64,
+    Option<i64>,
+    bool,
+    serde_json::Value
+);
+
+/// A NOT NULL text column for an optional value: empty when Clerk has none.
+impl FromClerkField<Option<String>> for String {
+    fn from_clerk_field(value: Option<String>) -> Self {
+        value.unwrap_or_default()
+    }
+}
+impl FromClerkField<String> for Option<String> {
+    fn from_clerk_field(value: String) -> Self {
+        Some(value)
+    }
+}
+impl FromClerkField<i64> for Option<i64> {
+    fn from_clerk_field(value: i64) -> Self {
+        Some(value)
+    }
+}
+/// Metadata as JSON text (`{}` when Clerk sends `null`).
+impl FromClerkField<serde_json::Value> for String {
+    fn from_clerk_field(value: serde_json::Value) -> Self {
+        if value.is_null() {
             "{}".to_owned()
         } else {
-            u.public_metadata.to_string()
-        };
-        Self {
-            clerk_user_id: &u.id,
-            email: u.primary_email(),
-            username: u.username.as_deref(),
-            first_name: u.first_name.as_deref(),
-            last_name: u.last_name.as_deref(),
-            image_url: u.image_url.as_deref(),
-            phone: u.primary_phone(),
-            external_id: u.external_id.as_deref(),
-            public_metadata: metadata,
-            last_active_at: u.last_active_at,
-            last_sign_in_at: u.last_sign_in_at,
-            banned: u.banned,
-            locked: u.locked,
-            is_active: u.is_active(),
-            created_at: u.created_at,
-            updated_at: u.updated_at,
-            synced_at: now_ms(),
+            value.to_string()
         }
+    }
+}
+/// Metadata as nullable JSON text.
+impl FromClerkField<serde_json::Value> for Option<String> {
+    fn from_clerk_field(value: serde_json::Value) -> Self {
+        (!value.is_null()).then(|| value.to_string())
     }
 }
 
@@ -238,38 +255,145 @@ pub trait DieselUserModel: SyncedUser + Sized {
     ) -> BoxFuture<'a, QueryResult<usize>>;
 }
 
-/// The same queries for each backend.
-macro_rules! record_queries {
-    ($conn:ty, $upsert:ident, $find:ident, $deactivate:ident, $delete:ident) => {
+/// Expands its input only when clerk-actix has the `postgres` feature (used by generated code,
+/// whose own crate features say nothing about clerk-actix's).
+#[doc(hidden)]
+#[cfg(feature = "postgres")]
+#[macro_export]
+macro_rules! __clerk_if_postgres {
+    ($($t:tt)*) => { $($t)* };
+}
+#[doc(hidden)]
+#[cfg(not(feature = "postgres"))]
+#[macro_export]
+macro_rules! __clerk_if_postgres {
+    ($($t:tt)*) => {};
+}
+/// Expands its input only when clerk-actix has the `sqlite` feature.
+#[doc(hidden)]
+#[cfg(feature = "sqlite")]
+#[macro_export]
+macro_rules! __clerk_if_sqlite {
+    ($($t:tt)*) => { $($t)* };
+}
+#[doc(hidden)]
+#[cfg(not(feature = "sqlite"))]
+#[macro_export]
+macro_rules! __clerk_if_sqlite {
+    ($($t:tt)*) => {};
+}
+
+/// The [`DieselUserModel`] queries of a model, for each enabled backend. Generated by
+/// `#[derive(ClerkUser)]`; `$table` is a module alias of the diesel table, `$row` a type with
+/// `fn from_data(&ClerkUserData) -> Self` deriving `Insertable` and `AsChangeset`
+/// (`treat_none_as_null`), `$id` / `$updated_at` / `$active` column names.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __clerk_user_model {
+    (
+        model = $model:ty,
+        table = $table:ident,
+        row = $row:ty,
+        id = $id:ident,
+        updated_at = [$($updated_at:ident)?],
+        active = [$($active:ident)?] $(,)?
+    ) => {
+        impl $crate::store::DieselUserModel for $model {
+            $crate::__clerk_if_postgres! {
+                $crate::__clerk_user_queries!(
+                    $crate::__private::AsyncPgConnection, upsert_pg, find_pg, deactivate_pg, delete_pg,
+                    $model, $table, $row, $id, [$($updated_at)?], [$($active)?]
+                );
+            }
+            $crate::__clerk_if_sqlite! {
+                $crate::__clerk_user_queries!(
+                    $crate::__private::AsyncSqliteConnection, upsert_sqlite, find_sqlite,
+                    deactivate_sqlite, delete_sqlite,
+                    $model, $table, $row, $id, [$($updated_at)?], [$($active)?]
+                );
+            }
+        }
+    };
+}
+
+/// The deactivation statement: `active = false`, and `updated_at` stamped with the deactivation
+/// time so an update from before the deletion (late, retried, replayed) cannot revive the row.
+/// Without an `is_active` field there is nothing to deactivate.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __clerk_deactivate {
+    ($conn:ident, $uid:ident, $table:ident, $id:ident, [$active:ident], [$updated_at:ident]) => {
+        $crate::__private::RunQueryDsl::execute(
+            diesel::update($table::table.filter($table::$id.eq($uid))).set((
+                $table::$active.eq(false),
+                $table::$updated_at.eq($crate::__private::now_ms()),
+            )),
+            $conn,
+        )
+        .boxed()
+    };
+    ($conn:ident, $uid:ident, $table:ident, $id:ident, [$active:ident], []) => {
+        $crate::__private::RunQueryDsl::execute(
+            diesel::update($table::table.filter($table::$id.eq($uid)))
+                .set($table::$active.eq(false)),
+            $conn,
+        )
+        .boxed()
+    };
+    ($conn:ident, $uid:ident, $table:ident, $id:ident, [], [$($updated_at:ident)?]) => {{
+        let _ = ($conn, $uid);
+        ::std::boxed::Box::pin(async { Ok(0) })
+    }};
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __clerk_user_queries {
+    (
+        $conn:ty, $upsert:ident, $find:ident, $deactivate:ident, $delete:ident,
+        $model:ty, $table:ident, $row:ty, $id:ident, [$($updated_at:ident)?], [$($active:ident)?]
+    ) => {
         fn $upsert<'a>(
             conn: &'a mut $conn,
-            user: &'a ClerkUserData,
-        ) -> BoxFuture<'a, QueryResult<Self>> {
+            user: &'a $crate::ClerkUserData,
+        ) -> $crate::__private::BoxFuture<'a, $crate::__private::diesel::QueryResult<Self>> {
+            #[allow(unused_imports)]
+            use $crate::__private::diesel::{
+                ExpressionMethods as _, OptionalExtension as _, QueryDsl as _, SelectableHelper as _,
+            };
+            #[allow(unused_imports)]
+            use $crate::__private::{diesel, FutureExt as _};
             async move {
-                let row = ClerkUserRow::from_data(user);
-                let upsert = diesel::insert_into(clerk_users::table)
+                let row = <$row>::from_data(user);
+                let upsert = diesel::insert_into($table::table)
                     .values(&row)
-                    .on_conflict(clerk_users::clerk_user_id)
+                    .on_conflict($table::$id)
                     .do_update()
                     .set(&row);
-                // ... WHERE clerk_users.updated_at <= <incoming updated_at>: never go back in time.
-                let written = diesel::query_dsl::methods::FilterDsl::filter(
-                    upsert,
-                    clerk_users::updated_at.le(row.updated_at),
+                $(
+                    // ... WHERE updated_at <= <incoming>: never go back in time.
+                    let upsert = diesel::query_dsl::methods::FilterDsl::filter(
+                        upsert,
+                        $table::$updated_at.le(user.updated_at),
+                    );
+                )?
+                let written = $crate::__private::RunQueryDsl::get_result(
+                    upsert.returning(<$model>::as_returning()),
+                    conn,
                 )
-                .returning(ClerkUserRecord::as_returning())
-                .get_result(conn)
                 .await
                 .optional()?;
                 match written {
                     Some(record) => Ok(record),
                     // The stored row is newer: keep it.
                     None => {
-                        clerk_users::table
-                            .filter(clerk_users::clerk_user_id.eq(&user.id))
-                            .select(ClerkUserRecord::as_select())
-                            .first(conn)
-                            .await
+                        $crate::__private::RunQueryDsl::first(
+                            $table::table
+                                .filter($table::$id.eq(&user.id))
+                                .select(<$model>::as_select()),
+                            conn,
+                        )
+                        .await
                     }
                 }
             }
@@ -279,60 +403,56 @@ macro_rules! record_queries {
         fn $find<'a>(
             conn: &'a mut $conn,
             clerk_user_id: &'a str,
-        ) -> BoxFuture<'a, QueryResult<Option<Self>>> {
-            clerk_users::table
-                .filter(clerk_users::clerk_user_id.eq(clerk_user_id))
-                .select(ClerkUserRecord::as_select())
-                .first(conn)
-                .map(|r| r.optional())
-                .boxed()
+        ) -> $crate::__private::BoxFuture<'a, $crate::__private::diesel::QueryResult<Option<Self>>> {
+            #[allow(unused_imports)]
+            use $crate::__private::diesel::{
+                ExpressionMethods as _, OptionalExtension as _, QueryDsl as _, SelectableHelper as _,
+            };
+            #[allow(unused_imports)]
+            use $crate::__private::{FutureExt as _};
+            $crate::__private::RunQueryDsl::first(
+                $table::table
+                    .filter($table::$id.eq(clerk_user_id))
+                    .select(<$model>::as_select()),
+                conn,
+            )
+            .map(|r| r.optional())
+            .boxed()
         }
 
+        #[allow(unused_variables)]
         fn $deactivate<'a>(
             conn: &'a mut $conn,
             clerk_user_id: &'a str,
-        ) -> BoxFuture<'a, QueryResult<usize>> {
-            // updated_at is stamped with the deactivation time: an update from before the deletion
-            // (delivered late, retried, replayed) is then older and cannot revive the row.
-            let now = now_ms();
-            diesel::update(clerk_users::table.filter(clerk_users::clerk_user_id.eq(clerk_user_id)))
-                .set((
-                    clerk_users::is_active.eq(false),
-                    clerk_users::synced_at.eq(now),
-                    clerk_users::updated_at.eq(now),
-                ))
-                .execute(conn)
-                .boxed()
+        ) -> $crate::__private::BoxFuture<'a, $crate::__private::diesel::QueryResult<usize>> {
+            #[allow(unused_imports)]
+            use $crate::__private::diesel::{
+                ExpressionMethods as _, OptionalExtension as _, QueryDsl as _, SelectableHelper as _,
+            };
+            #[allow(unused_imports)]
+            use $crate::__private::{diesel, FutureExt as _};
+            $crate::__clerk_deactivate!(
+                conn, clerk_user_id, $table, $id, [$($active)?], [$($updated_at)?]
+            )
         }
 
         fn $delete<'a>(
             conn: &'a mut $conn,
             clerk_user_id: &'a str,
-        ) -> BoxFuture<'a, QueryResult<usize>> {
-            diesel::delete(clerk_users::table.filter(clerk_users::clerk_user_id.eq(clerk_user_id)))
-                .execute(conn)
-                .boxed()
+        ) -> $crate::__private::BoxFuture<'a, $crate::__private::diesel::QueryResult<usize>> {
+            #[allow(unused_imports)]
+            use $crate::__private::diesel::{
+                ExpressionMethods as _, OptionalExtension as _, QueryDsl as _, SelectableHelper as _,
+            };
+            #[allow(unused_imports)]
+            use $crate::__private::{diesel, FutureExt as _};
+            $crate::__private::RunQueryDsl::execute(
+                diesel::delete($table::table.filter($table::$id.eq(clerk_user_id))),
+                conn,
+            )
+            .boxed()
         }
     };
-}
-
-impl DieselUserModel for ClerkUserRecord {
-    #[cfg(feature = "postgres")]
-    record_queries!(
-        AsyncPgConnection,
-        upsert_pg,
-        find_pg,
-        deactivate_pg,
-        delete_pg
-    );
-    #[cfg(feature = "sqlite")]
-    record_queries!(
-        AsyncSqliteConnection,
-        upsert_sqlite,
-        find_sqlite,
-        deactivate_sqlite,
-        delete_sqlite
-    );
 }
 
 /// The included migrations for PostgreSQL (`clerk_users`).
