@@ -51,6 +51,20 @@ fn value_expr(key: &str) -> TokenStream {
     }
 }
 
+/// The type of the Clerk value each key takes.
+fn value_type(key: &str, krate: &TokenStream) -> TokenStream {
+    match key {
+        "id" => quote!(::std::string::String),
+        "last_active_at" | "last_sign_in_at" => quote!(::std::option::Option<i64>),
+        "created_at" | "updated_at" => quote!(i64),
+        "is_active" | "banned" | "locked" => quote!(bool),
+        "public_metadata" | "private_metadata" | "unsafe_metadata" => {
+            quote!(#krate::__private::serde_json::Value)
+        }
+        _ => quote!(::std::option::Option<::std::string::String>),
+    }
+}
+
 enum Mapping {
     Key(&'static str),
     With(Path),
@@ -292,8 +306,9 @@ fn expand_inner(input: &DeriveInput) -> Result<TokenStream> {
             Mapping::With(path) => quote_spanned!(f.span=> #ident: #path(__clerk_data)),
             Mapping::Key(key) => {
                 let value = value_expr(key);
+                let value_ty = value_type(key, &krate);
                 quote_spanned!(f.span=>
-                    #ident: <#ty as #krate::store::FromClerkField<_>>::from_clerk_field(#value)
+                    #ident: <#ty as #krate::store::FromClerkField<#value_ty>>::from_clerk_field(#value)
                 )
             }
         }

@@ -61,6 +61,8 @@ pub mod webhooks;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+/// The actix-web this crate is built on, re-exported so a dependency on clerk-actix is enough.
+pub use actix_web;
 pub use auth::SESSION_COOKIE;
 pub use cache::DEFAULT_TOKEN_CACHE_CAPACITY;
 pub use claims::{
@@ -84,6 +86,7 @@ pub mod __private {
     pub use diesel_async::AsyncPgConnection;
     pub use diesel_async::RunQueryDsl;
     pub use futures_util::future::{BoxFuture, FutureExt};
+    pub use serde_json;
 
     pub use crate::store::now_ms;
     #[cfg(feature = "sqlite")]

@@ -146,6 +146,10 @@ fn synced_now(_: &ClerkUserData) -> i64 {
 /// Converts a Clerk value into a model field's type (used by `#[derive(ClerkUser)]`). A field
 /// whose type has no conversion from the value of its `#[clerk(...)]` key is a compile error at
 /// that field.
+#[diagnostic::on_unimplemented(
+    message = "a `{Self}` field cannot hold the Clerk value `{V}` of its #[clerk(...)] key",
+    label = "use a type that can hold `{V}` (see clerk_actix::store::FromClerkField)"
+)]
 pub trait FromClerkField<V>: Sized {
     /// The conversion.
     fn from_clerk_field(value: V) -> Self;

@@ -1,0 +1,19 @@
+diesel::table! {
+    people (id) {
+        id -> BigInt,
+        clerk_id -> Text,
+        other_id -> Text,
+    }
+}
+
+#[derive(diesel::Queryable, diesel::Selectable, Clone, clerk_actix::ClerkUser)]
+#[diesel(table_name = people)]
+struct Person {
+    id: i64,
+    #[clerk(id)]
+    clerk_id: String,
+    #[clerk(id)]
+    other_id: String,
+}
+
+fn main() {}

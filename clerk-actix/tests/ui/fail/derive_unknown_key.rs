@@ -1,0 +1,19 @@
+diesel::table! {
+    people (id) {
+        id -> BigInt,
+        clerk_id -> Text,
+        email -> Nullable<Text>,
+    }
+}
+
+#[derive(diesel::Queryable, diesel::Selectable, Clone, clerk_actix::ClerkUser)]
+#[diesel(table_name = people)]
+struct Person {
+    id: i64,
+    #[clerk(id)]
+    clerk_id: String,
+    #[clerk(emial)]
+    email: Option<String>,
+}
+
+fn main() {}

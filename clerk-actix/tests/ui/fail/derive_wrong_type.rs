@@ -1,0 +1,20 @@
+diesel::table! {
+    people (id) {
+        id -> BigInt,
+        clerk_id -> Text,
+        created -> Integer,
+    }
+}
+
+#[derive(diesel::Queryable, diesel::Selectable, Clone, clerk_actix::ClerkUser)]
+#[diesel(table_name = people)]
+struct Person {
+    id: i64,
+    #[clerk(id)]
+    clerk_id: String,
+    // Clerk times are Unix milliseconds: an i32 cannot hold them.
+    #[clerk(created_at)]
+    created: i32,
+}
+
+fn main() {}
