@@ -153,6 +153,15 @@ impl ClerkClaims {
         }
     }
 
+    /// Claims from a payload that was already verified elsewhere (signature, times, azp):
+    /// `None` without a string `sub` or a numeric `exp`. Decodes v1 and v2 exactly as
+    /// [`TokenVerifier`](crate::TokenVerifier) does.
+    pub fn from_verified_payload(payload: Map<String, Value>) -> Option<Self> {
+        let sub = payload.get("sub")?.as_str()?.to_owned();
+        let exp = payload.get("exp")?.as_f64()?.trunc() as i64;
+        Some(Self::from_payload(payload, sub, exp))
+    }
+
     /// `sub`: the Clerk user id (`user_...`).
     pub fn user_id(&self) -> &str {
         &self.user_id
