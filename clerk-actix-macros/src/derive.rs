@@ -186,10 +186,23 @@ fn expand_inner(input: &DeriveInput) -> Result<TokenStream> {
         );
         for meta in metas.into_iter().flatten() {
             match meta {
-                Meta::NameValue(nv) if nv.path.is_ident("crate") => {
-                    let v = nv.value;
-                    krate = quote!(#v);
-                }
+                Meta::NameValue(nv) if nv.path.is_ident("crate") => match &nv.value {
+                    Expr::Path(p) => {
+                        let p = &p.path;
+                        krate = quote!(#p);
+                    }
+                    Expr::Lit(syn::ExprLit {
+                        lit: syn::Lit::Str(s),
+                        ..
+                    }) => {
+                        if let Some(p) = errors.handle(s.parse::<Path>().map_err(Error::from)) {
+                            krate = quote!(#p);
+                        }
+                    }
+                    other => errors.push(
+                        Error::custom("expected a path, e.g. `crate = my_clerk`").with_span(other),
+                    ),
+                },
                 other => errors.push(
                     Error::custom("on the struct, #[clerk] takes only `crate = path`")
                         .with_span(&other),
@@ -295,6 +308,9 @@ fn expand_inner(input: &DeriveInput) -> Result<TokenStream> {
         .find(|f| matches!(f.mapping, Mapping::Key("is_active")))
         .map(|f| f.ident.clone());
     let id_ident = &id_field.ident;
+    let id_access = quote_spanned!(id_field.span=>
+        #krate::store::ClerkIdField::as_clerk_id(&self.#id_ident)
+    );
 
     let row_fields = mapped.iter().map(|f| {
         let (ident, ty, column) = (&f.ident, &f.ty, &f.column);
@@ -339,7 +355,7 @@ fn expand_inner(input: &DeriveInput) -> Result<TokenStream> {
 
             impl #krate::SyncedUser for #model {
                 fn clerk_user_id(&self) -> &str {
-                    ::core::convert::AsRef::<str>::as_ref(&self.#id_ident)
+                    #id_access
                 }
                 fn is_active(&self) -> bool {
                     #is_active_body

@@ -124,6 +124,10 @@ fn parse_list(
                         }
                     }
                 }
+                Some("crate") => errors.push(
+                    Error::custom("`crate = ...` goes at the top level of #[clerk_protected]")
+                        .with_span(&nv.path),
+                ),
                 Some(key) => errors.push(
                     Error::custom(format!(
                         "`{key}` takes a list: `{key}(role = \"...\", ...)`"
@@ -186,12 +190,16 @@ fn rule_tokens(rule: &Rule, krate: &TokenStream) -> TokenStream {
     }
 }
 
-/// FNV-1a of the arguments: a stable, distinct suffix per attribute, so stacked attributes
-/// each get their own guard.
-fn fingerprint(args: &TokenStream) -> u32 {
-    args.to_string().bytes().fold(0x811c_9dc5_u32, |h, b| {
-        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-    })
+/// FNV-1a of the arguments and the parameter count: a stable, distinct suffix per attribute.
+/// Stacked attributes expand outermost first and each adds a parameter, so even two identical
+/// attributes get distinct guards.
+fn fingerprint(args: &TokenStream, inputs: usize) -> u32 {
+    args.to_string()
+        .bytes()
+        .chain(inputs.to_le_bytes())
+        .fold(0x811c_9dc5_u32, |h, b| {
+            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+        })
 }
 
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
@@ -253,7 +261,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
         mut sig,
         block,
     } = func;
-    let suffix = fingerprint(&args);
+    let suffix = fingerprint(&args, sig.inputs.len());
     let requirement = format_ident!("__ClerkRequirement_{}_{:08x}", sig.ident, suffix);
     let guard = format_ident!("__clerk_guard_{:08x}", suffix);
     let span = sig.ident.span();
@@ -335,8 +343,12 @@ mod tests {
     #[test]
     fn stacked_attributes_get_distinct_guards() {
         assert_ne!(
-            fingerprint(&quote!(role = "org:admin")),
-            fingerprint(&quote!(role = "org:member"))
+            fingerprint(&quote!(role = "org:admin"), 0),
+            fingerprint(&quote!(role = "org:member"), 0)
+        );
+        assert_ne!(
+            fingerprint(&quote!(role = "org:admin"), 0),
+            fingerprint(&quote!(role = "org:admin"), 1)
         );
     }
 }

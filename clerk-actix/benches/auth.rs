@@ -46,16 +46,18 @@ fn verification(c: &mut Criterion) {
     let verifier = TokenVerifier::default();
     let mut g = c.benchmark_group("verify");
     g.bench_function("clerk_actix_rs256_never_seen", |b| {
-        b.iter(|| verifier.verify_at(&token, &keys, SystemTime::now()).expect("valid"))
+        b.iter(|| {
+            verifier
+                .verify_at(&token, &keys, SystemTime::now())
+                .expect("valid")
+        })
     });
     let bare_key =
         jsonwebtoken::DecodingKey::from_rsa_components(k.n, k.e).expect("rsa components");
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
     validation.validate_aud = false;
     g.bench_function("jsonwebtoken_bare_rs256", |b| {
-        b.iter(|| {
-            jsonwebtoken::decode::<Value>(&token, &bare_key, &validation).expect("valid")
-        })
+        b.iter(|| jsonwebtoken::decode::<Value>(&token, &bare_key, &validation).expect("valid"))
     });
     let payload: serde_json::Map<String, Value> = {
         use base64::Engine as _;
@@ -112,7 +114,11 @@ fn middleware(c: &mut Criterion) {
         s.run_migrations().await.expect("migrations");
         s
     });
-    let clerk = mock.clerk_builder().user_store(store).build().expect("clerk");
+    let clerk = mock
+        .clerk_builder()
+        .user_store(store)
+        .build()
+        .expect("clerk");
     let token = mock.token().subject("user_bench").build();
     let auth = format!("Bearer {token}");
 
@@ -132,7 +138,10 @@ fn middleware(c: &mut Criterion) {
         .await;
         // Warm the token and user caches.
         let req = test::TestRequest::get().insert_header(("authorization", auth.as_str()));
-        assert!(test::call_service(&user_app, req.to_request()).await.status().is_success());
+        assert!(test::call_service(&user_app, req.to_request())
+            .await
+            .status()
+            .is_success());
         (no_auth, session_app, user_app)
     });
 

@@ -160,7 +160,7 @@ impl Clerk {
                 ))
             }
         };
-        inner.verifier.verify_decoded(&decoded, &keys, now)
+        inner.verifier.verify_decoded(decoded, &keys, now)
     }
 
     /// Refuses tokens of a user revoked (deleted / banned via webhook) after they were issued.

@@ -143,6 +143,22 @@ fn synced_now(_: &ClerkUserData) -> i64 {
     now_ms()
 }
 
+/// The field marked `#[clerk(id)]`: Clerk user ids are always present, so it is a `String`.
+#[diagnostic::on_unimplemented(
+    message = "the #[clerk(id)] field must be a `String`, not `{Self}`",
+    label = "Clerk user ids are always present: use `String`"
+)]
+pub trait ClerkIdField {
+    /// The id.
+    fn as_clerk_id(&self) -> &str;
+}
+
+impl ClerkIdField for String {
+    fn as_clerk_id(&self) -> &str {
+        self
+    }
+}
+
 /// Converts a Clerk value into a model field's type (used by `#[derive(ClerkUser)]`). A field
 /// whose type has no conversion from the value of its `#[clerk(...)]` key is a compile error at
 /// that field.
@@ -492,7 +508,7 @@ impl std::fmt::Debug for DbPool {
 }
 
 /// [`UserStore`] over a diesel-async pool. `U` is the model: the included [`ClerkUserRecord`]
-/// by default, or your own (`#[derive(ClerkUser)]`, planned).
+/// by default, or your own model with `#[derive(ClerkUser)]`.
 ///
 /// ```no_run
 /// # #[cfg(feature = "sqlite")]

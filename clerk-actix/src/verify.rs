@@ -282,7 +282,7 @@ impl TokenVerifier {
         now: SystemTime,
     ) -> Result<ClerkClaims, AuthError> {
         let decoded = self.decode(token)?;
-        self.verify_decoded(&decoded, keys, now)
+        self.verify_decoded(decoded, keys, now)
     }
 
     /// Verifies a token presented to a session route, as Clerk's `authenticateRequest` does:
@@ -295,7 +295,7 @@ impl TokenVerifier {
         now: SystemTime,
     ) -> Result<ClerkClaims, AuthError> {
         let decoded = self.decode_session(token)?;
-        self.verify_decoded(&decoded, keys, now)
+        self.verify_decoded(decoded, keys, now)
     }
 
     /// Size limit, split and decode, plus the session-route type check.
@@ -337,7 +337,7 @@ impl TokenVerifier {
     /// Everything after decoding: category, key, `typ`, `alg`, signature, claims.
     pub(crate) fn verify_decoded(
         &self,
-        decoded: &DecodedToken<'_>,
+        decoded: DecodedToken<'_>,
         keys: &VerificationKeys,
         now: SystemTime,
     ) -> Result<ClerkClaims, AuthError> {
@@ -355,7 +355,7 @@ impl TokenVerifier {
 
     fn verify_with_key(
         &self,
-        decoded: &DecodedToken<'_>,
+        decoded: DecodedToken<'_>,
         key: &DecodingKey,
         now: SystemTime,
     ) -> Result<ClerkClaims, AuthError> {
@@ -391,12 +391,12 @@ impl TokenVerifier {
                 ))
             }
         }
-        self.check_claims(&decoded.payload, now)
+        self.check_claims(decoded.payload, now)
     }
 
     fn check_claims(
         &self,
-        payload: &Map<String, Value>,
+        payload: Map<String, Value>,
         now: SystemTime,
     ) -> Result<ClerkClaims, AuthError> {
         let failed = |detail| AuthError::new(R::TokenVerificationFailed, detail);
@@ -405,6 +405,7 @@ impl TokenVerifier {
         let Some(sub) = payload.get("sub").and_then(Value::as_str) else {
             return Err(failed("subject claim (sub) is required"));
         };
+        let sub = sub.to_owned();
 
         if !opts.audience.is_empty() {
             let ok = match payload.get("aud") {
@@ -476,10 +477,6 @@ impl TokenVerifier {
         }
 
         let exp_s = (exp_ms / 1000.0) as i64;
-        Ok(ClerkClaims::from_payload(
-            payload.clone(),
-            sub.to_owned(),
-            exp_s,
-        ))
+        Ok(ClerkClaims::from_payload(payload, sub, exp_s))
     }
 }

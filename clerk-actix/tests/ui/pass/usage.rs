@@ -23,10 +23,18 @@ pub(crate) async fn with_crate_path() -> &'static str {
     "ok"
 }
 
+// Two identical attributes still get distinct guards.
+#[clerk_protected(role = "org:admin")]
+#[clerk_protected(role = "org:admin")]
+async fn twice() -> &'static str {
+    "twice"
+}
+
 fn main() {
     let _app = App::new()
         .service(below_route)
         .service(above_route)
         .route("/c", web::post().to(routed))
-        .route("/d", web::get().to(with_crate_path));
+        .route("/d", web::get().to(with_crate_path))
+        .route("/e", web::get().to(twice));
 }

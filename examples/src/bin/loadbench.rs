@@ -1,0 +1,399 @@
+//! Load benchmark: `cargo run --release --bin loadbench`.
+//!
+//! Starts, on 127.0.0.1, the same handler three ways — no auth, `ClerkSession`,
+//! `ClerkUser<ClerkUserRecord>` on PostgreSQL — each an actix server with one worker, and drives
+//! each from a client thread (awc, `LOADBENCH_CONCURRENCY` connections, default 32) for
+//! `LOADBENCH_SECS` seconds (default 5) with:
+//!
+//! - (a) one repeated token;
+//! - (b) 1,000 users rotating their tokens (caches warmed first);
+//! - (c) a fresh verification every request: the verified-token cache is disabled, so every
+//!   request pays decoding + RSA + claims, as a never-seen token does (minting 100k distinct
+//!   tokens up front would take minutes of RSA signing).
+//!
+//! Then a first-login storm: 1,000 new users, 10 concurrent requests each, counting Backend
+//! API calls (MockClerk) and upserts (rows, store calls). Prints requests/s, p50/p99 and
+//! ratios to no-auth. Loopback only, bounded, and every server it starts is stopped.
+//! PostgreSQL: `DATABASE_URL` (default postgres://postgres@127.0.0.1:5432/postgres, in which a
+//! database `clerk_actix_loadbench` is recreated).
+
+use std::{
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use actix_web::{dev::ServerHandle, web, App, HttpResponse, HttpServer};
+use clerk_actix::{
+    store::{ClerkUserRecord, DieselUserStore},
+    sync::StoreError,
+    testing::{unix_now, Endpoint, MockClerk},
+    Clerk, ClerkMiddleware, ClerkSession, ClerkUser, ClerkUserData, UserStore,
+};
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use futures_util::future::BoxFuture;
+
+async fn plain() -> HttpResponse {
+    HttpResponse::Ok().body("ok")
+}
+
+async fn with_session(s: ClerkSession) -> HttpResponse {
+    HttpResponse::Ok().body(if s.user_id().is_empty() { "?" } else { "ok" })
+}
+
+async fn with_user(u: ClerkUser<ClerkUserRecord>) -> HttpResponse {
+    HttpResponse::Ok().body(if u.clerk_user_id.is_empty() {
+        "?"
+    } else {
+        "ok"
+    })
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    NoAuth,
+    Session,
+    User,
+}
+
+/// Starts one server (one worker) on its own thread; returns its URL and handle.
+fn serve(variant: Variant, clerk: Option<Clerk>) -> (String, ServerHandle) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let url = format!("http://{}/", listener.local_addr().expect("addr"));
+            let server = match (variant, clerk) {
+                (Variant::Session, Some(c)) => HttpServer::new(move || {
+                    App::new()
+                        .wrap(ClerkMiddleware::new(c.clone()))
+                        .route("/", web::get().to(with_session))
+                })
+                .workers(1)
+                .disable_signals()
+                .listen(listener)
+                .expect("listen")
+                .run(),
+                (Variant::User, Some(c)) => HttpServer::new(move || {
+                    App::new()
+                        .wrap(ClerkMiddleware::new(c.clone()))
+                        .route("/", web::get().to(with_user))
+                })
+                .workers(1)
+                .disable_signals()
+                .listen(listener)
+                .expect("listen")
+                .run(),
+                _ => HttpServer::new(|| App::new().route("/", web::get().to(plain)))
+                    .workers(1)
+                    .disable_signals()
+                    .listen(listener)
+                    .expect("listen")
+                    .run(),
+            };
+            let _ = tx.send((url, server.handle()));
+            let _ = server.await;
+        });
+    });
+    rx.recv().expect("server started")
+}
+
+struct Run {
+    rps: f64,
+    p50_us: u64,
+    p99_us: u64,
+    errors: usize,
+}
+
+/// Drives `url` with `concurrency` connections for `secs`, cycling through `tokens`.
+fn drive(url: &str, tokens: Arc<Vec<String>>, concurrency: usize, secs: f64) -> Run {
+    let url = url.to_owned();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let client = awc::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .connector(awc::Connector::new().limit(concurrency * 2))
+                .finish();
+            let deadline = Instant::now() + Duration::from_secs_f64(secs);
+            let next = Arc::new(AtomicUsize::new(0));
+            let errors = Arc::new(AtomicUsize::new(0));
+            let start = Instant::now();
+            let tasks: Vec<_> = (0..concurrency)
+                .map(|_| {
+                    let (client, url, tokens, next, errors) = (
+                        client.clone(),
+                        url.clone(),
+                        tokens.clone(),
+                        next.clone(),
+                        errors.clone(),
+                    );
+                    actix_web::rt::spawn(async move {
+                        let mut lat = Vec::with_capacity(1 << 16);
+                        while Instant::now() < deadline {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            let token = &tokens[i % tokens.len()];
+                            let t0 = Instant::now();
+                            match client.get(&url).bearer_auth(token).send().await {
+                                Ok(mut res) if res.status().is_success() => {
+                                    let _ = res.body().await;
+                                }
+                                _ => {
+                                    errors.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                            lat.push(t0.elapsed().as_micros() as u64);
+                        }
+                        lat
+                    })
+                })
+                .collect();
+            let mut all = Vec::new();
+            for t in tasks {
+                all.extend(t.await.unwrap_or_default());
+            }
+            let elapsed = start.elapsed().as_secs_f64();
+            all.sort_unstable();
+            let pct = |p: f64| {
+                all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+                    .copied()
+                    .unwrap_or(0)
+            };
+            Run {
+                rps: all.len() as f64 / elapsed,
+                p50_us: pct(0.50),
+                p99_us: pct(0.99),
+                errors: errors.load(Ordering::Relaxed),
+            }
+        })
+    })
+    .join()
+    .expect("load thread")
+}
+
+/// Counts upserts, for the first-login storm.
+struct Counting<S> {
+    inner: S,
+    upserts: AtomicUsize,
+}
+
+impl<S: UserStore> UserStore for Counting<S> {
+    type User = S::User;
+    fn upsert<'a>(&'a self, u: &'a ClerkUserData) -> BoxFuture<'a, Result<S::User, StoreError>> {
+        self.upserts.fetch_add(1, Ordering::Relaxed);
+        self.inner.upsert(u)
+    }
+    fn find<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<S::User>, StoreError>> {
+        self.inner.find(id)
+    }
+    fn deactivate<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        self.inner.deactivate(id)
+    }
+    fn delete<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        self.inner.delete(id)
+    }
+}
+
+fn env_num<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[actix_web::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let secs: f64 = env_num("LOADBENCH_SECS", 5.0);
+    let concurrency: usize = env_num("LOADBENCH_CONCURRENCY", 32);
+    let admin_url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let db_url = match admin_url.rsplit_once('/') {
+        Some((base, _)) => format!("{base}/clerk_actix_loadbench"),
+        None => return Err("DATABASE_URL must be postgres://.../<db>".into()),
+    };
+    {
+        let mut admin = AsyncPgConnection::establish(&admin_url).await?;
+        admin
+            .batch_execute("DROP DATABASE IF EXISTS clerk_actix_loadbench WITH (FORCE)")
+            .await?;
+        admin
+            .batch_execute("CREATE DATABASE clerk_actix_loadbench")
+            .await?;
+    }
+    let store: DieselUserStore = DieselUserStore::connect(&db_url).await?;
+    store.run_migrations().await?;
+
+    let mock = MockClerk::try_start()?;
+    let exp = unix_now() + 3600;
+    let one = Arc::new(vec![mock
+        .token()
+        .subject("user_load")
+        .expires_at(exp)
+        .build()]);
+    let thousand = Arc::new(
+        (0..1000)
+            .map(|i| {
+                mock.token()
+                    .subject(&format!("user_rot{i}"))
+                    .expires_at(exp)
+                    .build()
+            })
+            .collect::<Vec<_>>(),
+    );
+    let cached = mock.clerk_builder().user_store(store).build()?;
+    let store2: DieselUserStore = DieselUserStore::connect(&db_url).await?;
+    let uncached = mock
+        .clerk_builder()
+        .token_cache_capacity(0)
+        .user_store(store2)
+        .build()?;
+
+    println!("loadbench: {secs} s per run, {concurrency} connections, 1 server worker, loopback\n");
+    println!(
+        "{:<34} {:>10} {:>9} {:>9} {:>8} {:>7}",
+        "run", "req/s", "p50 µs", "p99 µs", "ratio", "errors"
+    );
+    let (url, handle) = serve(Variant::NoAuth, None);
+    let _ = drive(&url, one.clone(), concurrency, 1.0); // warm-up
+    let base = drive(&url, one.clone(), concurrency, secs);
+    handle.stop(true).await;
+    let print = |name: &str, r: &Run| {
+        println!(
+            "{:<34} {:>10.0} {:>9} {:>9} {:>7.2}x {:>7}",
+            name,
+            r.rps,
+            r.p50_us,
+            r.p99_us,
+            r.rps / base.rps,
+            r.errors
+        );
+    };
+    print("no auth", &base);
+
+    for (variant, label) in [
+        (Variant::Session, "ClerkSession"),
+        (Variant::User, "ClerkUser<ClerkUserRecord> (PG)"),
+    ] {
+        let (url, handle) = serve(variant, Some(cached.clone()));
+        // Warm caches: every token and user once.
+        let _ = drive(&url, thousand.clone(), concurrency, 2.0);
+        let _ = drive(&url, one.clone(), concurrency, 1.0);
+        print(
+            &format!("{label} (a) repeated token"),
+            &drive(&url, one.clone(), concurrency, secs),
+        );
+        print(
+            &format!("{label} (b) 1000 users"),
+            &drive(&url, thousand.clone(), concurrency, secs),
+        );
+        handle.stop(true).await;
+        let (url, handle) = serve(variant, Some(uncached.clone()));
+        let _ = drive(&url, one.clone(), concurrency, 1.0);
+        print(
+            &format!("{label} (c) verify every request"),
+            &drive(&url, one.clone(), concurrency, secs),
+        );
+        handle.stop(true).await;
+    }
+
+    // First-login storm: 1,000 new users × 10 concurrent requests each.
+    let storm_store: DieselUserStore = DieselUserStore::connect(&db_url).await?;
+    let counting = Arc::new(Counting {
+        inner: storm_store,
+        upserts: AtomicUsize::new(0),
+    });
+    let storm_clerk = mock.clerk_builder().user_store(counting.clone()).build()?;
+    let (url, handle) = serve(Variant::User, Some(storm_clerk));
+    let storm_tokens: Vec<String> = (0..1000)
+        .map(|i| {
+            mock.token()
+                .subject(&format!("user_storm{i}"))
+                .expires_at(exp)
+                .build()
+        })
+        .collect();
+    let requests: Arc<Vec<String>> = Arc::new(
+        storm_tokens
+            .iter()
+            .flat_map(|t| std::iter::repeat_n(t.clone(), 10))
+            .collect(),
+    );
+    mock.reset_counters();
+    let t0 = Instant::now();
+    let storm = drive_all(&url, requests, 100);
+    let took = t0.elapsed();
+    handle.stop(true).await;
+    let rows = {
+        let mut c = AsyncPgConnection::establish(&db_url).await?;
+        use clerk_actix::store::clerk_users::dsl::{clerk_user_id, clerk_users};
+        use diesel::prelude::*;
+        diesel_async::RunQueryDsl::get_result::<i64>(
+            clerk_users
+                .filter(clerk_user_id.like("user_storm%"))
+                .count(),
+            &mut c,
+        )
+        .await?
+    };
+    println!(
+        "\nfirst-login storm: 1000 users x 10 concurrent requests (100 in flight): {} ok, {} errors in {:.2} s\n  Backend API user calls: {}   upserts: {}   rows: {}",
+        storm.0,
+        storm.1,
+        took.as_secs_f64(),
+        mock.requests(Endpoint::User),
+        counting.upserts.load(Ordering::Relaxed),
+        rows
+    );
+    {
+        let mut admin = AsyncPgConnection::establish(&admin_url).await?;
+        let _ = admin
+            .batch_execute("DROP DATABASE IF EXISTS clerk_actix_loadbench WITH (FORCE)")
+            .await;
+    }
+    Ok(())
+}
+
+/// Sends every request once with `concurrency` in flight; returns (ok, errors).
+fn drive_all(url: &str, requests: Arc<Vec<String>>, concurrency: usize) -> (usize, usize) {
+    let url = url.to_owned();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let client = awc::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .connector(awc::Connector::new().limit(concurrency * 2))
+                .finish();
+            let next = Arc::new(AtomicUsize::new(0));
+            let tasks: Vec<_> = (0..concurrency)
+                .map(|_| {
+                    let (client, url, requests, next) =
+                        (client.clone(), url.clone(), requests.clone(), next.clone());
+                    actix_web::rt::spawn(async move {
+                        let (mut ok, mut err) = (0, 0);
+                        loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(token) = requests.get(i) else { break };
+                            match client.get(&url).bearer_auth(token).send().await {
+                                Ok(mut r) if r.status().is_success() => {
+                                    let _ = r.body().await;
+                                    ok += 1;
+                                }
+                                _ => err += 1,
+                            }
+                        }
+                        (ok, err)
+                    })
+                })
+                .collect();
+            let mut total = (0, 0);
+            for t in tasks {
+                let (o, e) = t.await.unwrap_or((0, 0));
+                total.0 += o;
+                total.1 += e;
+            }
+            total
+        })
+    })
+    .join()
+    .expect("storm thread")
+}
