@@ -249,52 +249,94 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .user_store(store2)
         .build()?;
 
-    println!("loadbench: {secs} s per run, {concurrency} connections, 1 server worker, loopback\n");
+    let rounds: usize = env_num("LOADBENCH_ROUNDS", 3);
     println!(
-        "{:<34} {:>10} {:>9} {:>9} {:>8} {:>7}",
-        "run", "req/s", "p50 µs", "p99 µs", "ratio", "errors"
+        "loadbench: {secs} s per run, {concurrency} connections, 1 server worker, loopback, \
+         {rounds} interleaved rounds (medians shown)\n"
     );
-    let (url, handle) = serve(Variant::NoAuth, None);
-    let _ = drive(&url, one.clone(), concurrency, 1.0); // warm-up
-    let base = drive(&url, one.clone(), concurrency, secs);
-    handle.stop(true).await;
-    let print = |name: &str, r: &Run| {
-        println!(
-            "{:<34} {:>10.0} {:>9} {:>9} {:>7.2}x {:>7}",
-            name,
-            r.rps,
-            r.p50_us,
-            r.p99_us,
-            r.rps / base.rps,
-            r.errors
-        );
+    // Every configuration runs once per round, in turn, so drift hits all of them alike.
+    let rows: Vec<(String, Variant, Option<Clerk>, Arc<Vec<String>>)> = vec![
+        ("no auth".into(), Variant::NoAuth, None, one.clone()),
+        (
+            "ClerkSession (a) repeated token".into(),
+            Variant::Session,
+            Some(cached.clone()),
+            one.clone(),
+        ),
+        (
+            "ClerkSession (b) 1000 users".into(),
+            Variant::Session,
+            Some(cached.clone()),
+            thousand.clone(),
+        ),
+        (
+            "ClerkSession (c) verify each request".into(),
+            Variant::Session,
+            Some(uncached.clone()),
+            one.clone(),
+        ),
+        (
+            "ClerkUser<U> PG (a) repeated token".into(),
+            Variant::User,
+            Some(cached.clone()),
+            one.clone(),
+        ),
+        (
+            "ClerkUser<U> PG (b) 1000 users".into(),
+            Variant::User,
+            Some(cached.clone()),
+            thousand.clone(),
+        ),
+        (
+            "ClerkUser<U> PG (c) verify each req".into(),
+            Variant::User,
+            Some(uncached.clone()),
+            one.clone(),
+        ),
+    ];
+    let servers: Vec<(String, ServerHandle)> = rows
+        .iter()
+        .map(|(_, variant, clerk, _)| serve(*variant, clerk.clone()))
+        .collect();
+    // Warm-up: every token and user once, on every server.
+    for (url, _) in &servers {
+        let _ = drive(url, thousand.clone(), concurrency, 1.0);
+        let _ = drive(url, one.clone(), concurrency, 0.5);
+    }
+    let mut results: Vec<Vec<Run>> = rows.iter().map(|_| Vec::new()).collect();
+    for _ in 0..rounds {
+        for (i, (_, _, _, tokens)) in rows.iter().enumerate() {
+            results[i].push(drive(&servers[i].0, tokens.clone(), concurrency, secs));
+        }
+    }
+    for (_, handle) in &servers {
+        handle.stop(true).await;
+    }
+    let median = |runs: &[Run], f: &dyn Fn(&Run) -> f64| {
+        let mut v: Vec<f64> = runs.iter().map(f).collect();
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
     };
-    print("no auth", &base);
-
-    for (variant, label) in [
-        (Variant::Session, "ClerkSession"),
-        (Variant::User, "ClerkUser<ClerkUserRecord> (PG)"),
-    ] {
-        let (url, handle) = serve(variant, Some(cached.clone()));
-        // Warm caches: every token and user once.
-        let _ = drive(&url, thousand.clone(), concurrency, 2.0);
-        let _ = drive(&url, one.clone(), concurrency, 1.0);
-        print(
-            &format!("{label} (a) repeated token"),
-            &drive(&url, one.clone(), concurrency, secs),
+    let base_rps = median(&results[0], &|r| r.rps);
+    let base_p99 = median(&results[0], &|r| r.p99_us as f64);
+    println!(
+        "{:<38} {:>9} {:>8} {:>8} {:>10} {:>9} {:>6}",
+        "run", "req/s", "p50 µs", "p99 µs", "rps ratio", "p99 ratio", "errors"
+    );
+    for (i, (name, ..)) in rows.iter().enumerate() {
+        let runs = &results[i];
+        let rps = median(runs, &|r| r.rps);
+        let p99 = median(runs, &|r| r.p99_us as f64);
+        println!(
+            "{:<38} {:>9.0} {:>8.0} {:>8.0} {:>9.2}x {:>8.2}x {:>6}",
+            name,
+            rps,
+            median(runs, &|r| r.p50_us as f64),
+            p99,
+            rps / base_rps,
+            p99 / base_p99,
+            runs.iter().map(|r| r.errors).sum::<usize>()
         );
-        print(
-            &format!("{label} (b) 1000 users"),
-            &drive(&url, thousand.clone(), concurrency, secs),
-        );
-        handle.stop(true).await;
-        let (url, handle) = serve(variant, Some(uncached.clone()));
-        let _ = drive(&url, one.clone(), concurrency, 1.0);
-        print(
-            &format!("{label} (c) verify every request"),
-            &drive(&url, one.clone(), concurrency, secs),
-        );
-        handle.stop(true).await;
     }
 
     // First-login storm: 1,000 new users × 10 concurrent requests each.
