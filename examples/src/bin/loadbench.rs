@@ -255,7 +255,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
          {rounds} interleaved rounds (medians shown)\n"
     );
     // Every configuration runs once per round, in turn, so drift hits all of them alike.
-    let rows: Vec<(String, Variant, Option<Clerk>, Arc<Vec<String>>)> = vec![
+    /// name, server variant, Clerk configuration, tokens to cycle through
+    type Row = (String, Variant, Option<Clerk>, Arc<Vec<String>>);
+    let rows: Vec<Row> = vec![
         ("no auth".into(), Variant::NoAuth, None, one.clone()),
         (
             "ClerkSession (a) repeated token".into(),
