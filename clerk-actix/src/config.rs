@@ -227,6 +227,14 @@ impl Clerk {
         self.inner.revoked.get(user_id)
     }
 
+    /// Number of users of type `U` in the user cache.
+    pub async fn cached_users<U: SyncedUser>(&self) -> u64 {
+        match self.user_sync::<U>() {
+            Some(sync) => sync.len().await,
+            None => 0,
+        }
+    }
+
     /// Drops a user from the user cache, so the next request loads it again (e.g. after you
     /// changed the user through the Backend API).
     pub async fn invalidate_user<U: SyncedUser>(&self, user_id: &str) {

@@ -345,6 +345,12 @@ impl<U: SyncedUser> UserSync<U> {
         &self.store
     }
 
+    /// Cached users (after pending maintenance has run).
+    pub(crate) async fn len(&self) -> u64 {
+        self.cache.run_pending_tasks().await;
+        self.cache.entry_count()
+    }
+
     /// Forgets a cached user (after a webhook changed it).
     pub(crate) async fn invalidate(&self, user_id: &str) {
         self.cache.invalidate(user_id).await;
