@@ -24,21 +24,24 @@ pub(crate) fn find_token<'r>(
     accept_cookie: bool,
 ) -> Result<Option<(TokenSlice<'r>, TokenCarrier)>, AuthError> {
     if let Some(value) = req.headers().get(header::AUTHORIZATION) {
-        let value = value.to_str().map_err(|_| {
-            AuthError::new(
-                R::TokenInvalid,
-                "the Authorization header is not visible ASCII",
-            )
-        })?;
-        let value = value.trim();
-        let token = match value.split_once(' ') {
-            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => Some(rest.trim()),
-            Some(_) => None,
-            // "Bearer" alone carries no token.
-            None if value.eq_ignore_ascii_case("bearer") => None,
-            None => Some(value),
-        };
+        // Bytes first: this runs on every request, and the token is most of the header.
+        let bytes = value.as_bytes().trim_ascii();
+        let token =
+            if bytes.len() > 7 && bytes[..6].eq_ignore_ascii_case(b"bearer") && bytes[6] == b' ' {
+                Some(bytes[7..].trim_ascii_start())
+            } else if bytes.eq_ignore_ascii_case(b"bearer") || bytes.contains(&b' ') {
+                // "Bearer" alone carries no token; another scheme is not a Clerk token.
+                None
+            } else {
+                Some(bytes)
+            };
         if let Some(token) = token.filter(|t| !t.is_empty()) {
+            let token = std::str::from_utf8(token).map_err(|_| {
+                AuthError::new(
+                    R::TokenInvalid,
+                    "the Authorization header is not valid UTF-8",
+                )
+            })?;
             return Ok(Some((TokenSlice::Borrowed(token), TokenCarrier::Header)));
         }
     }

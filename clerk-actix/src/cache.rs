@@ -44,7 +44,7 @@ fn unix_now(now: SystemTime) -> f64 {
 /// Verified tokens.
 #[derive(Clone)]
 pub(crate) struct TokenCache {
-    cache: Option<Cache<Arc<str>, Entry>>,
+    cache: Option<Cache<Arc<str>, Entry, foldhash::fast::RandomState>>,
     skew: Duration,
 }
 
@@ -60,10 +60,12 @@ impl TokenCache {
     /// A cache of at most `capacity` tokens (0 disables caching).
     pub(crate) fn new(capacity: u64, skew: Duration) -> Self {
         let cache = (capacity > 0).then(|| {
+            // Keys are tokens that verified (an attacker cannot choose them freely), ~1 KB each:
+            // a fast hasher instead of SipHash.
             Cache::builder()
                 .max_capacity(capacity)
                 .expire_after(UntilExpiry)
-                .build()
+                .build_with_hasher(foldhash::fast::RandomState::default())
         });
         Self { cache, skew }
     }

@@ -247,7 +247,9 @@ impl Clerk {
     /// else the stored row when Clerk is unreachable.
     pub async fn user<U: SyncedUser>(&self, user_id: &str) -> Result<U, SyncError> {
         let sync = self.user_sync::<U>().ok_or(SyncError::NoStore)?;
-        sync.user(user_id).await.map(|(u, _)| u)
+        sync.user(user_id)
+            .await
+            .map(|(u, _)| Arc::unwrap_or_clone(u))
     }
 }
 

@@ -216,7 +216,8 @@ impl FromRequest for OptionalClerkSession {
 /// ```
 #[derive(Debug, Clone)]
 pub struct ClerkUser<U> {
-    user: U,
+    /// Shared with the user cache: extracting a cached user clones an `Arc`, not the row.
+    user: Arc<U>,
     session: ClerkSession,
     source: UserSource,
 }
@@ -233,8 +234,11 @@ impl<U> ClerkUser<U> {
     }
 
     /// The user.
-    pub fn into_inner(self) -> U {
-        self.user
+    pub fn into_inner(self) -> U
+    where
+        U: Clone,
+    {
+        Arc::unwrap_or_clone(self.user)
     }
 }
 

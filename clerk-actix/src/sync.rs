@@ -187,7 +187,7 @@ impl SyncError {
 /// The user cache and sync for one user type.
 pub(crate) struct UserSync<U: SyncedUser> {
     store: Arc<dyn UserStore<User = U>>,
-    cache: Cache<Arc<str>, Cached<U>>,
+    cache: Cache<Arc<str>, Cached<U>, foldhash::fast::RandomState>,
     ttl: Duration,
     api: Option<BackendApi>,
     events: Events,
@@ -207,7 +207,7 @@ const STALE_TTL: Duration = Duration::from_secs(30);
 /// A cache entry and its own lifetime.
 #[derive(Clone)]
 struct Cached<U> {
-    user: U,
+    user: Arc<U>,
     ttl: Duration,
 }
 
@@ -248,7 +248,8 @@ impl<U: SyncedUser> UserSync<U> {
         let cache = Cache::builder()
             .max_capacity(capacity)
             .expire_after(PerEntryTtl)
-            .build();
+            // Keys are user ids from verified tokens: a fast hasher instead of SipHash.
+            .build_with_hasher(foldhash::fast::RandomState::default());
         Self {
             store,
             cache,
@@ -260,7 +261,7 @@ impl<U: SyncedUser> UserSync<U> {
 
     /// The local user for a Clerk user id: cache, else Backend API + upsert (coalesced per user),
     /// else — when Clerk is unreachable — the stored row.
-    pub(crate) async fn user(&self, user_id: &str) -> Result<(U, UserSource), SyncError> {
+    pub(crate) async fn user(&self, user_id: &str) -> Result<(Arc<U>, UserSource), SyncError> {
         if let Some(hit) = self.cache.get(user_id).await {
             return Ok((hit.user, UserSource::Cache));
         }
@@ -280,7 +281,10 @@ impl<U: SyncedUser> UserSync<U> {
                 } else {
                     self.ttl
                 };
-                Ok::<Cached<U>, SyncError>(Cached { user, ttl })
+                Ok::<Cached<U>, SyncError>(Cached {
+                    user: Arc::new(user),
+                    ttl,
+                })
             }
         };
         let user = self
@@ -331,7 +335,7 @@ impl<U: SyncedUser> UserSync<U> {
     pub(crate) async fn sync(&self, data: &ClerkUserData) -> Result<U, SyncError> {
         let user = self.store.upsert(data).await?;
         let cached = Cached {
-            user: user.clone(),
+            user: Arc::new(user.clone()),
             ttl: self.ttl,
         };
         self.cache.insert(Arc::from(data.id.as_str()), cached).await;
@@ -356,7 +360,7 @@ impl<U: SyncedUser> UserSync<U> {
         self.cache.invalidate(user_id).await;
     }
 
-    pub(crate) fn any_user(user: &U) -> AnyUser {
-        AnyUser(Arc::new(user.clone()))
+    pub(crate) fn any_user(user: &Arc<U>) -> AnyUser {
+        AnyUser(user.clone())
     }
 }
