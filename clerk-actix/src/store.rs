@@ -692,99 +692,53 @@ pub async fn run_migrations_pg(
         .map_err(|_| StoreError::new("the migration thread stopped"))?
 }
 
+/// Runs `U::$pg` or `U::$sqlite` on a pooled connection of the store's backend.
+macro_rules! on_backend {
+    ($store:expr, $pg:ident, $sqlite:ident, $($arg:expr),*) => {
+        match &$store.pool {
+            #[cfg(feature = "postgres")]
+            DbPool::Postgres(pool) => {
+                let mut conn = pool.get().await.map_err(|e| store_err("postgres pool", e))?;
+                U::$pg(&mut conn, $($arg),*).await
+            }
+            #[cfg(feature = "sqlite")]
+            DbPool::Sqlite(pool) => {
+                let mut conn = pool.get().await.map_err(|e| store_err("sqlite pool", e))?;
+                U::$sqlite(&mut conn, $($arg),*).await
+            }
+        }
+    };
+}
+
 impl<U: DieselUserModel> UserStore for DieselUserStore<U> {
     type User = U;
 
     fn upsert<'a>(&'a self, user: &'a ClerkUserData) -> BoxFuture<'a, Result<U, StoreError>> {
         async move {
-            match &self.pool {
-                #[cfg(feature = "postgres")]
-                DbPool::Postgres(pool) => {
-                    let mut conn = pool
-                        .get()
-                        .await
-                        .map_err(|e| store_err("postgres pool", e))?;
-                    U::upsert_pg(&mut conn, user)
-                        .await
-                        .map_err(|e| store_err("upsert", e))
-                }
-                #[cfg(feature = "sqlite")]
-                DbPool::Sqlite(pool) => {
-                    let mut conn = pool.get().await.map_err(|e| store_err("sqlite pool", e))?;
-                    U::upsert_sqlite(&mut conn, user)
-                        .await
-                        .map_err(|e| store_err("upsert", e))
-                }
-            }
+            on_backend!(self, upsert_pg, upsert_sqlite, user).map_err(|e| store_err("upsert", e))
         }
         .boxed()
     }
 
     fn find<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<U>, StoreError>> {
-        async move {
-            match &self.pool {
-                #[cfg(feature = "postgres")]
-                DbPool::Postgres(pool) => {
-                    let mut conn = pool
-                        .get()
-                        .await
-                        .map_err(|e| store_err("postgres pool", e))?;
-                    U::find_pg(&mut conn, id)
-                        .await
-                        .map_err(|e| store_err("find", e))
-                }
-                #[cfg(feature = "sqlite")]
-                DbPool::Sqlite(pool) => {
-                    let mut conn = pool.get().await.map_err(|e| store_err("sqlite pool", e))?;
-                    U::find_sqlite(&mut conn, id)
-                        .await
-                        .map_err(|e| store_err("find", e))
-                }
-            }
-        }
-        .boxed()
+        async move { on_backend!(self, find_pg, find_sqlite, id).map_err(|e| store_err("find", e)) }
+            .boxed()
     }
 
     fn deactivate<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
         async move {
-            let n = match &self.pool {
-                #[cfg(feature = "postgres")]
-                DbPool::Postgres(pool) => {
-                    let mut conn = pool
-                        .get()
-                        .await
-                        .map_err(|e| store_err("postgres pool", e))?;
-                    U::deactivate_pg(&mut conn, id).await
-                }
-                #[cfg(feature = "sqlite")]
-                DbPool::Sqlite(pool) => {
-                    let mut conn = pool.get().await.map_err(|e| store_err("sqlite pool", e))?;
-                    U::deactivate_sqlite(&mut conn, id).await
-                }
-            };
-            n.map(|n| n > 0).map_err(|e| store_err("deactivate", e))
+            on_backend!(self, deactivate_pg, deactivate_sqlite, id)
+                .map(|n| n > 0)
+                .map_err(|e| store_err("deactivate", e))
         }
         .boxed()
     }
 
     fn delete<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
         async move {
-            let n = match &self.pool {
-                #[cfg(feature = "postgres")]
-                DbPool::Postgres(pool) => {
-                    let mut conn = pool
-                        .get()
-                        .await
-                        .map_err(|e| store_err("postgres pool", e))?;
-                    U::delete_pg(&mut conn, id).await
-                }
-                #[cfg(feature = "sqlite")]
-                DbPool::Sqlite(pool) => {
-                    let mut conn = pool.get().await.map_err(|e| store_err("sqlite pool", e))?;
-                    U::delete_sqlite(&mut conn, id).await
-                }
-            };
-            n.map(|n| n > 0).map_err(|e| store_err("delete", e))
+            on_backend!(self, delete_pg, delete_sqlite, id)
+                .map(|n| n > 0)
+                .map_err(|e| store_err("delete", e))
         }
         .boxed()
     }

@@ -97,6 +97,37 @@ impl Recorder {
     }
 }
 
+/// Calls a test service; returns the status, the `Retry-After` header and the JSON body
+/// (`Null` when the body is not JSON).
+pub async fn call_json<S, B>(
+    app: &S,
+    req: actix_http::Request,
+) -> (
+    actix_web::http::StatusCode,
+    Option<String>,
+    serde_json::Value,
+)
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let res = test::call_service(app, req).await;
+    let status = res.status();
+    let retry = res
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let bytes = actix_web::body::to_bytes(res.into_body())
+        .await
+        .unwrap_or_default();
+    (
+        status,
+        retry,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
+}
+
 /// `Authorization: Bearer <token>`.
 pub fn bearer(token: &str) -> (&'static str, String) {
     ("Authorization", format!("Bearer {token}"))

@@ -60,20 +60,7 @@ async fn get_user(
         .uri("/me/user")
         .insert_header(bearer(token))
         .to_request();
-    let res = test::call_service(app, req).await;
-    let status = res.status();
-    let retry = res
-        .headers()
-        .get("retry-after")
-        .map(|v| v.to_str().unwrap().to_owned());
-    let bytes = actix_web::body::to_bytes(res.into_body())
-        .await
-        .unwrap_or_default();
-    (
-        status,
-        retry,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    clerk_actix_tests::call_json(app, req).await
 }
 
 #[actix_web::test]
