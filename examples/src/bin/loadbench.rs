@@ -58,6 +58,17 @@ enum Variant {
     User,
 }
 
+/// Pins the calling thread to one core (`LOADBENCH_PIN=0` disables): the server worker on core
+/// 0, the load generator on core 1, so the two do not trade places between runs.
+fn pin(core: usize) {
+    if std::env::var("LOADBENCH_PIN").as_deref() == Ok("0") {
+        return;
+    }
+    if let Some(id) = core_affinity::get_core_ids().and_then(|ids| ids.get(core).copied()) {
+        core_affinity::set_for_current(id);
+    }
+}
+
 /// Starts one server (one worker) on its own thread; returns its URL and handle.
 fn serve(variant: Variant, clerk: Option<Clerk>) -> (String, ServerHandle) {
     let (tx, rx) = std::sync::mpsc::channel();
@@ -67,6 +78,7 @@ fn serve(variant: Variant, clerk: Option<Clerk>) -> (String, ServerHandle) {
             let url = format!("http://{}/", listener.local_addr().expect("addr"));
             let server = match (variant, clerk) {
                 (Variant::Session, Some(c)) => HttpServer::new(move || {
+                    pin(0);
                     App::new()
                         .wrap(ClerkMiddleware::new(c.clone()))
                         .route("/", web::get().to(with_session))
@@ -77,6 +89,7 @@ fn serve(variant: Variant, clerk: Option<Clerk>) -> (String, ServerHandle) {
                 .expect("listen")
                 .run(),
                 (Variant::User, Some(c)) => HttpServer::new(move || {
+                    pin(0);
                     App::new()
                         .wrap(ClerkMiddleware::new(c.clone()))
                         .route("/", web::get().to(with_user))
@@ -86,12 +99,15 @@ fn serve(variant: Variant, clerk: Option<Clerk>) -> (String, ServerHandle) {
                 .listen(listener)
                 .expect("listen")
                 .run(),
-                _ => HttpServer::new(|| App::new().route("/", web::get().to(plain)))
-                    .workers(1)
-                    .disable_signals()
-                    .listen(listener)
-                    .expect("listen")
-                    .run(),
+                _ => HttpServer::new(|| {
+                    pin(0);
+                    App::new().route("/", web::get().to(plain))
+                })
+                .workers(1)
+                .disable_signals()
+                .listen(listener)
+                .expect("listen")
+                .run(),
             };
             let _ = tx.send((url, server.handle()));
             let _ = server.await;
@@ -111,6 +127,7 @@ struct Run {
 fn drive(url: &str, tokens: Arc<Vec<String>>, concurrency: usize, secs: f64) -> Run {
     let url = url.to_owned();
     std::thread::spawn(move || {
+        pin(1);
         actix_web::rt::System::new().block_on(async move {
             let client = awc::Client::builder()
                 .timeout(Duration::from_secs(10))
@@ -402,6 +419,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 fn drive_all(url: &str, requests: Arc<Vec<String>>, concurrency: usize) -> (usize, usize) {
     let url = url.to_owned();
     std::thread::spawn(move || {
+        pin(1);
         actix_web::rt::System::new().block_on(async move {
             let client = awc::Client::builder()
                 .timeout(Duration::from_secs(30))
