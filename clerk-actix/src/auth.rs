@@ -8,7 +8,7 @@ use actix_web::{http::header, HttpRequest};
 use crate::{
     claims::ClerkClaims,
     config::Clerk,
-    error::{AuthError, AuthErrorReason as R},
+    error::{AuthError, AuthErrorKind, AuthErrorReason as R},
     events::{token_hash, AuthSource, ClerkEvent, TokenCarrier},
     extract::{AuthState, ClerkSession},
 };
@@ -87,22 +87,29 @@ impl Clerk {
         req: &HttpRequest,
     ) -> Result<Option<ClerkSession>, AuthError> {
         match self.auth_state(req).await? {
-            AuthState::Authenticated(session) => Ok(Some(session)),
             AuthState::Anonymous => Ok(None),
-            AuthState::Pending(_) => Err(AuthError::new(
-                R::SessionPending,
-                "the session has pending tasks",
-            )),
+            state => state.require_session().cloned().map(Some),
         }
     }
 
-    /// The middleware's decision for a request: anonymous, authenticated, or pending (when
-    /// pending sessions are treated as signed out).
+    /// The middleware's decision for a request: anonymous, authenticated, pending (when
+    /// pending sessions are treated as signed out), or signed out by an invalid cookie.
+    /// `Err` for an invalid `Authorization` token and for outages.
     pub(crate) async fn auth_state(&self, req: &HttpRequest) -> Result<AuthState, AuthError> {
         let Some((token, carrier)) = find_token(req, self.inner.accept_cookie)? else {
             return Ok(AuthState::Anonymous);
         };
-        let session = self.authenticate_token(token.as_str(), carrier).await?;
+        let session = match self.authenticate_token(token.as_str(), carrier).await {
+            Ok(session) => session,
+            // A refused cookie (an idle tab's expired token, ...) signs the request out; an
+            // outage stays an error (503), never a silent sign-out.
+            Err(err)
+                if carrier == TokenCarrier::Cookie && err.kind() == AuthErrorKind::InvalidToken =>
+            {
+                return Ok(AuthState::SignedOut(err));
+            }
+            Err(err) => return Err(err),
+        };
         if session.is_pending() && self.inner.treat_pending_as_signed_out {
             return Ok(AuthState::Pending(session));
         }
@@ -118,6 +125,10 @@ impl Clerk {
     ) -> Result<ClerkSession, AuthError> {
         let now = SystemTime::now();
         let inner = &self.inner;
+        // Before the cache: a token the verifier would refuse never answers from it.
+        if let Err(err) = inner.verifier.check_len(token) {
+            return Err(self.failed(err, token));
+        }
         if let Some(claims) = inner.token_cache.get(token, now) {
             self.check_revoked(&claims, token)?;
             self.emit_success(&claims, AuthSource::Cache, carrier);
@@ -132,14 +143,17 @@ impl Clerk {
                 self.emit_success(&claims, AuthSource::Verified, carrier);
                 Ok(ClerkSession::new(claims, AuthSource::Verified, carrier))
             }
-            Err(err) => {
-                self.emit(ClerkEvent::AuthFailed {
-                    reason: err.reason(),
-                    token_hash: token_hash(token),
-                });
-                Err(err)
-            }
+            Err(err) => Err(self.failed(err, token)),
         }
+    }
+
+    /// Reports a refused token and hands the error back.
+    fn failed(&self, err: AuthError, token: &str) -> AuthError {
+        self.emit(ClerkEvent::AuthFailed {
+            reason: err.reason(),
+            token_hash: token_hash(token),
+        });
+        err
     }
 
     async fn verify_uncached(
@@ -169,17 +183,13 @@ impl Clerk {
     /// Refuses tokens of a user revoked (deleted / banned via webhook) after they were issued.
     fn check_revoked(&self, claims: &ClerkClaims, token: &str) -> Result<(), AuthError> {
         match self.revoked_at(claims.user_id()) {
-            Some(at) if claims.issued_at().unwrap_or(i64::MIN) <= at => {
-                let err = AuthError::new(
+            Some(at) if claims.issued_at().unwrap_or(i64::MIN) <= at => Err(self.failed(
+                AuthError::new(
                     R::UserInactive,
                     "the user was deleted or deactivated in Clerk",
-                );
-                self.emit(ClerkEvent::AuthFailed {
-                    reason: err.reason(),
-                    token_hash: token_hash(token),
-                });
-                Err(err)
-            }
+                ),
+                token,
+            )),
             _ => Ok(()),
         }
     }

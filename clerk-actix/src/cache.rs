@@ -1,5 +1,9 @@
-//! The verified-token cache: a bounded moka cache from token to claims whose entries never
-//! outlive the token's `exp` + clock skew, so a repeated token costs a hash lookup, not RSA.
+//! The verified-token cache: a moka cache from token to claims, bounded in entries and in
+//! bytes, whose entries never outlive the token's `exp` + clock skew, so a repeated token costs
+//! a hash lookup, not RSA.
+//!
+//! Keys are the token's canonical form ([`cache_key`]): every encoding of one token that
+//! verifies shares one entry, so re-encodings cannot multiply RSA work or memory.
 
 use std::{
     sync::Arc,
@@ -12,12 +16,32 @@ use crate::claims::ClerkClaims;
 
 /// Default number of verified tokens kept.
 pub const DEFAULT_TOKEN_CACHE_CAPACITY: u64 = 10_000;
+/// Default bound of the verified-token cache in bytes (estimated: key, claims, bookkeeping).
+pub const DEFAULT_TOKEN_CACHE_MAX_BYTES: u64 = 32 * 1024 * 1024;
+
+/// Bookkeeping of one entry beyond the key and the claims (moka's node, `Arc`s, the map).
+const ENTRY_OVERHEAD: usize = 512;
 
 #[derive(Clone)]
 struct Entry {
     claims: Arc<ClerkClaims>,
     /// Unix seconds after which the token is no longer accepted (`exp` + skew).
     valid_until: f64,
+    /// What the entry weighs against the cache's bounds.
+    weight: u32,
+}
+
+/// The key under which a token is cached: the token without trailing `=`.
+///
+/// The verifier reads segments as Clerk's decoder does, ignoring trailing `=` padding; the
+/// signature is the last segment and the signed input (header and payload) is taken verbatim,
+/// so padding after the signature is the one re-encoding that leaves the verdict unchanged.
+/// Padding inside the header or payload changes the signed input and fails verification;
+/// non-zero trailing bits are refused by the decoder. Stripping trailing `=` therefore maps every
+/// variant of a token with one verdict to one key, and never maps a failing token onto a
+/// passing one (it removes no `.`, so the segment count is kept). O(1) for unpadded tokens.
+pub(crate) fn cache_key(token: &str) -> &str {
+    token.trim_end_matches('=')
 }
 
 struct UntilExpiry;
@@ -44,6 +68,8 @@ fn unix_now(now: SystemTime) -> f64 {
 /// Verified tokens.
 #[derive(Clone)]
 pub(crate) struct TokenCache {
+    /// The least weight of an entry, so the entry bound holds under the byte bound.
+    min_weight: u32,
     cache: Option<Cache<Arc<str>, Entry, foldhash::fast::RandomState>>,
     skew: Duration,
 }
@@ -52,40 +78,64 @@ impl std::fmt::Debug for TokenCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenCache")
             .field("entries", &self.cache.as_ref().map(Cache::entry_count))
+            .field(
+                "weighted_bytes",
+                &self.cache.as_ref().map(Cache::weighted_size),
+            )
             .finish()
     }
 }
 
 impl TokenCache {
-    /// A cache of at most `capacity` tokens (0 disables caching).
-    pub(crate) fn new(capacity: u64, skew: Duration) -> Self {
-        let cache = (capacity > 0).then(|| {
+    /// A cache of at most `capacity` tokens and about `max_bytes` bytes (either 0 disables
+    /// caching).
+    ///
+    /// Each entry weighs its estimated size, but at least `max_bytes / capacity`: the total
+    /// weight is capped at `max_bytes`, which then bounds both the bytes and the entry count.
+    pub(crate) fn new(capacity: u64, max_bytes: u64, skew: Duration) -> Self {
+        let min_weight = u32::try_from(max_bytes / capacity.max(1))
+            .unwrap_or(u32::MAX)
+            .max(1);
+        let cache = (capacity > 0 && max_bytes > 0).then(|| {
             // Keys are tokens that verified (an attacker cannot choose them freely), ~1 KB each:
             // a fast hasher instead of SipHash.
             Cache::builder()
-                .max_capacity(capacity)
+                .max_capacity(max_bytes)
+                .weigher(|_key: &Arc<str>, entry: &Entry| entry.weight)
                 .expire_after(UntilExpiry)
                 .build_with_hasher(foldhash::fast::RandomState::default())
         });
-        Self { cache, skew }
+        Self {
+            min_weight,
+            cache,
+            skew,
+        }
     }
 
     /// Claims for a token verified earlier and still within `exp` + skew at `now`.
     pub(crate) fn get(&self, token: &str, now: SystemTime) -> Option<Arc<ClerkClaims>> {
-        let entry = self.cache.as_ref()?.get(token)?;
+        let entry = self.cache.as_ref()?.get(cache_key(token))?;
         // moka's expiry is driven by a monotonic clock; the wall clock has the last word.
         (unix_now(now) < entry.valid_until).then_some(entry.claims)
     }
 
     pub(crate) fn insert(&self, token: &str, claims: Arc<ClerkClaims>) {
         let Some(cache) = &self.cache else { return };
+        let key = cache_key(token);
         // Mirrors the verifier: expired iff exp*1000 <= now_ms - skew.
         let valid_until = claims.expires_at() as f64 + self.skew.as_secs_f64();
+        // The claims are parsed from the payload, about half the token: count the token twice
+        // (key + claims, whose maps and strings cost more than their JSON text).
+        let estimate = key.len().saturating_mul(2).saturating_add(ENTRY_OVERHEAD);
+        let weight = u32::try_from(estimate)
+            .unwrap_or(u32::MAX)
+            .max(self.min_weight);
         cache.insert(
-            Arc::from(token),
+            Arc::from(key),
             Entry {
                 claims,
                 valid_until,
+                weight,
             },
         );
     }
@@ -96,5 +146,44 @@ impl TokenCache {
             c.run_pending_tasks();
             c.entry_count()
         })
+    }
+
+    /// The estimated bytes held (the sum of the entries' weights).
+    pub(crate) fn weighted_bytes(&self) -> u64 {
+        self.cache.as_ref().map_or(0, |c| {
+            c.run_pending_tasks();
+            c.weighted_size()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_key_strips_only_trailing_padding() {
+        assert_eq!(cache_key("h.p.sig"), "h.p.sig");
+        assert_eq!(cache_key("h.p.sig=="), "h.p.sig");
+        assert_eq!(
+            cache_key(&format!("h.p.sig{}", "=".repeat(8000))),
+            "h.p.sig"
+        );
+        // Padding inside the signed input changes the verdict: it stays in the key.
+        assert_eq!(cache_key("h=.p.sig"), "h=.p.sig");
+        assert_eq!(cache_key("h.p=.sig="), "h.p=.sig");
+        // Never removes a segment separator.
+        assert_eq!(cache_key("h.p.="), "h.p.");
+    }
+
+    #[test]
+    fn entry_bound_holds_under_the_byte_bound() {
+        // 10 entries of at least 1000 bytes each in a 10,000-byte budget.
+        let cache = TokenCache::new(10, 10_000, Duration::ZERO);
+        assert_eq!(cache.min_weight, 1000);
+        let cache = TokenCache::new(0, 10_000, Duration::ZERO);
+        assert!(cache.cache.is_none());
+        let cache = TokenCache::new(10, 0, Duration::ZERO);
+        assert!(cache.cache.is_none());
     }
 }

@@ -16,7 +16,7 @@ use actix_web::{HttpRequest, HttpResponse};
 
 use crate::{
     api::{ApiError, BackendApi, SecretKey},
-    cache::{TokenCache, DEFAULT_TOKEN_CACHE_CAPACITY},
+    cache::{TokenCache, DEFAULT_TOKEN_CACHE_CAPACITY, DEFAULT_TOKEN_CACHE_MAX_BYTES},
     error::AuthError,
     events::{ClerkEvent, EventListener, Events},
     jwks::{JwksPolicy, RemoteJwks},
@@ -51,6 +51,14 @@ pub enum ConfigError {
     /// The webhook signing secret is not a `whsec_` base64 secret.
     #[error("CLERK_WEBHOOK_SIGNING_SECRET is not a valid whsec_... secret")]
     InvalidWebhookSecret,
+    /// `.accept_session_cookie(true)` without authorized parties: a `__session` cookie set by
+    /// any subdomain (or a sibling app on the same site) would be accepted.
+    #[error("reading the __session cookie needs authorized parties (CLERK_AUTHORIZED_PARTIES / .authorized_parties([...])): without an azp check a cookie from another subdomain would be accepted")]
+    CookieWithoutAuthorizedParties,
+    /// The API URL is `http://` to a host that is not loopback: the secret key would travel in
+    /// clear.
+    #[error("the Clerk API URL must use https:// (http:// only to a loopback host such as 127.0.0.1 or localhost): the secret key would travel in clear")]
+    InsecureApiUrl,
     /// An environment variable could not be parsed.
     #[error("environment variable {var} is invalid: {expected}")]
     InvalidEnv {
@@ -94,11 +102,12 @@ pub(crate) struct ClerkInner {
     pub(crate) secret_key: Option<SecretKey>,
     pub(crate) api_url: String,
     pub(crate) static_keys: Option<Arc<VerificationKeys>>,
-    pub(crate) jwks: Option<RemoteJwks>,
+    pub(crate) jwks: Option<Arc<RemoteJwks>>,
     pub(crate) verifier: TokenVerifier,
     pub(crate) token_cache: TokenCache,
     pub(crate) events: Events,
     pub(crate) error_hook: Option<ErrorHook>,
+    pub(crate) expose_error_details: bool,
     pub(crate) accept_cookie: bool,
     pub(crate) treat_pending_as_signed_out: bool,
     pub(crate) user_cache_ttl: Duration,
@@ -161,13 +170,31 @@ impl Clerk {
         self.inner.token_cache.len()
     }
 
+    /// Estimated bytes held by the verified-token cache (bounded by
+    /// [`ClerkBuilder::token_cache_max_bytes`]).
+    pub fn cached_token_bytes(&self) -> u64 {
+        self.inner.token_cache.weighted_bytes()
+    }
+
     /// The response for an authentication error: the global hook if one is set, otherwise
-    /// [`AuthError::default_response`].
+    /// [`AuthError::response`] (the `fix` of a misconfiguration only with
+    /// [`ClerkBuilder::expose_error_details`]). Server-side failures (5xx) are logged with
+    /// their detail, within the log budget.
     pub fn error_response(&self, err: &AuthError, req: &HttpRequest) -> HttpResponse {
+        if err.status().is_server_error() {
+            self.inner
+                .events
+                .log_server_error(err.reason().as_str(), err.detail());
+        }
         match &self.inner.error_hook {
             Some(hook) => hook(err, req),
-            None => err.default_response(),
+            None => err.response(self.inner.expose_error_details),
         }
+    }
+
+    /// Whether response bodies may describe the server's configuration.
+    pub(crate) fn exposes_error_details(&self) -> bool {
+        self.inner.expose_error_details
     }
 
     pub(crate) fn emit(&self, event: ClerkEvent) {
@@ -263,9 +290,11 @@ pub struct ClerkBuilder {
     clock_skew: Duration,
     jwks: JwksPolicy,
     token_cache_capacity: u64,
+    token_cache_max_bytes: u64,
     listeners: Vec<Arc<dyn EventListener>>,
     error_hook: Option<ErrorHook>,
-    accept_cookie: bool,
+    expose_error_details: bool,
+    accept_cookie: Option<bool>,
     treat_pending_as_signed_out: bool,
     user_cache_ttl: Duration,
     user_cache_capacity: u64,
@@ -286,9 +315,11 @@ impl Default for ClerkBuilder {
             clock_skew: DEFAULT_CLOCK_SKEW,
             jwks: JwksPolicy::default(),
             token_cache_capacity: DEFAULT_TOKEN_CACHE_CAPACITY,
+            token_cache_max_bytes: DEFAULT_TOKEN_CACHE_MAX_BYTES,
             listeners: Vec::new(),
             error_hook: None,
-            accept_cookie: true,
+            expose_error_details: cfg!(debug_assertions),
+            accept_cookie: None,
             treat_pending_as_signed_out: true,
             user_cache_ttl: DEFAULT_USER_CACHE_TTL,
             user_cache_capacity: DEFAULT_USER_CACHE_CAPACITY,
@@ -345,6 +376,7 @@ impl ClerkBuilder {
     /// | `CLERK_ISSUER` | exact `iss` to require |
     /// | `CLERK_CLOCK_SKEW_MS` | tolerance for `exp`/`nbf`/`iat`, default 5000 |
     /// | `CLERK_TOKEN_CACHE_CAPACITY` | verified tokens kept, default 10000 (0 disables) |
+    /// | `CLERK_TOKEN_CACHE_MAX_BYTES` | bytes the verified-token cache may hold, default 33554432 (32 MiB) |
     /// | `CLERK_USER_CACHE_TTL` (or `REDIS_CACHE_TIMEOUT`) | seconds a synced user stays cached, default 3600 |
     pub fn from_env() -> Self {
         let mut b = Self::default();
@@ -387,6 +419,15 @@ impl ClerkBuilder {
                 Err(_) => b.defer(ConfigError::InvalidEnv {
                     var: "CLERK_TOKEN_CACHE_CAPACITY",
                     expected: "a whole number",
+                }),
+            }
+        }
+        if let Some(v) = env_var("CLERK_TOKEN_CACHE_MAX_BYTES") {
+            match v.parse::<u64>() {
+                Ok(n) => b = b.token_cache_max_bytes(n),
+                Err(_) => b.defer(ConfigError::InvalidEnv {
+                    var: "CLERK_TOKEN_CACHE_MAX_BYTES",
+                    expected: "a whole number of bytes",
                 }),
             }
         }
@@ -461,7 +502,11 @@ impl ClerkBuilder {
         self
     }
 
-    /// Largest token accepted, in bytes (default 16 KiB).
+    /// Largest token accepted, in bytes (default 8 KiB, [`DEFAULT_MAX_TOKEN_LEN`]: twice what
+    /// a browser cookie can hold, which is where Clerk keeps session tokens). Larger tokens are
+    /// refused (`token-invalid`) before any decoding or cache lookup.
+    ///
+    /// [`DEFAULT_MAX_TOKEN_LEN`]: crate::verify::DEFAULT_MAX_TOKEN_LEN
     pub fn max_token_len(mut self, len: usize) -> Self {
         self.verify = self.verify.max_token_len(len);
         self
@@ -470,6 +515,14 @@ impl ClerkBuilder {
     /// How many verified tokens to keep (default 10 000; 0 disables the cache).
     pub fn token_cache_capacity(mut self, capacity: u64) -> Self {
         self.token_cache_capacity = capacity;
+        self
+    }
+
+    /// How many bytes the verified-token cache may hold (default 32 MiB; estimated per entry
+    /// from the token's size). With [`token_cache_capacity`](Self::token_cache_capacity), the
+    /// tighter bound wins.
+    pub fn token_cache_max_bytes(mut self, bytes: u64) -> Self {
+        self.token_cache_max_bytes = bytes;
         self
     }
 
@@ -533,10 +586,14 @@ impl ClerkBuilder {
         self
     }
 
-    /// Whether the `__session` cookie is read when there is no `Authorization` header
-    /// (default true).
+    /// Whether the `__session` cookie is read when there is no `Authorization` header.
+    ///
+    /// Default: read it when [authorized parties](Self::authorized_parties) are configured,
+    /// ignore it (with one warning at [`build`](Self::build)) when not. Clerk requires an `azp`
+    /// check for cookie authentication: the cookie can be set by any subdomain of the site.
+    /// `true` without authorized parties is a [`ConfigError::CookieWithoutAuthorizedParties`].
     pub fn accept_session_cookie(mut self, accept: bool) -> Self {
-        self.accept_cookie = accept;
+        self.accept_cookie = Some(accept);
         self
     }
 
@@ -568,6 +625,14 @@ impl ClerkBuilder {
         self
     }
 
+    /// Whether 500 responses for a misconfigured server carry the `fix` (e.g. "set
+    /// CLERK_WEBHOOK_SIGNING_SECRET") in their body. Default: in debug builds only; release
+    /// builds answer with the reason code and log the fix.
+    pub fn expose_error_details(mut self, expose: bool) -> Self {
+        self.expose_error_details = expose;
+        self
+    }
+
     /// Checks the configuration and builds the [`Clerk`] handle.
     pub fn build(self) -> Result<Clerk, ConfigError> {
         if let Some(err) = self.deferred {
@@ -580,16 +645,23 @@ impl ClerkBuilder {
         {
             return Err(ConfigError::PublishableKeyAsSecret);
         }
-        let url_ok = self
-            .api_url
-            .parse::<actix_web::http::Uri>()
-            .ok()
-            .is_some_and(|u| {
-                matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some()
-            });
-        if !url_ok {
-            return Err(ConfigError::InvalidApiUrl);
-        }
+        check_api_url(&self.api_url)?;
+        let has_parties = !self.verify.get_authorized_parties().is_empty();
+        let accept_cookie = match self.accept_cookie {
+            Some(true) if !has_parties => return Err(ConfigError::CookieWithoutAuthorizedParties),
+            Some(accept) => accept,
+            None => {
+                if !has_parties {
+                    tracing::warn!(
+                        target: crate::events::TRACING_TARGET,
+                        "__session cookies are ignored: no authorized parties are configured \
+                         (set CLERK_AUTHORIZED_PARTIES or ClerkBuilder::authorized_parties); \
+                         only Authorization: Bearer tokens are read"
+                    );
+                }
+                has_parties
+            }
+        };
         let webhooks = match &self.webhook_secret {
             Some(secret) => Some(Webhooks::new(
                 WebhookVerifier::new(secret).map_err(|_| ConfigError::InvalidWebhookSecret)?,
@@ -608,7 +680,11 @@ impl ClerkBuilder {
             return Err(ConfigError::NoKeySource);
         }
         let jwks = match (&static_keys, &secret_key) {
-            (None, Some(sk)) => Some(RemoteJwks::new(&self.api_url, sk.clone(), self.jwks)),
+            (None, Some(sk)) => Some(Arc::new(RemoteJwks::new(
+                &self.api_url,
+                sk.clone(),
+                self.jwks,
+            ))),
             _ => None,
         };
         let verify = self.verify.clock_skew(self.clock_skew);
@@ -636,11 +712,16 @@ impl ClerkBuilder {
                 api_url: self.api_url,
                 static_keys,
                 jwks,
-                token_cache: TokenCache::new(self.token_cache_capacity, self.clock_skew),
+                token_cache: TokenCache::new(
+                    self.token_cache_capacity,
+                    self.token_cache_max_bytes,
+                    self.clock_skew,
+                ),
                 verifier: TokenVerifier::new(verify),
                 events,
                 error_hook: self.error_hook,
-                accept_cookie: self.accept_cookie,
+                expose_error_details: self.expose_error_details,
+                accept_cookie,
                 treat_pending_as_signed_out: self.treat_pending_as_signed_out,
                 user_cache_ttl: self.user_cache_ttl,
                 api,
@@ -656,9 +737,91 @@ impl ClerkBuilder {
     }
 }
 
+/// The Backend API URL must be absolute http(s), and https unless the host is loopback.
+fn check_api_url(url: &str) -> Result<(), ConfigError> {
+    let uri = url
+        .parse::<actix_web::http::Uri>()
+        .map_err(|_| ConfigError::InvalidApiUrl)?;
+    let host = uri.host().ok_or(ConfigError::InvalidApiUrl)?;
+    match uri.scheme_str() {
+        Some("https") => Ok(()),
+        Some("http") if is_loopback(host) => Ok(()),
+        Some("http") => Err(ConfigError::InsecureApiUrl),
+        _ => Err(ConfigError::InvalidApiUrl),
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_http_api_url_is_refused_unless_loopback() {
+        let build = |url: &str| {
+            Clerk::builder()
+                .secret_key("sk_test_x")
+                .api_url(url)
+                .build()
+        };
+        for ok in [
+            "https://api.clerk.com/v1",
+            "http://127.0.0.1:8080/v1",
+            "http://localhost/v1",
+            "http://[::1]:9/v1",
+            "http://127.8.9.10/v1",
+        ] {
+            assert!(build(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://api.clerk.com/v1",
+            "http://10.0.0.1/v1",
+            "http://localhost.evil.example/v1",
+        ] {
+            assert_eq!(
+                build(bad).unwrap_err(),
+                ConfigError::InsecureApiUrl,
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn cookies_need_authorized_parties() {
+        let base = || Clerk::builder().secret_key("sk_test_x");
+        // Default: read only with parties.
+        assert!(!base().build().unwrap().inner.accept_cookie);
+        assert!(
+            base()
+                .authorized_parties(["https://app.example.com"])
+                .build()
+                .unwrap()
+                .inner
+                .accept_cookie
+        );
+        // Explicitly on without parties: a configuration error.
+        assert_eq!(
+            base().accept_session_cookie(true).build().unwrap_err(),
+            ConfigError::CookieWithoutAuthorizedParties
+        );
+        // Explicitly off stays off.
+        assert!(
+            !base()
+                .authorized_parties(["https://app.example.com"])
+                .accept_session_cookie(false)
+                .build()
+                .unwrap()
+                .inner
+                .accept_cookie
+        );
+    }
 
     #[test]
     fn no_key_source_is_a_config_error() {

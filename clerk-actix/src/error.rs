@@ -254,8 +254,16 @@ impl AuthError {
     }
 
     /// The default response: status, challenge, `Retry-After`, and a small JSON body
-    /// `{"error": "...", "reason": "..."}` (plus a `fix` for server misconfiguration).
+    /// `{"error": "...", "reason": "..."}`; debug builds add a `fix` for server
+    /// misconfiguration (release builds keep it in the logs: see [`response`](Self::response)).
     pub fn default_response(&self) -> HttpResponse {
+        self.response(cfg!(debug_assertions))
+    }
+
+    /// The response, with the `fix` for server misconfiguration in the body only when
+    /// `with_fix` is true. The fix describes the server's configuration: show it to
+    /// developers, not to callers of a production service.
+    pub fn response(&self, with_fix: bool) -> HttpResponse {
         let mut res = HttpResponse::build(self.status());
         if let Some(challenge) = self.www_authenticate() {
             res.insert_header((header::WWW_AUTHENTICATE, challenge));
@@ -268,7 +276,7 @@ impl AuthError {
             "error": self.error_code(),
             "reason": self.reason.as_str(),
         });
-        if self.kind() == AuthErrorKind::Misconfigured {
+        if with_fix && self.kind() == AuthErrorKind::Misconfigured {
             body["fix"] = serde_json::Value::from(self.detail);
         }
         res.json(body)

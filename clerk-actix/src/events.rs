@@ -3,7 +3,14 @@
 //! [`TRACING_TARGET`]. No event carries a token or a secret: tokens appear only as
 //! [`token_hash`] prefixes.
 
-use std::{fmt, sync::Arc, time::Duration};
+use std::{
+    fmt,
+    sync::{
+        atomic::{AtomicU32, AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use sha2::{Digest, Sha256};
 
@@ -172,10 +179,57 @@ where
     }
 }
 
-/// The registered listeners.
+/// The registered listeners, and the budget of per-failure log lines.
 #[derive(Clone, Default)]
 pub(crate) struct Events {
     listeners: Arc<[Arc<dyn EventListener>]>,
+    failure_logs: Arc<LogBudget>,
+}
+
+/// Per-failure log lines allowed per window; listeners still get every event.
+const LOG_LINES_PER_WINDOW: u32 = 20;
+/// The window of the log budget, in seconds.
+const LOG_WINDOW_SECS: u64 = 10;
+
+/// A flood of bad tokens or webhooks must not flood the logs: at most
+/// [`LOG_LINES_PER_WINDOW`] failure lines per [`LOG_WINDOW_SECS`]; the rest are counted and
+/// reported in one line when the next window opens. Lock-free; approximate under races.
+#[derive(Debug, Default)]
+pub(crate) struct LogBudget {
+    window: AtomicU64,
+    used: AtomicU32,
+    suppressed: AtomicU64,
+}
+
+impl LogBudget {
+    /// Whether a line may be logged at `now_secs`; `Some(n)` also reports the `n` lines
+    /// suppressed in the windows before (0 if none).
+    pub(crate) fn admit(&self, now_secs: u64) -> Option<u64> {
+        let window = now_secs / LOG_WINDOW_SECS;
+        let current = self.window.load(Ordering::Relaxed);
+        let mut dropped = 0;
+        if current != window
+            && self
+                .window
+                .compare_exchange(current, window, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.used.store(0, Ordering::Relaxed);
+            dropped = self.suppressed.swap(0, Ordering::Relaxed);
+        }
+        if self.used.fetch_add(1, Ordering::Relaxed) < LOG_LINES_PER_WINDOW {
+            Some(dropped)
+        } else {
+            self.suppressed.fetch_add(1 + dropped, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
+fn unix_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 impl fmt::Debug for Events {
@@ -188,6 +242,7 @@ impl Events {
     pub(crate) fn new(listeners: Vec<Arc<dyn EventListener>>) -> Self {
         Self {
             listeners: listeners.into(),
+            failure_logs: Arc::default(),
         }
     }
 
@@ -197,14 +252,58 @@ impl Events {
     }
 
     pub(crate) fn emit(&self, event: ClerkEvent) {
-        trace_event(&event);
+        self.trace_event(&event);
         for listener in self.listeners.iter() {
             listener.on_event(&event);
         }
     }
+
+    /// Logs a server-side failure (5xx) with the detail callers do not see, within the budget.
+    pub(crate) fn log_server_error(&self, reason: &str, detail: &str) {
+        if let Some(suppressed) = self.admit_failure_line() {
+            tracing::error!(
+                target: TRACING_TARGET,
+                reason,
+                detail,
+                suppressed,
+                "clerk request failed on the server side"
+            );
+        }
+    }
+
+    /// `Some(lines suppressed before)` when a per-failure line may be logged now.
+    fn admit_failure_line(&self) -> Option<u64> {
+        self.failure_logs.admit(unix_secs())
+    }
+
+    fn trace_event(&self, event: &ClerkEvent) {
+        let per_failure = matches!(
+            event,
+            ClerkEvent::AuthFailed { .. }
+                | ClerkEvent::UserRefused { .. }
+                | ClerkEvent::WebhookRejected { .. }
+        );
+        if !per_failure {
+            return trace_event(event, 0);
+        }
+        // Only lines a subscriber would record use up the budget.
+        let recorded = match event {
+            ClerkEvent::WebhookRejected { .. } => {
+                tracing::enabled!(target: TRACING_TARGET, tracing::Level::WARN)
+            }
+            _ => tracing::enabled!(target: TRACING_TARGET, tracing::Level::INFO),
+        };
+        if recorded {
+            if let Some(suppressed) = self.admit_failure_line() {
+                trace_event(event, suppressed);
+            }
+        }
+    }
 }
 
-fn trace_event(event: &ClerkEvent) {
+/// Mirrors an event as a `tracing` event; `suppressed` counts the failure lines the budget
+/// dropped before this one.
+fn trace_event(event: &ClerkEvent, suppressed: u64) {
     match event {
         ClerkEvent::AuthSucceeded {
             claims,
@@ -221,6 +320,7 @@ fn trace_event(event: &ClerkEvent) {
             target: TRACING_TARGET,
             reason = reason.as_str(),
             token_hash = token_hash.as_str(),
+            suppressed,
             "clerk auth failed"
         ),
         ClerkEvent::TokenCacheMiss { token_hash } => tracing::trace!(
@@ -240,6 +340,7 @@ fn trace_event(event: &ClerkEvent) {
             target: TRACING_TARGET,
             user_id = user_id.as_str(),
             reason = reason.as_str(),
+            suppressed,
             "clerk user refused"
         ),
         ClerkEvent::UserCacheMiss { user_id } => tracing::trace!(
@@ -264,6 +365,7 @@ fn trace_event(event: &ClerkEvent) {
         ClerkEvent::WebhookRejected { reason } => tracing::warn!(
             target: TRACING_TARGET,
             reason = *reason,
+            suppressed,
             "clerk webhook rejected"
         ),
         ClerkEvent::WebhookProcessed {
@@ -312,4 +414,23 @@ fn trace_event(event: &ClerkEvent) {
 pub fn token_hash(token: &str) -> String {
     let digest = Sha256::digest(token.as_bytes());
     digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_budget_caps_lines_per_window_and_reports_the_rest() {
+        let budget = LogBudget::default();
+        let t0 = 1_000 * LOG_WINDOW_SECS;
+        let admitted = (0..1_000).filter(|_| budget.admit(t0).is_some()).count();
+        assert_eq!(admitted, LOG_LINES_PER_WINDOW as usize);
+        // The next window opens with one line that reports what was dropped.
+        assert_eq!(
+            budget.admit(t0 + LOG_WINDOW_SECS),
+            Some(1_000 - u64::from(LOG_LINES_PER_WINDOW))
+        );
+        assert_eq!(budget.admit(t0 + LOG_WINDOW_SECS), Some(0));
+    }
 }

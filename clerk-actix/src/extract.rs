@@ -89,6 +89,11 @@ pub enum AuthState {
     Authenticated(ClerkSession),
     /// A valid token of a session with pending tasks, treated as signed out.
     Pending(ClerkSession),
+    /// The `__session` cookie was refused (expired, bad signature, ...): in optional mode the
+    /// request goes on signed out, keeping the reason. Browsers send expired session cookies
+    /// routinely (an idle tab), so a public page must not answer 401 for one. An invalid
+    /// `Authorization` token is never this: it is a 401.
+    SignedOut(AuthError),
 }
 
 impl AuthState {
@@ -97,6 +102,21 @@ impl AuthState {
         match self {
             Self::Authenticated(s) => Some(s),
             _ => None,
+        }
+    }
+
+    /// The session, or the error a route that requires one answers with: 401 without a
+    /// token, 401 `invalid_token` with the cookie's reason when signed out, 401
+    /// `session-pending` for a pending session.
+    pub fn require_session(&self) -> Result<&ClerkSession, AuthError> {
+        match self {
+            Self::Authenticated(s) => Ok(s),
+            Self::Anonymous => Err(AuthError::missing()),
+            Self::Pending(_) => Err(AuthError::new(
+                R::SessionPending,
+                "the session has pending tasks",
+            )),
+            Self::SignedOut(err) => Err(err.clone()),
         }
     }
 }
@@ -147,14 +167,7 @@ impl FromRequest for ClerkSession {
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(with_auth(req, |auth| match &auth.state {
-            AuthState::Authenticated(s) => Ok(s.clone()),
-            AuthState::Anonymous => Err(AuthError::missing()),
-            AuthState::Pending(_) => Err(AuthError::new(
-                R::SessionPending,
-                "the session has pending tasks",
-            )),
-        }))
+        ready(with_auth(req, |auth| auth.state.require_session().cloned()))
     }
 }
 
@@ -167,11 +180,12 @@ impl FromRequest for AuthState {
     }
 }
 
-/// Optional authentication: `Some(session)` when signed in, `None` when anonymous (or pending).
+/// Optional authentication: `Some(session)` when signed in, `None` when anonymous, pending, or
+/// signed out by an invalid `__session` cookie ([`AuthState::SignedOut`] keeps the reason).
 ///
 /// Unlike `Option<ClerkSession>` (whose actix blanket impl turns *every* error into `None`), a
-/// missing middleware is still a 500 here; invalid tokens are refused by the middleware before
-/// the handler runs, so they never become "anonymous".
+/// missing middleware is still a 500 here; an invalid `Authorization` token is refused by the
+/// middleware before the handler runs, so it never becomes "anonymous".
 #[derive(Debug, Clone)]
 pub struct OptionalClerkSession(pub Option<ClerkSession>);
 
@@ -256,13 +270,8 @@ impl<U: SyncedUser> FromRequest for ClerkUser<U> {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move {
-            let (session, clerk) = with_auth(&req, |auth| match &auth.state {
-                AuthState::Authenticated(s) => Ok((s.clone(), auth.clerk.clone())),
-                AuthState::Anonymous => Err(AuthError::missing()),
-                AuthState::Pending(_) => Err(AuthError::new(
-                    R::SessionPending,
-                    "the session has pending tasks",
-                )),
+            let (session, clerk) = with_auth(&req, |auth| {
+                Ok((auth.state.require_session()?.clone(), auth.clerk.clone()))
             })?;
             let outcome = match clerk.user_sync::<U>() {
                 None => Err(SyncError::NoStore.to_auth_error()),

@@ -15,7 +15,7 @@ use actix_web::{dev::Payload, FromRequest, HttpRequest};
 use crate::{
     claims::{ClerkClaims, Has},
     error::{AuthError, AuthErrorReason as Reason},
-    extract::{with_auth, AuthState, ClerkSession},
+    extract::{with_auth, ClerkSession},
 };
 
 /// An authorization rule, built in `const` context (no allocation per request).
@@ -93,17 +93,16 @@ impl<R: Requirement> FromRequest for Protected<R> {
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let outcome = with_auth(req, |auth| match &auth.state {
-            AuthState::Authenticated(s) if R::RULE.evaluate(s.claims()) => Ok(s.clone()),
-            AuthState::Authenticated(_) => Err(AuthError::new(
-                Reason::InsufficientScope,
-                "the session lacks a required role, permission, feature or plan",
-            )),
-            AuthState::Anonymous => Err(AuthError::missing()),
-            AuthState::Pending(_) => Err(AuthError::new(
-                Reason::SessionPending,
-                "the session has pending tasks",
-            )),
+        let outcome = with_auth(req, |auth| {
+            let session = auth.state.require_session()?;
+            if R::RULE.evaluate(session.claims()) {
+                Ok(session.clone())
+            } else {
+                Err(AuthError::new(
+                    Reason::InsufficientScope,
+                    "the session lacks a required role, permission, feature or plan",
+                ))
+            }
         });
         ready(outcome.map(|session| Protected {
             session,

@@ -1,4 +1,5 @@
-//! The remote JWKS (`GET {api_url}/jwks`): lock-free reads, one refresh in flight, a TTL,
+//! The remote JWKS (`GET {api_url}/jwks`): lock-free reads, one refresh in flight on a task of
+//! its own (requests wait for it, never own it), a TTL,
 //! rate-limited refreshes on unknown `kid`s, back-off after failures, and known keys kept in
 //! service while Clerk is unreachable. The refresh decision is a pure function of instants
 //! ([`decide`]) so it is tested with back-dated times.
@@ -9,6 +10,8 @@ use std::{
 };
 
 use arc_swap::ArcSwapOption;
+use futures_util::future::{FutureExt as _, Shared};
+use tokio::sync::oneshot;
 
 use crate::{
     api::{self, ApiError, SecretKey},
@@ -135,8 +138,12 @@ pub(crate) struct RemoteJwks {
     policy: JwksPolicy,
     keys: ArcSwapOption<VerificationKeys>,
     state: Mutex<RefreshState>,
-    refresh_lock: tokio::sync::Mutex<()>,
+    /// The refresh in flight, if any: requests that need its result wait on this.
+    inflight: Mutex<Option<Refresh>>,
 }
+
+/// Resolves when a refresh task has finished (or was dropped with its runtime).
+type Refresh = Shared<oneshot::Receiver<()>>;
 
 fn kid_mismatch() -> AuthError {
     AuthError::new(R::JwkKidMismatch, "no JWK matches the token's kid")
@@ -151,6 +158,10 @@ fn unavailable(reason: R, retry_after: Duration) -> AuthError {
     AuthError::unavailable(reason, detail, retry_after)
 }
 
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 impl RemoteJwks {
     pub(crate) fn new(api_url: &str, secret_key: SecretKey, policy: JwksPolicy) -> Self {
         Self {
@@ -159,17 +170,21 @@ impl RemoteJwks {
             policy,
             keys: ArcSwapOption::empty(),
             state: Mutex::new(RefreshState::default()),
-            refresh_lock: tokio::sync::Mutex::new(()),
+            inflight: Mutex::new(None),
         }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, RefreshState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        locked(&self.state)
     }
 
     /// The keys to verify a token with this `kid`, fetching the JWKS when needed.
+    ///
+    /// A fetch runs on a task of its own: the request that started it only waits for it, so a
+    /// client that disconnects cancels its wait, never the fetch (which would otherwise count
+    /// as a failure and delay new keys by a back-off).
     pub(crate) async fn keys_for(
-        &self,
+        self: &Arc<Self>,
         kid: Option<&str>,
         events: &Events,
     ) -> Result<Arc<VerificationKeys>, AuthError> {
@@ -196,24 +211,17 @@ impl RemoteJwks {
             Decision::Unavailable(left) => return Err(self.outage_error(left)),
             Decision::Fetch(cause) => cause,
         };
-
-        // A routine TTL refresh for a kid we know: one request refreshes, the rest keep using
-        // the current keys instead of queueing behind it.
-        let _lock = if kid_known {
-            match self.refresh_lock.try_lock() {
-                Ok(guard) => guard,
-                Err(_) => return snapshot.ok_or_else(|| self.outage_error(Duration::from_secs(1))),
+        let refresh = self.refresh(cause, generation, events);
+        if kid_known {
+            // A routine TTL refresh for a kid we know: it runs in the background while this
+            // request (and every other) keeps using the current keys.
+            if let Some(keys) = snapshot {
+                return Ok(keys);
             }
-        } else {
-            self.refresh_lock.lock().await
-        };
-
-        // Someone else fetched while we waited (or the keys arrived meanwhile): use their
-        // result, never fetch twice.
-        let fetched_meanwhile = self.state().generation != generation;
-        let arrived = !kid_known && self.keys.load().as_ref().is_some_and(|k| k.contains(kid));
-        if !fetched_meanwhile && !arrived {
-            self.fetch(cause, events).await;
+        }
+        if let Some(refresh) = refresh {
+            // `Err` only if the task was dropped with its runtime: the state tells the rest.
+            let _ = refresh.await;
         }
         match self.keys.load_full() {
             Some(keys) if keys.contains(kid) => Ok(keys),
@@ -236,6 +244,37 @@ impl RemoteJwks {
         }
     }
 
+    /// The refresh to wait for: the one in flight, else a new one on its own task. `None` when
+    /// a fetch finished since the caller read `generation` (its result is already in place).
+    fn refresh(
+        self: &Arc<Self>,
+        cause: JwksRefreshCause,
+        generation: u64,
+        events: &Events,
+    ) -> Option<Refresh> {
+        let mut inflight = locked(&self.inflight);
+        if let Some(refresh) = inflight.as_ref() {
+            return Some(refresh.clone());
+        }
+        if self.state().generation != generation {
+            return None;
+        }
+        let (done, refresh) = oneshot::channel();
+        let refresh = refresh.shared();
+        *inflight = Some(refresh.clone());
+        drop(inflight);
+        let jwks = Arc::clone(self);
+        let events = events.clone();
+        actix_web::rt::spawn(async move {
+            let in_flight = InFlight(&jwks);
+            jwks.fetch(cause, &events).await;
+            // Cleared before waiters wake, so a waiter that needs another fetch can start one.
+            drop(in_flight);
+            let _ = done.send(());
+        });
+        Some(refresh)
+    }
+
     fn outage_error(&self, retry_after: Duration) -> AuthError {
         match self.state().last_error {
             Some(R::InvalidSecretKey) => AuthError::new(
@@ -248,18 +287,8 @@ impl RemoteJwks {
     }
 
     /// One fetch (with bounded retries for transient failures); updates keys and state.
-    ///
-    /// If the request driving it is dropped mid-fetch (client gone), the guard records a failed
-    /// attempt with back-off, so a slow outage cannot turn into back-to-back fetches by the
-    /// requests queued behind it.
     async fn fetch(&self, cause: JwksRefreshCause, events: &Events) {
-        let mut guard = FetchGuard {
-            jwks: self,
-            cause,
-            done: false,
-        };
         let result = self.fetch_keys().await;
-        guard.done = true;
         let now = Instant::now();
         match result {
             Ok(fresh) => {
@@ -345,19 +374,12 @@ impl RemoteJwks {
     }
 }
 
-/// Records a cancelled fetch as a failed one (see [`RemoteJwks::fetch`]).
-struct FetchGuard<'a> {
-    jwks: &'a RemoteJwks,
-    cause: JwksRefreshCause,
-    done: bool,
-}
+/// Marks the end of the refresh task, however it ends (also when dropped with its runtime).
+struct InFlight<'a>(&'a RemoteJwks);
 
-impl Drop for FetchGuard<'_> {
+impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        if !self.done {
-            self.jwks
-                .record_failure(self.cause, R::RemoteJwkFailedToLoad, None, Instant::now());
-        }
+        *locked(&self.0.inflight) = None;
     }
 }
 

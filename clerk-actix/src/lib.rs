@@ -64,7 +64,7 @@ pub mod testing;
 /// The actix-web this crate is built on, re-exported so a dependency on clerk-actix is enough.
 pub use actix_web;
 pub use auth::SESSION_COOKIE;
-pub use cache::DEFAULT_TOKEN_CACHE_CAPACITY;
+pub use cache::{DEFAULT_TOKEN_CACHE_CAPACITY, DEFAULT_TOKEN_CACHE_MAX_BYTES};
 pub use claims::{
     ActiveOrganization, Actor, ClerkClaims, Has, Reverification, SessionStatus, VerificationLevel,
 };

@@ -16,7 +16,7 @@ use actix_web::{
 
 use crate::{
     config::Clerk,
-    error::{AuthError, AuthErrorReason as R},
+    error::AuthError,
     extract::{AuthState, RequestAuth},
 };
 
@@ -24,8 +24,11 @@ use crate::{
 ///
 /// - No token: *optional* mode (the default) lets the request through as
 ///   [`AuthState::Anonymous`]; [`required`](Self::required) mode answers 401.
-/// - A token that fails verification: 401 with `WWW-Authenticate: Bearer error="invalid_token"`
-///   in both modes (an invalid token is never treated as anonymous).
+/// - An `Authorization` token that fails verification: 401 with
+///   `WWW-Authenticate: Bearer error="invalid_token"` in both modes (never treated as anonymous).
+/// - A `__session` cookie that fails verification (expired, ...): optional mode lets the request
+///   through as [`AuthState::SignedOut`] with the reason (public pages keep working for a
+///   browser with a stale cookie); required mode answers 401 `invalid_token`.
 /// - Clerk unreachable with no usable cached keys: 503 with `Retry-After`.
 /// - CORS preflight (`OPTIONS` with `Access-Control-Request-Method`) passes untouched.
 ///
@@ -129,19 +132,15 @@ where
                     .map(ServiceResponse::map_into_left_body);
             }
             let state = match clerk.auth_state(req.request()).await {
-                Ok(AuthState::Anonymous) if required => {
-                    return Ok(refuse(req, &clerk, AuthError::missing()))
-                }
-                Ok(AuthState::Pending(_)) if required => {
-                    return Ok(refuse(
-                        req,
-                        &clerk,
-                        AuthError::new(R::SessionPending, "the session has pending tasks"),
-                    ))
-                }
                 Ok(state) => state,
                 Err(err) => return Ok(refuse(req, &clerk, err)),
             };
+            if required {
+                // Anonymous, pending and signed-out requests answer as a protected route would.
+                if let Err(err) = state.require_session() {
+                    return Ok(refuse(req, &clerk, err));
+                }
+            }
             req.extensions_mut().insert(RequestAuth { state, clerk });
             service
                 .call(req)

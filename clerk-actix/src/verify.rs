@@ -32,9 +32,11 @@ pub const CATEGORY_IGNORE: &str = "cl_I7d4PD111III";
 
 /// The default clock skew, as in Clerk's SDKs.
 pub const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(5);
-/// The default largest token accepted, in bytes. Clerk session tokens are a few KiB at most (a
-/// cookie must hold them); anything larger is refused before any decoding.
-pub const DEFAULT_MAX_TOKEN_LEN: usize = 64 * 1024;
+/// The default largest token accepted: 8 KiB. Clerk keeps session tokens in a cookie, which
+/// browsers cap at 4 KiB (name included), and Clerk limits custom session claims to keep them
+/// there; twice that leaves room for header-borne tokens. Anything larger is refused before any
+/// decoding.
+pub const DEFAULT_MAX_TOKEN_LEN: usize = 8 * 1024;
 
 /// base64url as Clerk's JS decoder reads token segments in "loose" mode: trailing `=` padding
 /// (any amount) is ignored, non-zero trailing bits are an error.
@@ -311,11 +313,17 @@ impl TokenVerifier {
         Ok(decoded)
     }
 
-    /// Size limit, three segments, base64url, JSON objects.
-    pub(crate) fn decode<'t>(&self, token: &'t str) -> Result<DecodedToken<'t>, AuthError> {
+    /// The size limit alone: checked before any decoding or cache lookup.
+    pub(crate) fn check_len(&self, token: &str) -> Result<(), AuthError> {
         if token.len() > self.options.max_token_len {
             return Err(invalid("token too large"));
         }
+        Ok(())
+    }
+
+    /// Size limit, three segments, base64url, JSON objects.
+    pub(crate) fn decode<'t>(&self, token: &'t str) -> Result<DecodedToken<'t>, AuthError> {
+        self.check_len(token)?;
         let mut parts = token.split('.');
         let (Some(header), Some(payload), Some(signature), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())

@@ -358,21 +358,33 @@ pub fn resource<U: SyncedUser>(path: &str) -> actix_web::Resource {
         .route(web::post().to(handle::<U>))
 }
 
-fn misconfigured(reason: &str, fix: &str) -> HttpResponse {
-    HttpResponse::InternalServerError().json(serde_json::json!({
-        "error": "server_misconfigured", "reason": reason, "fix": fix,
-    }))
+/// A 500 for a server set up wrongly: the reason code, and the fix only where the handle
+/// allows details (debug builds by default); the fix is logged either way.
+fn misconfigured(clerk: Option<&Clerk>, reason: &'static str, fix: &'static str) -> HttpResponse {
+    match clerk {
+        Some(clerk) => clerk.events().log_server_error(reason, fix),
+        None => {
+            tracing::error!(target: crate::events::TRACING_TARGET, reason, fix, "clerk webhook endpoint misconfigured")
+        }
+    }
+    let mut body = serde_json::json!({"error": "server_misconfigured", "reason": reason});
+    if clerk.map_or(cfg!(debug_assertions), Clerk::exposes_error_details) {
+        body["fix"] = serde_json::Value::from(fix);
+    }
+    HttpResponse::InternalServerError().json(body)
 }
 
 async fn handle<U: SyncedUser>(req: HttpRequest, body: web::Bytes) -> HttpResponse {
     let Some(clerk) = req.app_data::<web::Data<Clerk>>() else {
         return misconfigured(
+            None,
             "clerk-missing",
             "register the Clerk handle with App::app_data(web::Data::new(clerk))",
         );
     };
     let Some(webhooks) = &clerk.inner.webhooks else {
         return misconfigured(
+            Some(clerk),
             "webhook-secret-missing",
             "set CLERK_WEBHOOK_SIGNING_SECRET or ClerkBuilder::webhook_signing_secret",
         );
@@ -398,6 +410,7 @@ async fn handle<U: SyncedUser>(req: HttpRequest, body: web::Bytes) -> HttpRespon
     match clerk.apply_webhook::<U>(&event).await {
         Ok(outcome) => HttpResponse::Ok().json(serde_json::json!({"status": outcome.as_str()})),
         Err(SyncError::NoStore) => misconfigured(
+            Some(clerk),
             "user-store-missing",
             "register a user store with ClerkBuilder::user_store(...)",
         ),

@@ -38,10 +38,11 @@ pub async fn public(session: OptionalClerkSession) -> HttpResponse {
 /// `GET /state`: the middleware's decision.
 pub async fn state(state: AuthState) -> HttpResponse {
     let s = match state {
-        AuthState::Anonymous => "anonymous",
-        AuthState::Authenticated(_) => "authenticated",
-        AuthState::Pending(_) => "pending",
-        _ => "other",
+        AuthState::Anonymous => "anonymous".to_owned(),
+        AuthState::Authenticated(_) => "authenticated".to_owned(),
+        AuthState::Pending(_) => "pending".to_owned(),
+        AuthState::SignedOut(err) => format!("signed-out:{}", err.reason()),
+        _ => "other".to_owned(),
     };
     HttpResponse::Ok().body(s)
 }

@@ -9,9 +9,9 @@ use actix_web::{http::StatusCode, test};
 use clerk_actix::{
     jwks::JwksPolicy,
     testing::{Endpoint, Fault, MockClerk},
-    Clerk,
+    Clerk, ClerkEvent,
 };
-use clerk_actix_tests::{app, bearer};
+use clerk_actix_tests::{app, bearer, Recorder};
 use futures_util::future::join_all;
 use serde_json::Value;
 
@@ -122,8 +122,13 @@ async fn outage_with_known_keys_keeps_serving() {
         ttl: Duration::ZERO,
         ..fast_policy()
     };
+    let recorder = Recorder::default();
     let app = app(
-        mock.clerk_builder().jwks_policy(policy).build().unwrap(),
+        mock.clerk_builder()
+            .jwks_policy(policy)
+            .on_event(recorder.listener())
+            .build()
+            .unwrap(),
         false,
     )
     .await;
@@ -136,10 +141,21 @@ async fn outage_with_known_keys_keeps_serving() {
     let (status, _, _) =
         status_and_reason(&app, &mock.token().subject("user_outage").build()).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(
-        mock.requests(Endpoint::Jwks) > before,
-        "the refresh was attempted and failed"
-    );
+    // The refresh runs in the background while the request is served with the known keys.
+    let mut refresh_failed = false;
+    for _ in 0..100 {
+        let events = recorder.take();
+        if events
+            .iter()
+            .any(|e| matches!(e, ClerkEvent::JwksRefreshFailed { .. }))
+        {
+            refresh_failed = true;
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(refresh_failed, "the refresh was attempted and failed");
+    assert!(mock.requests(Endpoint::Jwks) > before);
     // In back-off: still served, and Clerk is left alone.
     let during = mock.requests(Endpoint::Jwks);
     let (status, _, _) =
@@ -230,28 +246,75 @@ async fn retry_after_zero_with_no_keys_is_still_503() {
 }
 
 #[actix_web::test]
-async fn a_request_dropped_mid_fetch_counts_as_a_failed_attempt() {
+async fn a_request_dropped_mid_fetch_neither_cancels_nor_fails_the_fetch() {
     let mock = MockClerk::start();
-    mock.set_fault(Endpoint::Jwks, Fault::Delay(Duration::from_secs(2)));
+    mock.set_fault(Endpoint::Jwks, Fault::Delay(Duration::from_secs(1)));
     let policy = JwksPolicy {
         timeout: Duration::from_secs(5),
         ..fast_policy()
     };
+    let recorder = Recorder::default();
     let app = app(
-        mock.clerk_builder().jwks_policy(policy).build().unwrap(),
+        mock.clerk_builder()
+            .jwks_policy(policy)
+            .on_event(recorder.listener())
+            .build()
+            .unwrap(),
         false,
     )
     .await;
     let token = mock.token().build();
-    // The client gives up after 300 ms: its future (driving the fetch) is dropped.
+    // The client gives up after 300 ms: its request future is dropped, the fetch is not.
     let gave_up =
         actix_web::rt::time::timeout(Duration::from_millis(300), status_and_reason(&app, &token))
             .await;
     assert!(gave_up.is_err());
+    // The next request waits for that same fetch and gets its keys: no second fetch, no
+    // failure, no back-off.
+    let (status, _, body) = status_and_reason(&app, &token).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(mock.requests(Endpoint::Jwks), 1);
-    // The next request does not start a second fetch right away: back-off applies.
-    let (status, _, _) = status_and_reason(&app, &token).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let events = recorder.take();
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, ClerkEvent::JwksRefreshFailed { .. })),
+        "{events:?}"
+    );
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e, ClerkEvent::JwksRefreshed { .. }))
+            .count(),
+        1
+    );
+}
+
+#[actix_web::test]
+async fn a_refresh_finishes_even_when_every_waiting_request_is_dropped() {
+    let mock = MockClerk::start();
+    mock.set_fault(Endpoint::Jwks, Fault::Delay(Duration::from_millis(300)));
+    let app = app(
+        mock.clerk_builder()
+            .jwks_policy(fast_policy())
+            .build()
+            .unwrap(),
+        false,
+    )
+    .await;
+    let token = mock.token().build();
+    for _ in 0..3 {
+        let gave_up = actix_web::rt::time::timeout(
+            Duration::from_millis(50),
+            status_and_reason(&app, &token),
+        )
+        .await;
+        assert!(gave_up.is_err());
+    }
+    // Nobody waits any more; the fetch still lands, and later requests use its keys.
+    actix_web::rt::time::sleep(Duration::from_millis(600)).await;
+    mock.clear_faults();
+    assert_eq!(status_and_reason(&app, &token).await.0, StatusCode::OK);
     assert_eq!(mock.requests(Endpoint::Jwks), 1);
 }
 

@@ -1,0 +1,290 @@
+//! The security defects of issue 9, one test (or more) per defect, each named after it: they
+//! reproduce the attack and assert it no longer works.
+
+#![allow(clippy::unwrap_used)]
+
+use actix_web::{http::StatusCode, test};
+use clerk_actix::{testing::MockClerk, ClerkEvent};
+use clerk_actix_tests::{app, bearer, call_json, Recorder};
+
+fn misses(events: &[ClerkEvent]) -> usize {
+    events
+        .iter()
+        .filter(|e| matches!(e, ClerkEvent::TokenCacheMiss { .. }))
+        .count()
+}
+
+// --- 1. Cache flooding through padding -------------------------------------------------------
+
+#[actix_web::test]
+async fn padding_flood_costs_one_verification_and_one_cache_entry() {
+    let mock = MockClerk::start();
+    let recorder = Recorder::default();
+    let clerk = mock
+        .clerk_builder()
+        .on_event(recorder.listener())
+        .build()
+        .unwrap();
+    let app = app(clerk.clone(), false).await;
+    let token = mock.token().subject("user_padding").build();
+    let room = clerk_actix::verify::DEFAULT_MAX_TOKEN_LEN - token.len();
+    // Every padded variant verifies (Clerk's decoder ignores trailing `=`) and must share the
+    // one cache entry: one RSA verification for the whole flood.
+    for pad in (0..room).step_by(room / 500) {
+        let variant = format!("{token}{}", "=".repeat(pad));
+        let req = test::TestRequest::get()
+            .uri("/me")
+            .insert_header(bearer(&variant))
+            .to_request();
+        let (status, _, body) = call_json(&app, req).await;
+        assert_eq!(status, StatusCode::OK, "{pad} padding: {body}");
+        assert_eq!(body["user_id"], "user_padding");
+    }
+    assert_eq!(
+        misses(&recorder.take()),
+        1,
+        "one verification for the flood"
+    );
+    assert_eq!(clerk.cached_tokens(), 1, "one cache entry for the flood");
+
+    // Past the size limit the variant is refused before any decoding or cache lookup.
+    let oversized = format!("{token}{}", "=".repeat(room + 1));
+    let req = test::TestRequest::get()
+        .uri("/me")
+        .insert_header(bearer(&oversized))
+        .to_request();
+    let (status, _, body) = call_json(&app, req).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["reason"], "token-invalid");
+    assert_eq!(misses(&recorder.take()), 0);
+}
+
+#[actix_web::test]
+async fn padding_inside_the_signed_input_is_not_merged_with_the_valid_token() {
+    let mock = MockClerk::start();
+    let clerk = mock.clerk_builder().build().unwrap();
+    let app = app(clerk.clone(), false).await;
+    let token = mock.token().subject("user_padding2").build();
+    // Warm the cache with the valid token.
+    let req = test::TestRequest::get()
+        .uri("/me")
+        .insert_header(bearer(&token))
+        .to_request();
+    assert_eq!(call_json(&app, req).await.0, StatusCode::OK);
+    // `=` after the header or the payload changes what was signed: refused, cache or not.
+    let (header, rest) = token.split_once('.').unwrap();
+    let (payload, signature) = rest.split_once('.').unwrap();
+    for forged in [
+        format!("{header}=.{payload}.{signature}"),
+        format!("{header}.{payload}==.{signature}"),
+    ] {
+        let req = test::TestRequest::get()
+            .uri("/me")
+            .insert_header(bearer(&forged))
+            .to_request();
+        let (status, _, body) = call_json(&app, req).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{forged}");
+        assert_eq!(body["reason"], "token-invalid-signature");
+    }
+}
+
+#[actix_web::test]
+async fn token_cache_is_bounded_in_bytes() {
+    let mock = MockClerk::start();
+    let budget = 64 * 1024;
+    let clerk = mock
+        .clerk_builder()
+        .token_cache_max_bytes(budget)
+        .build()
+        .unwrap();
+    let app = app(clerk.clone(), false).await;
+    // Large custom claims: ~4 KiB tokens, all distinct and valid.
+    let filler = "x".repeat(2500);
+    for i in 0..100 {
+        let token = mock
+            .token()
+            .subject(&format!("user_bytes_{i}"))
+            .claim("filler", filler.as_str())
+            .build();
+        let req = test::TestRequest::get()
+            .uri("/me")
+            .insert_header(bearer(&token))
+            .to_request();
+        assert_eq!(call_json(&app, req).await.0, StatusCode::OK);
+    }
+    let bytes = clerk.cached_token_bytes();
+    let entries = clerk.cached_tokens();
+    assert!(bytes <= budget, "{bytes} bytes held, budget {budget}");
+    assert!(entries > 0 && entries < 100, "{entries} entries");
+}
+
+// --- 5. Session cookies without `azp` --------------------------------------------------------
+
+async fn body_text(
+    app: &impl actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+    >,
+    req: actix_http::Request,
+) -> (StatusCode, String) {
+    let res = test::call_service(app, req).await;
+    let status = res.status();
+    let bytes = actix_web::body::to_bytes(res.into_body())
+        .await
+        .unwrap_or_default();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn with_cookie(uri: &str, token: &str) -> actix_http::Request {
+    test::TestRequest::get()
+        .uri(uri)
+        .cookie(actix_web::cookie::Cookie::new(
+            "__session",
+            token.to_owned(),
+        ))
+        .to_request()
+}
+
+#[actix_web::test]
+async fn session_cookie_is_ignored_without_authorized_parties() {
+    let mock = MockClerk::start();
+    // A token from any subdomain: without an azp check the cookie must not count.
+    let token = mock
+        .token()
+        .subject("user_cookie")
+        .authorized_party("https://evil.example.com")
+        .build();
+    let clerk = clerk_actix::Clerk::builder()
+        .secret_key(mock.secret_key())
+        .api_url(mock.api_url())
+        .build()
+        .unwrap();
+    let app = app(clerk, false).await;
+    let (status, body) = body_text(&app, with_cookie("/state", &token)).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "anonymous"));
+    let (status, _) = body_text(&app, with_cookie("/me", &token)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // The same token in the Authorization header is read (and azp is not checked there).
+    let req = test::TestRequest::get()
+        .uri("/me")
+        .insert_header(bearer(&token))
+        .to_request();
+    assert_eq!(call_json(&app, req).await.0, StatusCode::OK);
+
+    // Asking for cookies without parties is a configuration error.
+    let err = clerk_actix::Clerk::builder()
+        .secret_key(mock.secret_key())
+        .api_url(mock.api_url())
+        .accept_session_cookie(true)
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        err,
+        clerk_actix::ConfigError::CookieWithoutAuthorizedParties
+    );
+}
+
+// --- 6. Invalid cookie on a public page ------------------------------------------------------
+
+#[actix_web::test]
+async fn invalid_cookie_signs_out_on_public_pages_but_invalid_bearer_is_401() {
+    let mock = MockClerk::start();
+    let recorder = Recorder::default();
+    let clerk = mock
+        .clerk_builder()
+        .on_event(recorder.listener())
+        .build()
+        .unwrap();
+    let app = app(clerk.clone(), false).await;
+    let expired = mock
+        .token()
+        .subject("user_idle_tab")
+        .expires_at(clerk_actix::testing::unix_now() - 60)
+        .build();
+
+    // A public page renders signed out, and the state keeps the reason.
+    let (status, body) = body_text(&app, with_cookie("/public", &expired)).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "anonymous"));
+    let (status, body) = body_text(&app, with_cookie("/state", &expired)).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, "signed-out:token-expired")
+    );
+    // The failure is still an event.
+    assert!(recorder.take().iter().any(|e| matches!(
+        e,
+        ClerkEvent::AuthFailed { reason, .. } if reason.as_str() == "token-expired"
+    )));
+    // A protected route answers 401 invalid_token with the cookie's reason.
+    let res = test::call_service(&app, with_cookie("/me", &expired)).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let challenge = res
+        .headers()
+        .get("www-authenticate")
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert!(challenge.contains("token-expired"), "{challenge}");
+
+    // The same token as a Bearer header is refused even on the public page.
+    let req = test::TestRequest::get()
+        .uri("/public")
+        .insert_header(bearer(&expired))
+        .to_request();
+    let (status, _, body) = call_json(&app, req).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["reason"], "token-expired");
+
+    // Required mode: the cookie must be valid.
+    let required = clerk_actix_tests::app(clerk, true).await;
+    let (status, _) = body_text(&required, with_cookie("/public", &expired)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+// --- 8. What callers and logs see ------------------------------------------------------------
+
+#[actix_web::test]
+async fn server_errors_carry_no_configuration_detail_unless_allowed() {
+    use actix_web::{web, App};
+    // A webhook endpoint without a signing secret is a 500: the fix goes to the logs.
+    for expose in [false, true] {
+        let mock = MockClerk::start();
+        let clerk = clerk_actix::Clerk::builder()
+            .secret_key(mock.secret_key())
+            .api_url(mock.api_url())
+            .expose_error_details(expose)
+            .build()
+            .unwrap();
+        let app = test::init_service(App::new().app_data(web::Data::new(clerk)).service(
+            clerk_actix::webhooks::resource::<clerk_actix::store::ClerkUserRecord>(
+                "/webhooks/clerk",
+            ),
+        ))
+        .await;
+        let req = test::TestRequest::post()
+            .uri("/webhooks/clerk")
+            .set_payload("{}")
+            .to_request();
+        let (status, _, body) = call_json(&app, req).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body["reason"], "webhook-secret-missing");
+        assert_eq!(body.get("fix").is_some(), expose, "{body}");
+        assert!(!body.to_string().contains("CLERK_WEBHOOK_SIGNING_SECRET") || expose);
+    }
+    // The same rule for extractor misconfiguration: a user store that was never registered.
+    let mock = MockClerk::start();
+    let clerk = mock
+        .clerk_builder()
+        .expose_error_details(false)
+        .build()
+        .unwrap();
+    let err = clerk_actix::SyncError::NoStore.to_auth_error();
+    let req = test::TestRequest::default().to_http_request();
+    let res = clerk.error_response(&err, &req);
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let bytes = actix_web::body::to_bytes(res.into_body()).await.unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(body["reason"], "user-store-missing");
+    assert!(body.get("fix").is_none(), "{body}");
+}
