@@ -1,5 +1,6 @@
 //! `#[derive(ClerkUser)]`: maps fields of a user's diesel model to Clerk's user data and
-//! generates the upsert / find / deactivate / delete queries for PostgreSQL and SQLite.
+//! generates the upsert / find / deactivate / delete queries for PostgreSQL and SQLite. A model
+//! must map `is_active` (fail closed: activity is what refuses banned and deleted users).
 
 use darling::{Error, Result};
 use proc_macro2::{Ident, TokenStream};
@@ -272,6 +273,20 @@ fn expand_inner(input: &DeriveInput) -> Result<TokenStream> {
             }
         }
     }
+    // Fail closed: without an activity field a banned, locked or deleted user would pass.
+    if !mapped
+        .iter()
+        .any(|f| matches!(f.mapping, Mapping::Key("is_active")))
+    {
+        errors.push(
+            Error::custom(
+                "map `is_active`: add a `bool` field marked #[clerk(is_active)] (a column with \
+                 Clerk's `!banned && !locked`, set false when the user is deleted); without it \
+                 banned, locked and deleted users would be let in",
+            )
+            .with_span(model),
+        );
+    }
     for key in KEYS.iter().take(18) {
         let same: Vec<_> = mapped
             .iter()
@@ -302,11 +317,25 @@ fn expand_inner(input: &DeriveInput) -> Result<TokenStream> {
     };
     let id_column = &id_field.column;
     let updated_at = column_of("updated_at");
-    let active = column_of("is_active");
-    let active_field = mapped
-        .iter()
-        .find(|f| matches!(f.mapping, Mapping::Key("is_active")))
-        .map(|f| f.ident.clone());
+    let field_of = |key: &str| {
+        mapped
+            .iter()
+            .find(|f| matches!(f.mapping, Mapping::Key(k) if k == key))
+    };
+    let Some(active) = column_of("is_active") else {
+        unreachable!("checked above")
+    };
+    let Some(active_field) = field_of("is_active").map(|f| f.ident.clone()) else {
+        unreachable!("checked above")
+    };
+    let updated_at_fn = field_of("updated_at").map(|f| {
+        let ident = &f.ident;
+        quote_spanned!(f.span=>
+            fn updated_at(&self) -> ::std::option::Option<i64> {
+                #krate::store::ClerkVersionField::as_clerk_version(&self.#ident)
+            }
+        )
+    });
     let id_ident = &id_field.ident;
     let id_access = quote_spanned!(id_field.span=>
         #krate::store::ClerkIdField::as_clerk_id(&self.#id_ident)
@@ -329,12 +358,7 @@ fn expand_inner(input: &DeriveInput) -> Result<TokenStream> {
             }
         }
     });
-    let is_active_body = match &active_field {
-        Some(f) => quote!(self.#f),
-        None => quote!(true),
-    };
     let updated_at = updated_at.into_iter();
-    let active = active.into_iter();
 
     Ok(quote! {
         #[allow(non_camel_case_types, unused_qualifications, clippy::all)]
@@ -358,8 +382,9 @@ fn expand_inner(input: &DeriveInput) -> Result<TokenStream> {
                     #id_access
                 }
                 fn is_active(&self) -> bool {
-                    #is_active_body
+                    self.#active_field
                 }
+                #updated_at_fn
             }
 
             #krate::__clerk_user_model!(
@@ -368,7 +393,7 @@ fn expand_inner(input: &DeriveInput) -> Result<TokenStream> {
                 row = __ClerkUserRow,
                 id = #id_column,
                 updated_at = [#(#updated_at)*],
-                active = [#(#active)*],
+                active = #active,
             );
         };
     })
@@ -386,7 +411,8 @@ mod tests {
     fn a_valid_model_expands() {
         let o = out(quote! {
             #[diesel(table_name = users)]
-            struct U { id: i64, #[clerk(id)] clerk_id: String, #[clerk(email)] email: Option<String> }
+            struct U { id: i64, #[clerk(id)] clerk_id: String, #[clerk(email)] email: Option<String>,
+                       #[clerk(is_active)] active: bool }
         });
         assert!(!o.contains("compile_error"), "{o}");
         assert!(o.contains("__clerk_user_model"));
@@ -443,6 +469,18 @@ mod tests {
                     struct U(String);
                 ),
                 "named fields",
+            ),
+            (
+                quote!(
+                    #[diesel(table_name = t)]
+                    struct U {
+                        #[clerk(id)]
+                        a: String,
+                        #[clerk(banned)]
+                        b: bool,
+                    }
+                ),
+                "#[clerk(is_active)]",
             ),
         ] {
             let o = out(tokens.clone());

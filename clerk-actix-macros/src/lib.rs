@@ -19,10 +19,11 @@ mod protected;
 /// `private_metadata`, `unsafe_metadata`, `created_at`, `updated_at`, and
 /// `with = path::to::fn` (`fn(&ClerkUserData) -> FieldType`) for computed fields. The table is
 /// `#[diesel(table_name = ...)]`, columns follow `#[diesel(column_name = ...)]`. Unmapped
-/// fields stay local: the database default on insert, untouched on update. Map `updated_at`
-/// (BIGINT, Unix ms) so older updates never overwrite newer ones, and `is_active` so a
-/// deleted user can be deactivated. `#[clerk(crate = path)]` on the struct for a renamed
-/// dependency.
+/// fields stay local: the database default on insert, untouched on update. `is_active` is
+/// required (a `bool` column): it is what refuses banned, locked and deactivated users, so a
+/// model without it is a compile error rather than a model that lets everyone in. Map
+/// `updated_at` (BIGINT, Unix ms) so older updates never overwrite newer ones, in the table and
+/// in the user cache. `#[clerk(crate = path)]` on the struct for a renamed dependency.
 #[proc_macro_derive(ClerkUser, attributes(clerk))]
 pub fn derive_clerk_user(input: TokenStream) -> TokenStream {
     derive::expand(input.into()).into()

@@ -5,10 +5,7 @@ use std::{
     any::{Any, TypeId},
     collections::HashMap,
     env, fmt,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
+    sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -21,10 +18,13 @@ use crate::{
     events::{ClerkEvent, EventListener, Events},
     jwks::{JwksPolicy, RemoteJwks},
     keys::{KeyError, VerificationKeys},
-    sync::{SyncError, SyncedUser, UserStore, UserSync, DEFAULT_USER_CACHE_CAPACITY},
+    revocation::Revocations,
+    sync::{
+        DeletedUserPolicy, SyncError, SyncedUser, UserStore, UserSync, DEFAULT_USER_CACHE_CAPACITY,
+    },
     user::ClerkUserData,
     verify::{TokenVerifier, VerifyOptions, DEFAULT_CLOCK_SKEW},
-    webhooks::{DeletedUserPolicy, WebhookVerifier, Webhooks},
+    webhooks::{WebhookVerifier, Webhooks},
 };
 
 /// Clerk's Backend API.
@@ -114,9 +114,8 @@ pub(crate) struct ClerkInner {
     pub(crate) api: Option<BackendApi>,
     pub(crate) user_syncs: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
     pub(crate) webhooks: Option<Webhooks>,
-    /// Users whose tokens issued up to the given Unix second are refused (deleted, banned).
-    pub(crate) revoked: moka::sync::Cache<String, i64>,
-    pub(crate) any_revoked: AtomicBool,
+    /// Users whose tokens are refused (banned, deleted).
+    pub(crate) revoked: Revocations,
 }
 
 impl fmt::Debug for Clerk {
@@ -232,26 +231,24 @@ impl Clerk {
     }
 
     /// Refuses every token of this user issued up to now (for 10 minutes, longer than a Clerk
-    /// session token lives). Used when a webhook reports the user deleted or banned.
+    /// session token lives), as a ban reported by a webhook does. A deleted user's tokens are
+    /// refused for good; see [`apply_webhook`](Self::apply_webhook).
     pub fn revoke_user(&self, user_id: &str) {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
-        self.inner.revoked.insert(user_id.to_owned(), now);
-        self.inner.any_revoked.store(true, Ordering::Release);
+        self.inner.revoked.revoke(user_id, now);
     }
 
-    /// Lifts [`revoke_user`](Self::revoke_user) (the user was unbanned).
+    /// Lifts [`revoke_user`](Self::revoke_user) (the user was unbanned). A deleted user's
+    /// revocation is never lifted.
     pub fn unrevoke_user(&self, user_id: &str) {
-        self.inner.revoked.invalidate(user_id);
+        self.inner.revoked.lift(user_id);
     }
 
-    /// The revocation time of a user, if their tokens are refused.
+    /// The Unix second up to which the user's tokens are refused, if any.
     pub(crate) fn revoked_at(&self, user_id: &str) -> Option<i64> {
-        if !self.inner.any_revoked.load(Ordering::Acquire) {
-            return None;
-        }
-        self.inner.revoked.get(user_id)
+        self.inner.revoked.issued_up_to(user_id)
     }
 
     /// Number of users of type `U` in the user cache.
@@ -727,11 +724,7 @@ impl ClerkBuilder {
                 api,
                 user_syncs,
                 webhooks,
-                revoked: moka::sync::Cache::builder()
-                    .max_capacity(100_000)
-                    .time_to_live(Duration::from_secs(600))
-                    .build(),
-                any_revoked: AtomicBool::new(false),
+                revoked: Revocations::default(),
             }),
         })
     }

@@ -51,6 +51,7 @@ pub mod guard;
 pub mod jwks;
 pub mod keys;
 pub mod middleware;
+mod revocation;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub mod store;
 pub mod sync;
@@ -88,7 +89,6 @@ pub mod __private {
     pub use futures_util::future::{BoxFuture, FutureExt};
     pub use serde_json;
 
-    pub use crate::store::now_ms;
     #[cfg(feature = "sqlite")]
     pub use crate::store::AsyncSqliteConnection;
 }
@@ -98,6 +98,6 @@ pub use events::{AuthSource, ClerkEvent, EventListener, TokenCarrier};
 pub use extract::{AuthState, ClerkSession, ClerkUser, OptionalClerkSession};
 pub use keys::{KeyError, VerificationKeys};
 pub use middleware::ClerkMiddleware;
-pub use sync::{SyncError, SyncedUser, UserSource, UserStore};
+pub use sync::{DeletedUserPolicy, SyncError, SyncedUser, UserSource, UserStore};
 pub use user::ClerkUserData;
 pub use verify::{TokenVerifier, VerifyOptions};

@@ -20,7 +20,7 @@ use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 use diesel_async::AsyncPgConnection;
 
 use crate::{
-    sync::{StoreError, SyncedUser, UserStore},
+    sync::{DeletedUserPolicy, StoreError, SyncedUser, UserStore},
     user::ClerkUserData,
 };
 
@@ -69,6 +69,22 @@ diesel::table! {
         synced_at -> BigInt,
     }
 }
+
+diesel::table! {
+    /// Deleted Clerk user ids (deletion is final: Clerk never reuses an id). Created by the
+    /// store itself ([`TOMBSTONES_DDL`]) for the included model and for yours.
+    clerk_user_tombstones (clerk_user_id) {
+        /// Clerk's `user_...` id.
+        clerk_user_id -> Text,
+        /// Clerk's deletion time, Unix ms.
+        deleted_at -> BigInt,
+    }
+}
+
+/// The tombstone table, the same on PostgreSQL and SQLite; idempotent.
+pub const TOMBSTONES_DDL: &str = "CREATE TABLE IF NOT EXISTS clerk_user_tombstones (\
+    clerk_user_id TEXT PRIMARY KEY, \
+    deleted_at BIGINT NOT NULL)";
 
 /// The included user model (the Django SDK's `ClerkUser`): a row of `clerk_users`, kept in
 /// sync by `#[derive(ClerkUser)]` like any model of yours.
@@ -159,6 +175,29 @@ impl ClerkIdField for String {
     }
 }
 
+/// The field marked `#[clerk(updated_at)]`, read back as Clerk's `updated_at` (Unix ms) for
+/// [`SyncedUser::updated_at`].
+#[diagnostic::on_unimplemented(
+    message = "the #[clerk(updated_at)] field must be an `i64` or `Option<i64>`, not `{Self}`",
+    label = "Clerk times are Unix milliseconds: use `i64`"
+)]
+pub trait ClerkVersionField {
+    /// The version.
+    fn as_clerk_version(&self) -> Option<i64>;
+}
+
+impl ClerkVersionField for i64 {
+    fn as_clerk_version(&self) -> Option<i64> {
+        Some(*self)
+    }
+}
+
+impl ClerkVersionField for Option<i64> {
+    fn as_clerk_version(&self) -> Option<i64> {
+        *self
+    }
+}
+
 /// Converts a Clerk value into a model field's type (used by `#[derive(ClerkUser)]`). A field
 /// whose type has no conversion from the value of its `#[clerk(...)]` key is a compile error at
 /// that field.
@@ -236,7 +275,8 @@ pub trait DieselUserModel: SyncedUser + Sized {
         conn: &'a mut AsyncPgConnection,
         clerk_user_id: &'a str,
     ) -> BoxFuture<'a, QueryResult<Option<Self>>>;
-    /// Sets the row inactive; rows changed.
+    /// Sets the row inactive (the deletion's part of the row; the tombstone is the store's);
+    /// rows changed.
     #[cfg(feature = "postgres")]
     fn deactivate_pg<'a>(
         conn: &'a mut AsyncPgConnection,
@@ -316,54 +356,24 @@ macro_rules! __clerk_user_model {
         row = $row:ty,
         id = $id:ident,
         updated_at = [$($updated_at:ident)?],
-        active = [$($active:ident)?] $(,)?
+        active = $active:ident $(,)?
     ) => {
         impl $crate::store::DieselUserModel for $model {
             $crate::__clerk_if_postgres! {
                 $crate::__clerk_user_queries!(
                     $crate::__private::AsyncPgConnection, upsert_pg, find_pg, deactivate_pg, delete_pg,
-                    $model, $table, $row, $id, [$($updated_at)?], [$($active)?]
+                    $model, $table, $row, $id, [$($updated_at)?], $active
                 );
             }
             $crate::__clerk_if_sqlite! {
                 $crate::__clerk_user_queries!(
                     $crate::__private::AsyncSqliteConnection, upsert_sqlite, find_sqlite,
                     deactivate_sqlite, delete_sqlite,
-                    $model, $table, $row, $id, [$($updated_at)?], [$($active)?]
+                    $model, $table, $row, $id, [$($updated_at)?], $active
                 );
             }
         }
     };
-}
-
-/// The deactivation statement: `active = false`, and `updated_at` stamped with the deactivation
-/// time so an update from before the deletion (late, retried, replayed) cannot revive the row.
-/// Without an `is_active` field there is nothing to deactivate.
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __clerk_deactivate {
-    ($conn:ident, $uid:ident, $table:ident, $id:ident, [$active:ident], [$updated_at:ident]) => {
-        $crate::__private::RunQueryDsl::execute(
-            diesel::update($table::table.filter($table::$id.eq($uid))).set((
-                $table::$active.eq(false),
-                $table::$updated_at.eq($crate::__private::now_ms()),
-            )),
-            $conn,
-        )
-        .boxed()
-    };
-    ($conn:ident, $uid:ident, $table:ident, $id:ident, [$active:ident], []) => {
-        $crate::__private::RunQueryDsl::execute(
-            diesel::update($table::table.filter($table::$id.eq($uid)))
-                .set($table::$active.eq(false)),
-            $conn,
-        )
-        .boxed()
-    };
-    ($conn:ident, $uid:ident, $table:ident, $id:ident, [], [$($updated_at:ident)?]) => {{
-        let _ = ($conn, $uid);
-        ::std::boxed::Box::pin(async { Ok(0) })
-    }};
 }
 
 #[doc(hidden)]
@@ -371,7 +381,7 @@ macro_rules! __clerk_deactivate {
 macro_rules! __clerk_user_queries {
     (
         $conn:ty, $upsert:ident, $find:ident, $deactivate:ident, $delete:ident,
-        $model:ty, $table:ident, $row:ty, $id:ident, [$($updated_at:ident)?], [$($active:ident)?]
+        $model:ty, $table:ident, $row:ty, $id:ident, [$($updated_at:ident)?], $active:ident
     ) => {
         fn $upsert<'a>(
             conn: &'a mut $conn,
@@ -440,7 +450,6 @@ macro_rules! __clerk_user_queries {
             .boxed()
         }
 
-        #[allow(unused_variables)]
         fn $deactivate<'a>(
             conn: &'a mut $conn,
             clerk_user_id: &'a str,
@@ -451,9 +460,14 @@ macro_rules! __clerk_user_queries {
             };
             #[allow(unused_imports)]
             use $crate::__private::{diesel, FutureExt as _};
-            $crate::__clerk_deactivate!(
-                conn, clerk_user_id, $table, $id, [$($active)?], [$($updated_at)?]
+            // Only `active`: the tombstone makes the deletion final, and `updated_at` keeps
+            // Clerk's own time (never the local clock).
+            $crate::__private::RunQueryDsl::execute(
+                diesel::update($table::table.filter($table::$id.eq(clerk_user_id)))
+                    .set($table::$active.eq(false)),
+                conn,
             )
+            .boxed()
         }
 
         fn $delete<'a>(
@@ -521,6 +535,8 @@ impl std::fmt::Debug for DbPool {
 pub struct DieselUserStore<U = ClerkUserRecord> {
     pool: DbPool,
     url: String,
+    /// Set once the tombstone table is known to exist.
+    tombstones: tokio::sync::OnceCell<()>,
     _model: PhantomData<fn() -> U>,
 }
 
@@ -616,6 +632,7 @@ impl<U> DieselUserStore<U> {
         Self {
             pool,
             url: url.to_owned(),
+            tombstones: tokio::sync::OnceCell::new(),
             _model: PhantomData,
         }
     }
@@ -625,15 +642,49 @@ impl<U> DieselUserStore<U> {
         &self.pool
     }
 
-    /// Runs the included `clerk_users` migrations (idempotent: applied ones are skipped).
-    /// Call once at start-up; an empty database then just works.
+    /// Runs the included `clerk_users` migrations (idempotent: applied ones are skipped) and
+    /// creates the tombstone table. Call once at start-up; an empty database then just works.
     pub async fn run_migrations(&self) -> Result<(), StoreError> {
         match &self.pool {
             #[cfg(feature = "postgres")]
-            DbPool::Postgres(_) => run_migrations_pg(self.url.clone(), POSTGRES_MIGRATIONS).await,
+            DbPool::Postgres(_) => {
+                run_migrations_pg(self.url.clone(), POSTGRES_MIGRATIONS).await?;
+            }
             #[cfg(feature = "sqlite")]
-            DbPool::Sqlite(_) => run_migrations_sqlite(self.url.clone(), SQLITE_MIGRATIONS).await,
+            DbPool::Sqlite(_) => {
+                run_migrations_sqlite(self.url.clone(), SQLITE_MIGRATIONS).await?;
+            }
         }
+        self.ensure_tombstones().await
+    }
+
+    /// Creates the tombstone table if needed, once per store (models of your own get it without
+    /// any migration of theirs). Replicas racing on `CREATE TABLE IF NOT EXISTS` may see an
+    /// error while another creates it: the table existing afterwards is what counts.
+    async fn ensure_tombstones(&self) -> Result<(), StoreError> {
+        self.tombstones
+            .get_or_try_init(|| async {
+                macro_rules! create {
+                    ($pool:expr, $what:literal) => {{
+                        use diesel_async::SimpleAsyncConnection;
+                        let mut conn = $pool.get().await.map_err(|e| store_err($what, e))?;
+                        if let Err(create) = conn.batch_execute(TOMBSTONES_DDL).await {
+                            conn.batch_execute("SELECT 1 FROM clerk_user_tombstones LIMIT 0")
+                                .await
+                                .map_err(|_| store_err("tombstone table", create))?;
+                        }
+                        Ok(())
+                    }};
+                }
+                match &self.pool {
+                    #[cfg(feature = "postgres")]
+                    DbPool::Postgres(pool) => create!(pool, "postgres pool"),
+                    #[cfg(feature = "sqlite")]
+                    DbPool::Sqlite(pool) => create!(pool, "sqlite pool"),
+                }
+            })
+            .await
+            .map(|_| ())
     }
 }
 
@@ -710,12 +761,99 @@ macro_rules! on_backend {
     };
 }
 
+/// Clerk's deletion time of a tombstoned id (any backend's connection).
+macro_rules! tombstone_of {
+    ($conn:expr, $id:expr) => {
+        diesel_async::RunQueryDsl::first::<i64>(
+            clerk_user_tombstones::table
+                .filter(clerk_user_tombstones::clerk_user_id.eq($id))
+                .select(clerk_user_tombstones::deleted_at),
+            $conn,
+        )
+        .await
+        .optional()
+    };
+}
+
+/// Writes a tombstone (kept if one exists); `true` when it is new.
+macro_rules! insert_tombstone {
+    ($conn:expr, $id:expr, $at:expr) => {
+        diesel_async::RunQueryDsl::execute(
+            diesel::insert_into(clerk_user_tombstones::table)
+                .values((
+                    clerk_user_tombstones::clerk_user_id.eq($id),
+                    clerk_user_tombstones::deleted_at.eq($at),
+                ))
+                .on_conflict_do_nothing(),
+            $conn,
+        )
+        .await
+        .map(|n| n > 0)
+    };
+}
+
+/// Serializes the writes for one Clerk id until the transaction ends (PostgreSQL): an upsert
+/// and a deletion of the same id never interleave, so a row cannot be written after its
+/// tombstone. (SQLite has a single writer: each transaction below writes first, which takes
+/// the database's write lock before anything is read.)
+#[cfg(feature = "postgres")]
+async fn lock_id_pg(conn: &mut AsyncPgConnection, clerk_user_id: &str) -> QueryResult<()> {
+    // A fixed first key keeps these locks apart from the application's own advisory locks.
+    diesel_async::RunQueryDsl::execute(
+        diesel::sql_query("SELECT pg_advisory_xact_lock(1131179883, hashtext($1))")
+            .bind::<diesel::sql_types::Text, _>(clerk_user_id),
+        conn,
+    )
+    .await
+    .map(|_| ())
+}
+
 impl<U: DieselUserModel> UserStore for DieselUserStore<U> {
     type User = U;
 
-    fn upsert<'a>(&'a self, user: &'a ClerkUserData) -> BoxFuture<'a, Result<U, StoreError>> {
+    fn upsert<'a>(
+        &'a self,
+        user: &'a ClerkUserData,
+    ) -> BoxFuture<'a, Result<Option<U>, StoreError>> {
+        use diesel_async::AsyncConnection;
         async move {
-            on_backend!(self, upsert_pg, upsert_sqlite, user).map_err(|e| store_err("upsert", e))
+            self.ensure_tombstones().await?;
+            let id = user.id.as_str();
+            let written: QueryResult<Option<U>> = match &self.pool {
+                #[cfg(feature = "postgres")]
+                DbPool::Postgres(pool) => {
+                    let mut conn = pool
+                        .get()
+                        .await
+                        .map_err(|e| store_err("postgres pool", e))?;
+                    conn.transaction(async |conn| {
+                        lock_id_pg(conn, id).await?;
+                        if tombstone_of!(conn, id)?.is_some() {
+                            return Ok(None);
+                        }
+                        U::upsert_pg(conn, user).await.map(Some)
+                    })
+                    .await
+                }
+                #[cfg(feature = "sqlite")]
+                DbPool::Sqlite(pool) => {
+                    let mut conn = pool.get().await.map_err(|e| store_err("sqlite pool", e))?;
+                    let written = conn
+                        .transaction(async |conn| {
+                            let row = U::upsert_sqlite(conn, user).await?;
+                            if tombstone_of!(conn, id)?.is_some() {
+                                return Err(diesel::result::Error::RollbackTransaction);
+                            }
+                            Ok(Some(row))
+                        })
+                        .await;
+                    match written {
+                        Err(diesel::result::Error::RollbackTransaction) => Ok(None),
+                        other => other,
+                    }
+                }
+            };
+            written.map_err(|e| store_err("upsert", e))
         }
         .boxed()
     }
@@ -725,20 +863,71 @@ impl<U: DieselUserModel> UserStore for DieselUserStore<U> {
             .boxed()
     }
 
-    fn deactivate<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+    fn mark_deleted<'a>(
+        &'a self,
+        id: &'a str,
+        deleted_at: i64,
+        policy: DeletedUserPolicy,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        use diesel_async::AsyncConnection;
         async move {
-            on_backend!(self, deactivate_pg, deactivate_sqlite, id)
-                .map(|n| n > 0)
-                .map_err(|e| store_err("deactivate", e))
+            self.ensure_tombstones().await?;
+            let created: QueryResult<bool> = match &self.pool {
+                #[cfg(feature = "postgres")]
+                DbPool::Postgres(pool) => {
+                    let mut conn = pool
+                        .get()
+                        .await
+                        .map_err(|e| store_err("postgres pool", e))?;
+                    conn.transaction(async |conn| {
+                        lock_id_pg(conn, id).await?;
+                        let created = insert_tombstone!(conn, id, deleted_at)?;
+                        match policy {
+                            DeletedUserPolicy::Deactivate => U::deactivate_pg(conn, id).await?,
+                            DeletedUserPolicy::Delete => U::delete_pg(conn, id).await?,
+                        };
+                        Ok(created)
+                    })
+                    .await
+                }
+                #[cfg(feature = "sqlite")]
+                DbPool::Sqlite(pool) => {
+                    let mut conn = pool.get().await.map_err(|e| store_err("sqlite pool", e))?;
+                    conn.transaction(async |conn| {
+                        let created = insert_tombstone!(conn, id, deleted_at)?;
+                        match policy {
+                            DeletedUserPolicy::Deactivate => U::deactivate_sqlite(conn, id).await?,
+                            DeletedUserPolicy::Delete => U::delete_sqlite(conn, id).await?,
+                        };
+                        Ok(created)
+                    })
+                    .await
+                }
+            };
+            created.map_err(|e| store_err("mark deleted", e))
         }
         .boxed()
     }
 
-    fn delete<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+    fn deleted_at<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<i64>, StoreError>> {
         async move {
-            on_backend!(self, delete_pg, delete_sqlite, id)
-                .map(|n| n > 0)
-                .map_err(|e| store_err("delete", e))
+            self.ensure_tombstones().await?;
+            let found: QueryResult<Option<i64>> = match &self.pool {
+                #[cfg(feature = "postgres")]
+                DbPool::Postgres(pool) => {
+                    let mut conn = pool
+                        .get()
+                        .await
+                        .map_err(|e| store_err("postgres pool", e))?;
+                    tombstone_of!(&mut conn, id)
+                }
+                #[cfg(feature = "sqlite")]
+                DbPool::Sqlite(pool) => {
+                    let mut conn = pool.get().await.map_err(|e| store_err("sqlite pool", e))?;
+                    tombstone_of!(&mut conn, id)
+                }
+            };
+            found.map_err(|e| store_err("tombstone", e))
         }
         .boxed()
     }

@@ -2,18 +2,13 @@
 //! Backend API call and no SQL; concurrent first requests for one user coalesce into one
 //! Backend API call and one upsert.
 
-use std::{
-    any::Any,
-    fmt,
-    sync::{
-        atomic::{AtomicU8, Ordering},
-        Arc,
-    },
-    time::Duration,
-};
+use std::{any::Any, fmt, sync::Arc, time::Duration};
 
 use futures_util::future::BoxFuture;
-use moka::future::Cache;
+use moka::{
+    future::Cache,
+    ops::compute::{CompResult, Op},
+};
 
 use crate::{
     api::{ApiError, BackendApi},
@@ -31,6 +26,23 @@ pub trait SyncedUser: Clone + Send + Sync + 'static {
     fn clerk_user_id(&self) -> &str;
     /// Whether the user may sign in (`!banned && !locked`, and not deactivated).
     fn is_active(&self) -> bool;
+    /// Clerk's `updated_at` (Unix ms) of the data this row holds, when the model keeps it.
+    /// Orders writes into the user cache (an older version never replaces a newer one).
+    fn updated_at(&self) -> Option<i64> {
+        None
+    }
+}
+
+/// What a `user.deleted` webhook does to the local row. Either way the deletion is final: a
+/// durable tombstone (the id and Clerk's deletion time) makes every later event or Backend API
+/// answer for the id a no-op, since Clerk never reuses a deleted id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeletedUserPolicy {
+    /// Keep the row, mark it inactive (default: your own rows that reference it stay valid).
+    #[default]
+    Deactivate,
+    /// Delete the row: the personal data is gone, only the tombstone stays.
+    Delete,
 }
 
 /// A storage failure (database unreachable, query error). Its text never contains a secret.
@@ -49,19 +61,25 @@ impl StoreError {
     }
 }
 
-/// Where users are kept: `upsert`, `find`, `deactivate`, `delete`, all keyed by Clerk user id.
-/// [`DieselUserStore`](crate::store::DieselUserStore) implements it for PostgreSQL and SQLite.
+/// Where users are kept, keyed by Clerk user id: `upsert`, `find`, and deletion with a durable
+/// tombstone. [`DieselUserStore`](crate::store::DieselUserStore) implements it for PostgreSQL
+/// and SQLite.
+///
+/// The contract an implementation keeps: deletion is final. Once
+/// [`mark_deleted`](Self::mark_deleted) has returned, `upsert` for that id writes nothing and
+/// returns `None`, whatever the data says; the check and the write are atomic with respect to
+/// `mark_deleted` (one transaction, serialized per id).
 pub trait UserStore: Send + Sync + 'static {
     /// The local user type.
     type User: SyncedUser;
 
     /// Inserts or updates the row for `user.id` in one statement and returns the stored row. An
     /// update older than the stored one (by Clerk's `updated_at`) changes nothing and returns
-    /// the stored row.
+    /// the stored row. `None` when the id was deleted (tombstoned): nothing is written.
     fn upsert<'a>(
         &'a self,
         user: &'a ClerkUserData,
-    ) -> BoxFuture<'a, Result<Self::User, StoreError>>;
+    ) -> BoxFuture<'a, Result<Option<Self::User>, StoreError>>;
 
     /// The stored row for a Clerk user id.
     fn find<'a>(
@@ -69,26 +87,44 @@ pub trait UserStore: Send + Sync + 'static {
         clerk_user_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<Self::User>, StoreError>>;
 
-    /// Marks the user inactive; `true` if a row changed.
-    fn deactivate<'a>(&'a self, clerk_user_id: &'a str) -> BoxFuture<'a, Result<bool, StoreError>>;
+    /// Records the deletion of a user, in one transaction: a tombstone with Clerk's deletion
+    /// time (Unix ms), and the row deactivated or deleted per `policy`. Idempotent; `true` when
+    /// this call created the tombstone.
+    fn mark_deleted<'a>(
+        &'a self,
+        clerk_user_id: &'a str,
+        deleted_at: i64,
+        policy: DeletedUserPolicy,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
 
-    /// Deletes the user's row; `true` if a row was deleted.
-    fn delete<'a>(&'a self, clerk_user_id: &'a str) -> BoxFuture<'a, Result<bool, StoreError>>;
+    /// Clerk's deletion time (Unix ms) of a tombstoned id, `None` if the id was never deleted.
+    fn deleted_at<'a>(
+        &'a self,
+        clerk_user_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<i64>, StoreError>>;
 }
 
 impl<S: UserStore> UserStore for Arc<S> {
     type User = S::User;
-    fn upsert<'a>(&'a self, user: &'a ClerkUserData) -> BoxFuture<'a, Result<S::User, StoreError>> {
+    fn upsert<'a>(
+        &'a self,
+        user: &'a ClerkUserData,
+    ) -> BoxFuture<'a, Result<Option<S::User>, StoreError>> {
         (**self).upsert(user)
     }
     fn find<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<S::User>, StoreError>> {
         (**self).find(id)
     }
-    fn deactivate<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
-        (**self).deactivate(id)
+    fn mark_deleted<'a>(
+        &'a self,
+        id: &'a str,
+        deleted_at: i64,
+        policy: DeletedUserPolicy,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        (**self).mark_deleted(id, deleted_at, policy)
     }
-    fn delete<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
-        (**self).delete(id)
+    fn deleted_at<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<i64>, StoreError>> {
+        (**self).deleted_at(id)
     }
 }
 
@@ -138,7 +174,8 @@ impl fmt::Debug for AnyUser {
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum SyncError {
-    /// Clerk has no such user (deleted); without a secret key: no stored row.
+    /// Clerk has no such user, or it was deleted (a tombstoned id: deletion is final); without
+    /// a secret key: no stored row.
     #[error("the user does not exist in Clerk")]
     NotFound,
     /// The Backend API failed and nothing is stored locally.
@@ -204,11 +241,18 @@ impl<U: SyncedUser> fmt::Debug for UserSync<U> {
 /// How long a row served from the database during a Clerk outage stays cached.
 const STALE_TTL: Duration = Duration::from_secs(30);
 
-/// A cache entry and its own lifetime.
+/// A cache entry, its own lifetime, and the Clerk `updated_at` it holds.
 #[derive(Clone)]
 struct Cached<U> {
     user: Arc<U>,
     ttl: Duration,
+    version: i64,
+}
+
+/// The Clerk `updated_at` a stored row holds: the model's own when it keeps one (an upsert may
+/// return a newer stored row than the data written), else the data's.
+fn version_of<U: SyncedUser>(user: &U, data_updated_at: i64) -> i64 {
+    user.updated_at().unwrap_or(data_updated_at)
 }
 
 struct PerEntryTtl;
@@ -234,9 +278,6 @@ impl<U> moka::Expiry<Arc<str>, Cached<U>> for PerEntryTtl {
     }
 }
 
-const FROM_API: u8 = 1;
-const FROM_DB: u8 = 2;
-
 impl<U: SyncedUser> UserSync<U> {
     pub(crate) fn new(
         store: Arc<dyn UserStore<User = U>>,
@@ -261,6 +302,11 @@ impl<U: SyncedUser> UserSync<U> {
 
     /// The local user for a Clerk user id: cache, else Backend API + upsert (coalesced per user),
     /// else — when Clerk is unreachable — the stored row.
+    ///
+    /// Every cache write goes through moka's per-key compute, which runs one at a time per key:
+    /// concurrent misses wait for the first load and reuse it, and a webhook's write (or a
+    /// deletion) made while a load was in flight is ordered after it, so a load that fetched
+    /// an older version can never overwrite a newer one.
     pub(crate) async fn user(&self, user_id: &str) -> Result<(Arc<U>, UserSource), SyncError> {
         if let Some(hit) = self.cache.get(user_id).await {
             return Ok((hit.user, UserSource::Cache));
@@ -268,85 +314,129 @@ impl<U: SyncedUser> UserSync<U> {
         self.events.emit(ClerkEvent::UserCacheMiss {
             user_id: user_id.to_owned(),
         });
-        let origin = Arc::new(AtomicU8::new(0));
-        let init = {
-            let origin = origin.clone();
-            async move {
-                let (user, from) = self.load(user_id).await?;
-                origin.store(from, Ordering::Relaxed);
-                // A row served because Clerk was unreachable may be stale: keep it briefly, so
-                // Clerk is asked again soon after it recovers.
-                let ttl = if from == FROM_DB {
-                    self.ttl.min(STALE_TTL)
-                } else {
-                    self.ttl
-                };
-                Ok::<Cached<U>, SyncError>(Cached {
-                    user: Arc::new(user),
-                    ttl,
-                })
-            }
-        };
-        let user = self
+        let mut origin = UserSource::Cache;
+        let origin_out = &mut origin;
+        let computed = self
             .cache
-            .try_get_with(Arc::from(user_id), init)
-            .await
-            .map_err(|e| (*e).clone())?
-            .user;
-        let source = match origin.load(Ordering::Relaxed) {
-            FROM_API => UserSource::Api,
-            FROM_DB => UserSource::Database,
-            // Another request loaded it while this one waited: a cache hit for this one.
-            _ => UserSource::Cache,
-        };
-        Ok((user, source))
+            .entry(Arc::from(user_id))
+            .and_try_compute_with(|existing| {
+                // Another request loaded it while this one waited: a cache hit for this one.
+                let loaded_meanwhile = existing.is_some();
+                async move {
+                    if loaded_meanwhile {
+                        return Ok(Op::Nop);
+                    }
+                    let (user, from, version) = self.load(user_id).await?;
+                    *origin_out = from;
+                    // A row served because Clerk was unreachable may be stale: keep it
+                    // briefly, so Clerk is asked again soon after it recovers.
+                    let ttl = if from == UserSource::Database {
+                        self.ttl.min(STALE_TTL)
+                    } else {
+                        self.ttl
+                    };
+                    Ok::<_, SyncError>(Op::Put(Cached {
+                        user: Arc::new(user),
+                        ttl,
+                        version,
+                    }))
+                }
+            })
+            .await?;
+        match computed {
+            CompResult::Inserted(e) | CompResult::ReplacedWith(e) | CompResult::Unchanged(e) => {
+                Ok((e.into_value().user, origin))
+            }
+            // Not produced by the closure above (it puts or fails); treated as gone.
+            CompResult::StillNone(_) | CompResult::Removed(_) => Err(SyncError::NotFound),
+        }
     }
 
-    async fn load(&self, user_id: &str) -> Result<(U, u8), SyncError> {
+    /// Loads a user: Backend API + upsert, or the stored row when Clerk is unreachable. Returns
+    /// the user, where it came from and the Clerk `updated_at` it holds.
+    async fn load(&self, user_id: &str) -> Result<(U, UserSource, i64), SyncError> {
         let Some(api) = &self.api else {
             // No secret key: serve what webhooks or `sync_user` stored.
             return match self.store.find(user_id).await? {
-                Some(u) => Ok((u, FROM_DB)),
+                Some(u) => {
+                    let version = version_of(&u, i64::MIN);
+                    Ok((u, UserSource::Database, version))
+                }
                 None => Err(SyncError::NotFound),
             };
         };
         match api.get_user(user_id).await {
             Ok(data) => {
-                let user = self.store.upsert(&data).await?;
+                // A tombstoned id (deleted in Clerk; the answer raced the deletion): not stored.
+                let Some(user) = self.store.upsert(&data).await? else {
+                    return Err(SyncError::NotFound);
+                };
                 self.events.emit(ClerkEvent::UserSynced {
                     user_id: user_id.to_owned(),
                 });
-                Ok((user, FROM_API))
+                let version = version_of(&user, data.updated_at);
+                Ok((user, UserSource::Api, version))
             }
             Err(ApiError::NotFound) => Err(SyncError::NotFound),
             Err(e) if e.is_invalid_secret_key() => Err(SyncError::Api(e)),
             Err(e) => {
-                // Clerk is down or rate limiting: a stored row is better than a 503.
+                // Clerk is down or rate limiting: a stored row is better than a 503, and a
+                // tombstone is an answer too.
                 match self.store.find(user_id).await {
-                    Ok(Some(user)) => Ok((user, FROM_DB)),
-                    Ok(None) => Err(SyncError::Api(e)),
+                    Ok(Some(user)) => {
+                        let version = version_of(&user, i64::MIN);
+                        Ok((user, UserSource::Database, version))
+                    }
+                    Ok(None) => match self.store.deleted_at(user_id).await {
+                        Ok(Some(_)) => Err(SyncError::NotFound),
+                        Ok(None) => Err(SyncError::Api(e)),
+                        Err(store) => Err(SyncError::Store(store)),
+                    },
                     Err(store) => Err(SyncError::Store(store)),
                 }
             }
         }
     }
 
-    /// Upserts Clerk's data and refreshes the cache entry.
+    /// Upserts Clerk's data and refreshes the cache entry, unless the cache holds a newer
+    /// version. `NotFound` when the id is tombstoned (nothing written).
     pub(crate) async fn sync(&self, data: &ClerkUserData) -> Result<U, SyncError> {
-        let user = self.store.upsert(data).await?;
+        let Some(user) = self.store.upsert(data).await? else {
+            return Err(SyncError::NotFound);
+        };
         let cached = Cached {
             user: Arc::new(user.clone()),
             ttl: self.ttl,
+            version: version_of(&user, data.updated_at),
         };
-        self.cache.insert(Arc::from(data.id.as_str()), cached).await;
+        self.cache
+            .entry(Arc::from(data.id.as_str()))
+            .and_compute_with(|existing| {
+                let newer_cached = existing.is_some_and(|e| e.value().version > cached.version);
+                std::future::ready(if newer_cached {
+                    Op::Nop
+                } else {
+                    Op::Put(cached)
+                })
+            })
+            .await;
         self.events.emit(ClerkEvent::UserSynced {
             user_id: data.id.clone(),
         });
         Ok(user)
     }
 
-    pub(crate) fn store_ref(&self) -> &Arc<dyn UserStore<User = U>> {
-        &self.store
+    /// Records a deletion in the store (tombstone + policy) and drops the cached user, after any
+    /// load in flight for it (so that load cannot put the user back).
+    pub(crate) async fn mark_deleted(
+        &self,
+        user_id: &str,
+        deleted_at: i64,
+        policy: DeletedUserPolicy,
+    ) -> Result<bool, SyncError> {
+        let created = self.store.mark_deleted(user_id, deleted_at, policy).await?;
+        self.invalidate(user_id).await;
+        Ok(created)
     }
 
     /// Cached users (after pending maintenance has run).
@@ -355,9 +445,13 @@ impl<U: SyncedUser> UserSync<U> {
         self.cache.entry_count()
     }
 
-    /// Forgets a cached user (after a webhook changed it).
+    /// Forgets a cached user, after any load in flight for it (which would otherwise put it
+    /// back).
     pub(crate) async fn invalidate(&self, user_id: &str) {
-        self.cache.invalidate(user_id).await;
+        self.cache
+            .entry(Arc::from(user_id))
+            .and_compute_with(|_| std::future::ready(Op::Remove))
+            .await;
     }
 
     pub(crate) fn any_user(user: &Arc<U>) -> AnyUser {

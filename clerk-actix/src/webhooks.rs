@@ -31,6 +31,12 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
+fn unix_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 use actix_web::{http::header::HeaderMap, web, HttpRequest, HttpResponse};
 use base64::{engine::general_purpose::STANDARD, Engine as _};
 use hmac::{Hmac, Mac};
@@ -38,6 +44,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use sha2::Sha256;
 
+pub use crate::sync::DeletedUserPolicy;
 use crate::{
     config::Clerk,
     events::ClerkEvent,
@@ -118,6 +125,7 @@ pub enum WebhookEventKind {
 pub struct WebhookEvent {
     svix_id: String,
     timestamp: i64,
+    occurred_at_ms: i64,
     event_type: String,
     data: Value,
     kind: WebhookEventKind,
@@ -131,6 +139,11 @@ impl WebhookEvent {
     /// `svix-timestamp`, Unix seconds.
     pub fn timestamp(&self) -> i64 {
         self.timestamp
+    }
+    /// Clerk's time of the event, Unix milliseconds (the envelope's `timestamp`, else
+    /// `svix-timestamp`): for a `user.deleted`, the deletion time kept in the tombstone.
+    pub fn occurred_at_ms(&self) -> i64 {
+        self.occurred_at_ms
     }
     /// The event type, e.g. `user.created`.
     pub fn event_type(&self) -> &str {
@@ -151,6 +164,19 @@ struct Envelope {
     #[serde(rename = "type")]
     event_type: String,
     data: Value,
+    /// Clerk's time of the event. The docs say milliseconds, the OpenAPI examples seconds.
+    #[serde(default)]
+    timestamp: Option<f64>,
+}
+
+/// Clerk's event time in Unix milliseconds: the envelope's `timestamp` (seconds are told from
+/// milliseconds by magnitude: 10^11 ms is 1973, 10^11 s the year 5138), else `svix-timestamp`.
+fn event_time_ms(envelope_timestamp: Option<f64>, svix_timestamp: i64) -> i64 {
+    match envelope_timestamp.filter(|t| t.is_finite() && *t > 0.0) {
+        Some(t) if t < 1e11 => (t * 1000.0) as i64,
+        Some(t) => t as i64,
+        None => svix_timestamp.saturating_mul(1000),
+    }
 }
 
 /// Verifies Svix signatures (HMAC-SHA256 over `id.timestamp.body`, raw bytes).
@@ -305,21 +331,12 @@ impl WebhookVerifier {
         Ok(WebhookEvent {
             svix_id: msg_id.to_owned(),
             timestamp,
+            occurred_at_ms: event_time_ms(envelope.timestamp, timestamp),
             event_type: envelope.event_type,
             data: envelope.data,
             kind,
         })
     }
-}
-
-/// What `user.deleted` does to the local row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum DeletedUserPolicy {
-    /// Keep the row, mark it inactive (default: your own rows that reference it stay valid).
-    #[default]
-    Deactivate,
-    /// Delete the row.
-    Delete,
 }
 
 /// How a verified delivery was handled.
@@ -330,7 +347,8 @@ pub enum WebhookOutcome {
     Applied,
     /// This `svix-id` was already applied: nothing changed.
     Duplicate,
-    /// Not a user event: acknowledged, nothing changed.
+    /// Not a user event, or an event for a deleted user (deletion is final): acknowledged,
+    /// nothing changed.
     Ignored,
 }
 
@@ -447,8 +465,10 @@ impl Webhooks {
 impl Clerk {
     /// Applies a verified webhook event to the store registered for `U`: created / updated →
     /// upsert (an older update never overwrites a newer row) and refresh the user cache;
-    /// deleted → deactivate (or delete) and refuse the user's still-valid tokens; other types
-    /// → ignored. Idempotent on `svix-id`.
+    /// deleted → a durable tombstone with Clerk's deletion time, the row deactivated (or
+    /// deleted), and the user's tokens refused for good; other types → ignored. Deletion is
+    /// final: any later event for a deleted id (late, retried, replayed, re-signed) is
+    /// `Ignored`. Idempotent on `svix-id`.
     pub async fn apply_webhook<U: SyncedUser>(
         &self,
         event: &WebhookEvent,
@@ -461,13 +481,22 @@ impl Clerk {
         let (outcome, user_id) = match &event.kind {
             WebhookEventKind::UserCreated(data) | WebhookEventKind::UserUpdated(data) => {
                 let sync = sync.ok_or(SyncError::NoStore)?;
-                let user = sync.sync(data).await?;
-                if user.is_active() {
-                    self.unrevoke_user(&data.id);
-                } else {
-                    self.revoke_user(&data.id);
+                match sync.sync(data).await {
+                    Ok(user) => {
+                        if user.is_active() {
+                            self.inner.revoked.lift(&data.id);
+                        } else {
+                            // Banned or locked: refuse tokens issued up to the change, by
+                            // Clerk's clock (`updated_at` against `iat`) or ours if later.
+                            let at = data.updated_at.div_euclid(1000).max(unix_secs());
+                            self.inner.revoked.revoke(&data.id, at);
+                        }
+                        (WebhookOutcome::Applied, Some(data.id.clone()))
+                    }
+                    // A tombstoned id: deletion is final.
+                    Err(SyncError::NotFound) => (WebhookOutcome::Ignored, Some(data.id.clone())),
+                    Err(e) => return Err(e),
                 }
-                (WebhookOutcome::Applied, Some(data.id.clone()))
             }
             WebhookEventKind::UserDeleted { id: Some(id) } => {
                 let sync = sync.ok_or(SyncError::NoStore)?;
@@ -477,12 +506,8 @@ impl Clerk {
                     .as_ref()
                     .map(|w| w.deleted_policy)
                     .unwrap_or_default();
-                match policy {
-                    DeletedUserPolicy::Deactivate => sync.store_ref().deactivate(id).await?,
-                    DeletedUserPolicy::Delete => sync.store_ref().delete(id).await?,
-                };
-                sync.invalidate(id).await;
-                self.revoke_user(id);
+                sync.mark_deleted(id, event.occurred_at_ms, policy).await?;
+                self.inner.revoked.revoke_deleted(id);
                 (WebhookOutcome::Applied, Some(id.clone()))
             }
             WebhookEventKind::UserDeleted { id: None } | WebhookEventKind::Other => {

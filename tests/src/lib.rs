@@ -6,7 +6,7 @@ use std::sync::{
     Arc, Mutex,
 };
 
-use clerk_actix::{sync::StoreError, ClerkUserData, UserStore};
+use clerk_actix::{sync::StoreError, ClerkUserData, DeletedUserPolicy, UserStore};
 use futures_util::future::BoxFuture;
 
 use actix_web::{
@@ -132,6 +132,80 @@ where
 /// `Authorization: Bearer <token>`.
 pub fn bearer(token: &str) -> (&'static str, String) {
     ("Authorization", format!("Bearer {token}"))
+}
+
+/// Webhook endpoint and protected routes served over real HTTP.
+#[allow(clippy::unwrap_used)] // test helpers: a failure here is the test's failure
+pub mod http {
+    use std::{net::TcpListener, time::Duration};
+
+    use actix_web::{web, App, HttpResponse, HttpServer};
+    use clerk_actix::{
+        store::ClerkUserRecord, testing::mock_user_json, webhooks, Clerk, ClerkMiddleware,
+        ClerkSession, ClerkUser,
+    };
+    use serde_json::{json, Value};
+
+    /// `GET /api/me/user`: the synced user and where it came from.
+    pub async fn me_user(user: ClerkUser<ClerkUserRecord>) -> HttpResponse {
+        HttpResponse::Ok().json(json!({"source": user.source(), "user": &*user}))
+    }
+
+    /// `GET /api/me`: the session's user id.
+    pub async fn me_id(session: ClerkSession) -> HttpResponse {
+        HttpResponse::Ok().body(session.user_id().to_owned())
+    }
+
+    /// Serves the webhook endpoint and two protected routes on 127.0.0.1; returns the base URL.
+    pub fn serve(clerk: Clerk) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(web::Data::new(clerk.clone()))
+                .service(webhooks::resource::<ClerkUserRecord>("/webhooks/clerk"))
+                .service(
+                    web::scope("/api")
+                        .wrap(ClerkMiddleware::new(clerk.clone()))
+                        .route("/me/user", web::get().to(me_user))
+                        .route("/me", web::get().to(me_id)),
+                )
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)
+        .unwrap()
+        .run();
+        actix_web::rt::spawn(server);
+        base
+    }
+
+    /// `GET base+path` with a Bearer token over real HTTP: the status and the JSON (or text) body.
+    pub async fn get(base: &str, path: &str, token: &str) -> (u16, Value) {
+        let client = awc::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .finish();
+        let mut res = client
+            .get(format!("{base}{path}"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let body = res.body().await.unwrap();
+        (
+            res.status().as_u16(),
+            serde_json::from_slice(&body)
+                .unwrap_or(Value::String(String::from_utf8_lossy(&body).into())),
+        )
+    }
+
+    /// The mock user `id` at Clerk version `updated_at` with this first name.
+    pub fn user_json(id: &str, updated_at: i64, first_name: &str) -> Value {
+        let mut u = mock_user_json(id);
+        u["updated_at"] = json!(updated_at);
+        u["first_name"] = json!(first_name);
+        u
+    }
 }
 
 /// Databases for the user-sync tests: a fresh PostgreSQL database (127.0.0.1:5432, user
@@ -274,7 +348,8 @@ pub mod db {
     }
 }
 
-/// A store wrapper that counts calls and can be switched "down".
+/// A store wrapper that counts calls, can be switched "down", and can hold one upsert's
+/// answer back (to force an interleaving with a concurrent write).
 #[derive(Debug)]
 pub struct Probe<S> {
     /// The wrapped store.
@@ -283,6 +358,8 @@ pub struct Probe<S> {
     pub calls: AtomicUsize,
     /// When true, every call fails like a database outage.
     pub down: AtomicBool,
+    /// When set, the next upsert writes, then waits this long before it answers (one-shot).
+    pub pause_next_upsert: Mutex<Option<std::time::Duration>>,
 }
 
 impl<S> Probe<S> {
@@ -292,6 +369,7 @@ impl<S> Probe<S> {
             inner,
             calls: AtomicUsize::new(0),
             down: AtomicBool::new(false),
+            pause_next_upsert: Mutex::new(None),
         })
     }
     fn enter(&self) -> Result<(), StoreError> {
@@ -306,10 +384,22 @@ impl<S> Probe<S> {
 
 impl<S: UserStore> UserStore for Probe<S> {
     type User = S::User;
-    fn upsert<'a>(&'a self, u: &'a ClerkUserData) -> BoxFuture<'a, Result<S::User, StoreError>> {
+    fn upsert<'a>(
+        &'a self,
+        u: &'a ClerkUserData,
+    ) -> BoxFuture<'a, Result<Option<S::User>, StoreError>> {
         Box::pin(async move {
             self.enter()?;
-            self.inner.upsert(u).await
+            let written = self.inner.upsert(u).await;
+            let pause = self
+                .pause_next_upsert
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            if let Some(pause) = pause {
+                actix_web::rt::time::sleep(pause).await;
+            }
+            written
         })
     }
     fn find<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<S::User>, StoreError>> {
@@ -318,16 +408,21 @@ impl<S: UserStore> UserStore for Probe<S> {
             self.inner.find(id).await
         })
     }
-    fn deactivate<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+    fn mark_deleted<'a>(
+        &'a self,
+        id: &'a str,
+        deleted_at: i64,
+        policy: DeletedUserPolicy,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
             self.enter()?;
-            self.inner.deactivate(id).await
+            self.inner.mark_deleted(id, deleted_at, policy).await
         })
     }
-    fn delete<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+    fn deleted_at<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<i64>, StoreError>> {
         Box::pin(async move {
             self.enter()?;
-            self.inner.delete(id).await
+            self.inner.deleted_at(id).await
         })
     }
 }

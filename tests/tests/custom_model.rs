@@ -7,7 +7,7 @@ use actix_web::{test, web, App, HttpResponse};
 use clerk_actix::{
     store::{DbPool, DieselUserStore},
     testing::{mock_user_json, Endpoint, MockClerk},
-    ClerkMiddleware, ClerkUser, ClerkUserData, UserStore,
+    ClerkMiddleware, ClerkUser, ClerkUserData, DeletedUserPolicy, UserStore,
 };
 use clerk_actix_tests::{
     bearer,
@@ -137,6 +137,7 @@ async fn a_custom_model_syncs_and_keeps_its_local_columns() {
         let first = store
             .upsert(&data("user_custom", 1_000, "Ada"))
             .await
+            .unwrap()
             .unwrap();
         assert_eq!(
             first.email.as_deref(),
@@ -158,6 +159,7 @@ async fn a_custom_model_syncs_and_keeps_its_local_columns() {
         let second = store
             .upsert(&data("user_custom", 2_000, "Grace"))
             .await
+            .unwrap()
             .unwrap();
         assert_eq!(second.display_name, "Grace User custom");
         assert_eq!(
@@ -171,12 +173,24 @@ async fn a_custom_model_syncs_and_keeps_its_local_columns() {
         let stale = store
             .upsert(&data("user_custom", 1_500, "Stale"))
             .await
+            .unwrap()
             .unwrap();
         assert_eq!(stale.display_name, "Grace User custom");
-        assert!(store.deactivate("user_custom").await.unwrap());
+        // Deleted with the Deactivate policy: the row stays, inactive, with Clerk's own
+        // `updated_at` (not the local clock); a later update is refused.
+        assert!(store
+            .mark_deleted("user_custom", 2_500, DeletedUserPolicy::Deactivate)
+            .await
+            .unwrap());
+        let deactivated = store.find("user_custom").await.unwrap().unwrap();
+        assert!(!deactivated.active);
+        assert_eq!(deactivated.clerk_updated_at, 2_000);
+        assert!(store
+            .upsert(&data("user_custom", 3_000, "Back"))
+            .await
+            .unwrap()
+            .is_none());
         assert!(!store.find("user_custom").await.unwrap().unwrap().active);
-        assert!(store.delete("user_custom").await.unwrap());
-        assert!(store.find("user_custom").await.unwrap().is_none());
         db.cleanup().await;
     }
 }

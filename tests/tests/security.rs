@@ -3,9 +3,21 @@
 
 #![allow(clippy::unwrap_used)]
 
+use std::time::Duration;
+
 use actix_web::{http::StatusCode, test};
-use clerk_actix::{testing::MockClerk, ClerkEvent};
-use clerk_actix_tests::{app, bearer, call_json, Recorder};
+use clerk_actix::{
+    store::DieselUserStore,
+    testing::{Endpoint, Fault, MockClerk, WebhookDelivery, MOCK_WEBHOOK_SECRET},
+    ClerkEvent, DeletedUserPolicy, UserStore,
+};
+use clerk_actix_tests::{
+    app, bearer, call_json,
+    db::{TestDb, BACKENDS},
+    http::{get, serve, user_json},
+    Probe, Recorder,
+};
+use serde_json::json;
 
 fn misses(events: &[ClerkEvent]) -> usize {
     events
@@ -287,4 +299,215 @@ async fn server_errors_carry_no_configuration_detail_unless_allowed() {
     let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(body["reason"], "user-store-missing");
     assert!(body.get("fix").is_none(), "{body}");
+}
+
+// --- 2. Deleted users come back ---------------------------------------------------------------
+
+fn now_ms() -> i64 {
+    clerk_actix::testing::unix_now() * 1000
+}
+
+#[actix_web::test]
+async fn deletion_is_final_under_both_policies_with_late_replayed_and_resigned_deliveries() {
+    for backend in BACKENDS {
+        for policy in [DeletedUserPolicy::Deactivate, DeletedUserPolicy::Delete] {
+            let case = format!("{backend:?}/{policy:?}");
+            let (db, store) = TestDb::new(backend).await;
+            let mock = MockClerk::start();
+            let clerk = mock
+                .clerk_builder()
+                .user_store(store)
+                .on_user_deleted(policy)
+                .build()
+                .unwrap();
+            let base = serve(clerk);
+            let hook = format!("{base}/webhooks/clerk");
+            let fresh: DieselUserStore = DieselUserStore::connect(&db.url).await.unwrap();
+            let id = "user_gone";
+            let token = mock.token().subject(id).build();
+
+            let created = mock.webhook("user.created", user_json(id, 1_000, "Ada"));
+            assert_eq!(created.send(&hook).await.unwrap().1["status"], "applied");
+            assert_eq!(get(&base, "/api/me/user", &token).await.0, 200, "{case}");
+
+            let deleted = mock.webhook(
+                "user.deleted",
+                json!({"object": "user", "id": id, "deleted": true}),
+            );
+            assert_eq!(deleted.send(&hook).await.unwrap().1["status"], "applied");
+            // The tombstone keeps Clerk's time of the deletion (the envelope's timestamp).
+            assert_eq!(
+                fresh.deleted_at(id).await.unwrap(),
+                Some(deleted.timestamp * 1000),
+                "{case}"
+            );
+            let check_row = || async {
+                match policy {
+                    DeletedUserPolicy::Delete => {
+                        assert_eq!(db.count_rows(&fresh).await, 0, "{case}: personal data back");
+                    }
+                    _ => {
+                        let row = fresh.find(id).await.unwrap().unwrap();
+                        assert!(!row.is_active, "{case}: reactivated");
+                        assert_eq!(row.first_name.as_deref(), Some("Ada"), "{case}");
+                        assert_eq!(row.updated_at, 1_000, "{case}: Clerk's time kept");
+                    }
+                }
+            };
+            check_row().await;
+
+            // Late, retried, replayed and re-signed deliveries: every one acknowledged,
+            // none applied. Their `updated_at` is far past the local clock at deletion.
+            let far = now_ms() + 86_400_000;
+            let resigned_created = WebhookDelivery::sign(
+                MOCK_WEBHOOK_SECRET,
+                "msg_resigned_created".into(),
+                clerk_actix::testing::unix_now(),
+                created.body.clone(),
+            );
+            for (what, delivery, expected) in [
+                (
+                    "late update",
+                    mock.webhook("user.updated", user_json(id, far, "Zombie")),
+                    "ignored",
+                ),
+                (
+                    "late create",
+                    mock.webhook("user.created", user_json(id, far, "Zombie")),
+                    "ignored",
+                ),
+                ("re-signed create", resigned_created, "ignored"),
+                ("replayed create", created.clone(), "duplicate"),
+                ("replayed delete", deleted.clone(), "duplicate"),
+            ] {
+                let (status, body) = delivery.send(&hook).await.unwrap();
+                assert_eq!(
+                    (status, body["status"].as_str()),
+                    (200, Some(expected)),
+                    "{case}: {what}"
+                );
+                check_row().await;
+            }
+            // The revocation was never lifted: every route refuses the token.
+            assert_eq!(get(&base, "/api/me", &token).await.0, 401, "{case}");
+            assert_eq!(get(&base, "/api/me/user", &token).await.0, 401, "{case}");
+
+            // A restarted process (empty memory) over the same database: the Backend API
+            // still answers with the user, and the tombstone refuses it.
+            let restarted = mock
+                .clerk_builder()
+                .user_store(
+                    DieselUserStore::<clerk_actix::store::ClerkUserRecord>::connect(&db.url)
+                        .await
+                        .unwrap(),
+                )
+                .on_user_deleted(policy)
+                .build()
+                .unwrap();
+            let base2 = serve(restarted);
+            let (status, body) = get(&base2, "/api/me/user", &token).await;
+            assert_eq!(status, 401, "{case}: {body}");
+            assert_eq!(body["reason"], "user-not-found", "{case}");
+            let late = mock.webhook("user.updated", user_json(id, far + 1, "Zombie"));
+            let (status, body) = late.send(&format!("{base2}/webhooks/clerk")).await.unwrap();
+            assert_eq!(
+                (status, body["status"].as_str()),
+                (200, Some("ignored")),
+                "{case}"
+            );
+            check_row().await;
+            db.cleanup().await;
+        }
+    }
+}
+
+#[actix_web::test]
+async fn backend_api_answer_arriving_after_the_deletion_does_not_bring_the_user_back() {
+    for backend in BACKENDS {
+        for policy in [DeletedUserPolicy::Deactivate, DeletedUserPolicy::Delete] {
+            let case = format!("{backend:?}/{policy:?}");
+            let (db, store) = TestDb::new(backend).await;
+            let mock = MockClerk::start();
+            let clerk = mock
+                .clerk_builder()
+                .user_store(store)
+                .on_user_deleted(policy)
+                .build()
+                .unwrap();
+            let base = serve(clerk);
+            let hook = format!("{base}/webhooks/clerk");
+            let id = "user_raced";
+            let token = mock.token().subject(id).build();
+            // The first request's Backend API call is slow; the deletion lands meanwhile, and
+            // then Clerk's (stale) answer still describes the user.
+            mock.set_fault(Endpoint::User, Fault::Delay(Duration::from_millis(800)));
+            let deletion = async {
+                actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+                let deleted = mock.webhook(
+                    "user.deleted",
+                    json!({"object": "user", "id": id, "deleted": true}),
+                );
+                deleted.send(&hook).await.unwrap()
+            };
+            let ((status, body), (hook_status, _)) =
+                futures_util::join!(get(&base, "/api/me/user", &token), deletion);
+            assert_eq!(hook_status, 200);
+            assert_eq!(mock.requests(Endpoint::User), 1, "{case}");
+            assert_eq!(status, 401, "{case}: {body}");
+            let fresh: DieselUserStore = DieselUserStore::connect(&db.url).await.unwrap();
+            assert_eq!(
+                db.count_rows(&fresh).await,
+                0,
+                "{case}: the answer was stored"
+            );
+            assert!(fresh.deleted_at(id).await.unwrap().is_some(), "{case}");
+            db.cleanup().await;
+        }
+    }
+}
+
+// --- 3. Stale writes into the user cache ------------------------------------------------------
+
+#[actix_web::test]
+async fn a_slow_first_load_never_overwrites_a_newer_cached_user() {
+    for backend in BACKENDS {
+        let (db, store) = TestDb::new(backend).await;
+        let mock = MockClerk::start();
+        let probe = Probe::new(store);
+        let clerk = mock
+            .clerk_builder()
+            .user_store(probe.clone())
+            .build()
+            .unwrap();
+        let base = serve(clerk);
+        let hook = format!("{base}/webhooks/clerk");
+        let id = "user_stale";
+        let token = mock.token().subject(id).build();
+        mock.set_user(user_json(id, 1_000, "Old"));
+        // The request's load (Backend API v1 + upsert) holds its answer back for a while...
+        *probe.pause_next_upsert.lock().unwrap() = Some(Duration::from_millis(1_000));
+        let webhook = async {
+            // ... while a webhook stores and caches v2.
+            actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+            mock.webhook("user.updated", user_json(id, 2_000, "New"))
+                .send(&hook)
+                .await
+                .unwrap()
+        };
+        let ((status, first), (hook_status, hook_body)) =
+            futures_util::join!(get(&base, "/api/me/user", &token), webhook);
+        assert_eq!((status, hook_status), (200, 200), "{first} {hook_body}");
+        assert_eq!(first["user"]["first_name"], "Old", "the request saw v1");
+        // v1 must not have replaced v2 in the cache (nor in the table).
+        let (_, again) = get(&base, "/api/me/user", &token).await;
+        assert_eq!(again["source"], "cache");
+        assert_eq!(
+            again["user"]["first_name"], "New",
+            "{backend:?}: stale cache write"
+        );
+        let row = probe.inner.find(id).await.unwrap().unwrap();
+        assert_eq!(row.first_name.as_deref(), Some("New"));
+        assert_eq!(mock.requests(Endpoint::User), 1);
+        db.cleanup().await;
+    }
 }

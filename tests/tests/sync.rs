@@ -9,7 +9,8 @@ use actix_web::{http::StatusCode, test, web, App, HttpResponse};
 use clerk_actix::{
     store::{ClerkUserRecord, DieselUserStore},
     testing::{mock_user_json, Endpoint, Fault, MockClerk},
-    ClerkEvent, ClerkMiddleware, ClerkUser, ClerkUserData, UserSource, UserStore,
+    ClerkEvent, ClerkMiddleware, ClerkUser, ClerkUserData, DeletedUserPolicy, UserSource,
+    UserStore,
 };
 use clerk_actix_tests::{
     bearer,
@@ -72,6 +73,7 @@ async fn upsert_inserts_updates_clears_and_ignores_stale_updates() {
         let first = store
             .upsert(&user_data(id, 1_000, Some("Ada")))
             .await
+            .unwrap()
             .unwrap();
         assert_eq!(first.first_name.as_deref(), Some("Ada"), "{backend:?}");
         assert_eq!(first.email.as_deref(), Some("upsert1@example.com"));
@@ -82,19 +84,24 @@ async fn upsert_inserts_updates_clears_and_ignores_stale_updates() {
         // Newer update: changes.
         let mut newer = user_data(id, 2_000, Some("Grace"));
         newer.username = Some("grace".into());
-        let second = store.upsert(&newer).await.unwrap();
+        let second = store.upsert(&newer).await.unwrap().unwrap();
         assert_eq!(second.id, first.id, "same row");
         assert_eq!(second.first_name.as_deref(), Some("Grace"));
         assert_eq!(second.username.as_deref(), Some("grace"));
 
         // A value removed in Clerk clears the column.
-        let cleared = store.upsert(&user_data(id, 3_000, None)).await.unwrap();
+        let cleared = store
+            .upsert(&user_data(id, 3_000, None))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(cleared.first_name, None, "{backend:?}");
 
         // An older update changes nothing and returns the stored row.
         let stale = store
             .upsert(&user_data(id, 2_500, Some("Stale")))
             .await
+            .unwrap()
             .unwrap();
         assert_eq!(
             stale.first_name, None,
@@ -104,14 +111,28 @@ async fn upsert_inserts_updates_clears_and_ignores_stale_updates() {
         let stored = store.find(id).await.unwrap().unwrap();
         assert_eq!(stored, stale);
 
-        // Banned → inactive; deactivate and delete.
+        // Banned → inactive; then deleted (the row goes, a tombstone stays).
         let mut banned = user_data(id, 4_000, Some("B"));
         banned.banned = true;
-        assert!(!store.upsert(&banned).await.unwrap().is_active);
-        assert!(store.deactivate(id).await.unwrap());
-        assert!(store.delete(id).await.unwrap());
+        assert!(!store.upsert(&banned).await.unwrap().unwrap().is_active);
+        assert!(store
+            .mark_deleted(id, 5_000, DeletedUserPolicy::Delete)
+            .await
+            .unwrap());
         assert!(store.find(id).await.unwrap().is_none());
-        assert!(!store.delete(id).await.unwrap());
+        assert_eq!(store.deleted_at(id).await.unwrap(), Some(5_000));
+        // Idempotent: the first deletion time stays.
+        assert!(!store
+            .mark_deleted(id, 6_000, DeletedUserPolicy::Delete)
+            .await
+            .unwrap());
+        assert_eq!(store.deleted_at(id).await.unwrap(), Some(5_000));
+        // Deletion is final: a later upsert writes nothing.
+        assert!(store
+            .upsert(&user_data(id, 9_000, Some("Back")))
+            .await
+            .unwrap()
+            .is_none());
         assert_eq!(db.count_rows(&store).await, 0);
         db.cleanup().await;
     }

@@ -3,77 +3,19 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::{net::TcpListener, sync::atomic::Ordering, time::Duration};
+use std::sync::atomic::Ordering;
 
-use actix_web::{web, App, HttpResponse, HttpServer};
 use clerk_actix::{
-    store::ClerkUserRecord,
-    testing::{mock_user_json, Endpoint, MockClerk, WebhookDelivery, MOCK_WEBHOOK_SECRET},
-    webhooks::{self, DeletedUserPolicy, WebhookOutcome},
-    Clerk, ClerkEvent, ClerkMiddleware, ClerkSession, ClerkUser, UserStore,
+    testing::{Endpoint, MockClerk, WebhookDelivery, MOCK_WEBHOOK_SECRET},
+    webhooks::{DeletedUserPolicy, WebhookOutcome},
+    Clerk, ClerkEvent, UserStore,
 };
 use clerk_actix_tests::{
     db::{Backend, TestDb, BACKENDS},
+    http::{get, serve, user_json},
     Probe, Recorder,
 };
-use serde_json::{json, Value};
-
-async fn me_user(user: ClerkUser<ClerkUserRecord>) -> HttpResponse {
-    HttpResponse::Ok().json(json!({"source": user.source(), "user": &*user}))
-}
-
-async fn me(session: ClerkSession) -> HttpResponse {
-    HttpResponse::Ok().body(session.user_id().to_owned())
-}
-
-/// Serves the webhook endpoint and two protected routes on 127.0.0.1; returns the base URL.
-fn serve(clerk: Clerk) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(web::Data::new(clerk.clone()))
-            .service(webhooks::resource::<ClerkUserRecord>("/webhooks/clerk"))
-            .service(
-                web::scope("/api")
-                    .wrap(ClerkMiddleware::new(clerk.clone()))
-                    .route("/me/user", web::get().to(me_user))
-                    .route("/me", web::get().to(me)),
-            )
-    })
-    .workers(1)
-    .disable_signals()
-    .listen(listener)
-    .unwrap()
-    .run();
-    actix_web::rt::spawn(server);
-    base
-}
-
-async fn get(base: &str, path: &str, token: &str) -> (u16, Value) {
-    let client = awc::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .finish();
-    let mut res = client
-        .get(format!("{base}{path}"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    let body = res.body().await.unwrap();
-    (
-        res.status().as_u16(),
-        serde_json::from_slice(&body)
-            .unwrap_or(Value::String(String::from_utf8_lossy(&body).into())),
-    )
-}
-
-fn user_json(id: &str, updated_at: i64, first_name: &str) -> Value {
-    let mut u = mock_user_json(id);
-    u["updated_at"] = json!(updated_at);
-    u["first_name"] = json!(first_name);
-    u
-}
+use serde_json::json;
 
 #[actix_web::test]
 async fn created_updated_deleted_replayed_and_reordered() {
@@ -209,7 +151,8 @@ async fn created_updated_deleted_replayed_and_reordered() {
                 WebhookOutcome::Applied,
                 WebhookOutcome::Duplicate,
                 WebhookOutcome::Applied,
-                WebhookOutcome::Applied,
+                // Deletion is final: the late update is acknowledged and ignored.
+                WebhookOutcome::Ignored,
             ]
         );
         db.cleanup().await;

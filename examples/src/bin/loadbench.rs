@@ -30,7 +30,7 @@ use clerk_actix::{
     store::{ClerkUserRecord, DieselUserStore},
     sync::StoreError,
     testing::{unix_now, Endpoint, MockClerk},
-    Clerk, ClerkMiddleware, ClerkSession, ClerkUser, ClerkUserData, UserStore,
+    Clerk, ClerkMiddleware, ClerkSession, ClerkUser, ClerkUserData, DeletedUserPolicy, UserStore,
 };
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use futures_util::future::BoxFuture;
@@ -197,18 +197,26 @@ struct Counting<S> {
 
 impl<S: UserStore> UserStore for Counting<S> {
     type User = S::User;
-    fn upsert<'a>(&'a self, u: &'a ClerkUserData) -> BoxFuture<'a, Result<S::User, StoreError>> {
+    fn upsert<'a>(
+        &'a self,
+        u: &'a ClerkUserData,
+    ) -> BoxFuture<'a, Result<Option<S::User>, StoreError>> {
         self.upserts.fetch_add(1, Ordering::Relaxed);
         self.inner.upsert(u)
     }
     fn find<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<S::User>, StoreError>> {
         self.inner.find(id)
     }
-    fn deactivate<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
-        self.inner.deactivate(id)
+    fn mark_deleted<'a>(
+        &'a self,
+        id: &'a str,
+        deleted_at: i64,
+        policy: DeletedUserPolicy,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        self.inner.mark_deleted(id, deleted_at, policy)
     }
-    fn delete<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
-        self.inner.delete(id)
+    fn deleted_at<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<i64>, StoreError>> {
+        self.inner.deleted_at(id)
     }
 }
 

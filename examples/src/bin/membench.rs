@@ -14,7 +14,7 @@ use clerk_actix::{
     store::ClerkUserRecord,
     sync::StoreError,
     testing::{unix_now, TokenBuilder, TEST_KEYS},
-    Clerk, ClerkUserData, TokenCarrier, UserStore,
+    Clerk, ClerkUserData, DeletedUserPolicy, TokenCarrier, UserStore,
 };
 use futures_util::future::BoxFuture;
 
@@ -62,8 +62,8 @@ impl UserStore for InMemory {
     fn upsert<'a>(
         &'a self,
         u: &'a ClerkUserData,
-    ) -> BoxFuture<'a, Result<ClerkUserRecord, StoreError>> {
-        Box::pin(async move { Ok(record(&u.id)) })
+    ) -> BoxFuture<'a, Result<Option<ClerkUserRecord>, StoreError>> {
+        Box::pin(async move { Ok(Some(record(&u.id))) })
     }
     fn find<'a>(
         &'a self,
@@ -71,11 +71,16 @@ impl UserStore for InMemory {
     ) -> BoxFuture<'a, Result<Option<ClerkUserRecord>, StoreError>> {
         Box::pin(async move { Ok(Some(record(id))) })
     }
-    fn deactivate<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+    fn mark_deleted<'a>(
+        &'a self,
+        _: &'a str,
+        _: i64,
+        _: DeletedUserPolicy,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async { Ok(false) })
     }
-    fn delete<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
-        Box::pin(async { Ok(false) })
+    fn deleted_at<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Option<i64>, StoreError>> {
+        Box::pin(async { Ok(None) })
     }
 }
 

@@ -1,6 +1,7 @@
 diesel::table! {
     people (id) {
         id -> BigInt,
+        active -> Bool,
         email -> Nullable<Text>,
     }
 }
@@ -9,6 +10,8 @@ diesel::table! {
 #[diesel(table_name = people)]
 struct Person {
     id: i64,
+    #[clerk(is_active)]
+    active: bool,
     #[clerk(email)]
     email: Option<String>,
 }

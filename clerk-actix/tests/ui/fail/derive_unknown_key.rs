@@ -1,6 +1,7 @@
 diesel::table! {
     people (id) {
         id -> BigInt,
+        active -> Bool,
         clerk_id -> Text,
         email -> Nullable<Text>,
     }
@@ -10,6 +11,8 @@ diesel::table! {
 #[diesel(table_name = people)]
 struct Person {
     id: i64,
+    #[clerk(is_active)]
+    active: bool,
     #[clerk(id)]
     clerk_id: String,
     #[clerk(emial)]
