@@ -7,8 +7,9 @@ prints, and sends:
      decoder reads as the same token;
   2. M variants of ~50 KB (default M = 3000).
 It reports the answers by status, the server's RSS before and after each flood (VmRSS from
-/proc), and how many tokens were verified (the library's `clerk token cache miss` trace lines:
-one per token that reached decoding and RSA).
+/proc), how many tokens were verified (the library's `clerk token cache miss` trace lines on the
+server's stdout: one per token that reached decoding and RSA), and how many lines the server
+printed in all.
 
 Usage: cargo build --release -p clerk-actix-examples --bin quickstart
        python3 examples/scripts/padding_flood.py [N] [M]
@@ -87,25 +88,33 @@ def main():
     try:
         time.sleep(0.5)
         warm = flood([token] * 200)  # warm-up: one verification, then cache hits
-        misses_before = open(log_path).read().count("clerk token cache miss")
+        misses = lambda: "".join(lines).count("clerk token cache miss")  # noqa: E731
+        time.sleep(0.2)
+        misses_before = misses()
         rss0 = rss_kib(server.pid)
         padded = flood(f"{token}{'=' * i}" for i in range(1, n + 1))
         rss1 = rss_kib(server.pid)
-        misses_padded = open(log_path).read().count("clerk token cache miss") - misses_before
+        time.sleep(0.2)
+        misses_padded = misses() - misses_before
         big = flood(f"{token}{'=' * (50_000 + i)}" for i in range(m))
         rss2 = rss_kib(server.pid)
-        misses_big = (open(log_path).read().count("clerk token cache miss")
-                      - misses_before - misses_padded)
+        time.sleep(0.2)
+        misses_big = misses() - misses_before - misses_padded
+        log_lines = len(lines) + sum(1 for _ in open(log_path))
+        refusal_lines = "".join(lines).count("clerk auth failed")
     finally:
         server.terminate()
         server.wait(timeout=10)
-    print(f"token: {len(token)} bytes; warm-up answers {dict(warm)}")
+    print(f"token: {len(token)} bytes; warm-up (200 requests, the plain token): answers "
+          f"{dict(warm)}, verifications {misses_before}")
     print(f"padding flood, {n} variants (+1..{n} '='): answers {dict(sorted(padded.items()))}, "
           f"verifications {misses_padded}, RSS {rss0} -> {rss1} KiB ({(rss1 - rss0) / 1024:+.1f} MiB)")
     print(f"50 KB flood, {m} variants: answers {dict(sorted(big.items()))}, "
           f"verifications {misses_big}, RSS {rss1} -> {rss2} KiB ({(rss2 - rss1) / 1024:+.1f} MiB)")
     five_xx = sum(c for s, c in list(padded.items()) + list(big.items()) if s >= 500)
-    print(f"5xx answers: {five_xx}")
+    refused = sum(c for s, c in list(padded.items()) + list(big.items()) if s == 401)
+    print(f"5xx answers: {five_xx}; server output: {log_lines} lines in all (RUST_LOG=trace), "
+          f"{refusal_lines} refusal lines for {refused} refusals")
 
 
 if __name__ == "__main__":
