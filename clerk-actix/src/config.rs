@@ -550,7 +550,7 @@ impl ClerkBuilder {
 
     /// Keeps users of type `S::User` in sync through `store` (e.g.
     /// [`DieselUserStore`](crate::store::DieselUserStore)), for the
-    /// [`ClerkUser<U>`](crate::ClerkUser) extractor and [`Clerk::sync_user`]. One store per user
+    /// [`ClerkUser<U>`](struct@crate::ClerkUser) extractor and [`Clerk::sync_user`]. One store per user
     /// type; a later registration for the same type replaces the earlier one.
     pub fn user_store<S: UserStore>(mut self, store: S) -> Self {
         let store: Arc<dyn UserStore<User = S::User>> = Arc::new(store);

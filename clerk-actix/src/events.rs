@@ -4,6 +4,7 @@
 //! [`token_hash`] prefixes.
 
 use std::{
+    any::Any,
     fmt,
     sync::{
         atomic::{AtomicU32, AtomicU64, Ordering},
@@ -17,8 +18,6 @@ use sha2::{Digest, Sha256};
 use crate::{
     claims::ClerkClaims,
     error::AuthErrorReason,
-    sync::{AnyUser, UserSource},
-    webhooks::WebhookOutcome,
 };
 
 /// The `tracing` target of every event this crate emits.
@@ -50,6 +49,76 @@ impl AuthSource {
         match self {
             Self::Cache => "cache",
             Self::Verified => "verified",
+        }
+    }
+}
+
+/// Where a request's user came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UserSource {
+    /// The user cache: no Backend API call, no SQL.
+    Cache,
+    /// Fetched from the Backend API and upserted now.
+    Api,
+    /// Clerk was unreachable; the stored row was served.
+    Database,
+}
+
+impl UserSource {
+    /// `"cache"`, `"api"` or `"database"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Cache => "cache",
+            Self::Api => "api",
+            Self::Database => "database",
+        }
+    }
+}
+
+/// A user, type-erased, as carried by
+/// [`ClerkEvent::UserAuthenticated`]; downcast with
+/// [`get`](Self::get).
+#[derive(Clone)]
+pub struct AnyUser(Arc<dyn Any + Send + Sync>);
+
+impl AnyUser {
+    pub(crate) fn new(user: Arc<dyn Any + Send + Sync>) -> Self {
+        Self(user)
+    }
+
+    /// The user as `U`, if it is one.
+    pub fn get<U: 'static>(&self) -> Option<&U> {
+        self.0.downcast_ref()
+    }
+}
+
+impl fmt::Debug for AnyUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AnyUser(..)")
+    }
+}
+
+/// How a verified delivery was handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WebhookOutcome {
+    /// The user table was updated (an out-of-date update leaves the newer row as it is).
+    Applied,
+    /// This `svix-id` was already applied: nothing changed.
+    Duplicate,
+    /// Not a user event, or an event for a deleted user (deletion is final): acknowledged,
+    /// nothing changed.
+    Ignored,
+}
+
+impl WebhookOutcome {
+    /// `"applied"`, `"duplicate"` or `"ignored"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Applied => "applied",
+            Self::Duplicate => "duplicate",
+            Self::Ignored => "ignored",
         }
     }
 }

@@ -2,7 +2,7 @@
 //! its own (requests wait for it, never own it), a TTL,
 //! rate-limited refreshes on unknown `kid`s, back-off after failures, and known keys kept in
 //! service while Clerk is unreachable. The refresh decision is a pure function of instants
-//! ([`decide`]) so it is tested with back-dated times.
+//! (`decide`) so it is tested with back-dated times.
 
 use std::{
     sync::{Arc, Mutex, PoisonError},

@@ -2,11 +2,22 @@
 
 use std::{collections::HashMap, fmt, sync::Arc};
 
-use base64::Engine as _;
+use base64::{
+    alphabet,
+    engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig},
+    Engine as _,
+};
 use jsonwebtoken::DecodingKey;
 use serde::Deserialize;
 
-use crate::verify::B64_LOOSE;
+/// base64url, padding optional, lenient about trailing bits: for JWK `n` / `e`, as Clerk's
+/// decoder reads them.
+const B64_LOOSE: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::URL_SAFE,
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
+);
 
 /// Why a key or key set could not be loaded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

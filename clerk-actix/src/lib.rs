@@ -71,7 +71,7 @@ pub use claims::{
 };
 pub use clerk_actix_macros::clerk_protected;
 /// `#[derive(ClerkUser)]` for your own diesel models (see the macro's docs); the same name as
-/// the [`ClerkUser`] extractor, in the macro namespace.
+/// the [`ClerkUser`](struct@ClerkUser) extractor, in the macro namespace.
 pub use clerk_actix_macros::ClerkUser;
 #[doc(hidden)]
 pub use clerk_actix_macros::ClerkUser as ClerkUserModel;

@@ -1,5 +1,5 @@
 //! [`ClerkMiddleware`]: authenticates every request before the handler and leaves an
-//! [`AuthState`](crate::AuthState) in the request extensions.
+//! [`AuthState`] in the request extensions.
 
 use std::{
     future::{ready, Future, Ready},

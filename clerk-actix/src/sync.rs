@@ -2,7 +2,7 @@
 //! Backend API call and no SQL; concurrent first requests for one user coalesce into one
 //! Backend API call and one upsert.
 
-use std::{any::Any, fmt, sync::Arc, time::Duration};
+use std::{fmt, sync::Arc, time::Duration};
 
 use futures_util::future::BoxFuture;
 use moka::{
@@ -10,6 +10,7 @@ use moka::{
     ops::compute::{CompResult, Op},
 };
 
+pub use crate::events::{AnyUser, UserSource};
 use crate::{
     api::{ApiError, BackendApi},
     error::{AuthError, AuthErrorReason as R},
@@ -125,48 +126,6 @@ impl<S: UserStore> UserStore for Arc<S> {
     }
     fn deleted_at<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<i64>, StoreError>> {
         (**self).deleted_at(id)
-    }
-}
-
-/// Where a request's user came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum UserSource {
-    /// The user cache: no Backend API call, no SQL.
-    Cache,
-    /// Fetched from the Backend API and upserted now.
-    Api,
-    /// Clerk was unreachable; the stored row was served.
-    Database,
-}
-
-impl UserSource {
-    /// `"cache"`, `"api"` or `"database"`.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Cache => "cache",
-            Self::Api => "api",
-            Self::Database => "database",
-        }
-    }
-}
-
-/// A user, type-erased, as carried by
-/// [`ClerkEvent::UserAuthenticated`](crate::ClerkEvent::UserAuthenticated); downcast with
-/// [`get`](Self::get).
-#[derive(Clone)]
-pub struct AnyUser(Arc<dyn Any + Send + Sync>);
-
-impl AnyUser {
-    /// The user as `U`, if it is one.
-    pub fn get<U: 'static>(&self) -> Option<&U> {
-        self.0.downcast_ref()
-    }
-}
-
-impl fmt::Debug for AnyUser {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("AnyUser(..)")
     }
 }
 
@@ -455,6 +414,6 @@ impl<U: SyncedUser> UserSync<U> {
     }
 
     pub(crate) fn any_user(user: &Arc<U>) -> AnyUser {
-        AnyUser(user.clone())
+        AnyUser::new(user.clone())
     }
 }

@@ -49,13 +49,6 @@ fn decode_segment(segment: &str) -> Result<Vec<u8>, base64::DecodeError> {
     B64_SEGMENT.decode(segment.trim_end_matches('='))
 }
 
-/// base64url, padding optional, lenient about trailing bits: for JWK `n` / `e`.
-pub(crate) const B64_LOOSE: GeneralPurpose = GeneralPurpose::new(
-    &alphabet::URL_SAFE,
-    GeneralPurposeConfig::new()
-        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
-        .with_decode_allow_trailing_bits(true),
-);
 const B64_CANONICAL: GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 /// What to check besides the signature and the times. Cheap to clone.

@@ -209,7 +209,7 @@ pub mod http {
 }
 
 /// Databases for the user-sync tests: a fresh PostgreSQL database (127.0.0.1:5432, user
-/// `postgres`) or a fresh SQLite file per test, migrated, dropped by [`TestDb::cleanup`].
+/// `postgres`) or a fresh SQLite file per test, migrated, dropped by [`db::TestDb::cleanup`].
 pub mod db {
     use std::sync::atomic::{AtomicBool, Ordering};
 

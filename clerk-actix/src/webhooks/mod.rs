@@ -31,26 +31,21 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-fn unix_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
 
-use actix_web::{http::header::HeaderMap, web, HttpRequest, HttpResponse};
+use actix_web::http::header::HeaderMap;
 use base64::{engine::general_purpose::STANDARD, Engine as _};
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use serde_json::Value;
 use sha2::Sha256;
 
-pub use crate::sync::DeletedUserPolicy;
-use crate::{
-    config::Clerk,
-    events::ClerkEvent,
-    sync::{SyncError, SyncedUser},
-    user::ClerkUserData,
-};
+pub use crate::{events::WebhookOutcome, sync::DeletedUserPolicy};
+use crate::user::ClerkUserData;
+
+mod apply;
+mod endpoint;
+
+pub use endpoint::resource;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -339,107 +334,6 @@ impl WebhookVerifier {
     }
 }
 
-/// How a verified delivery was handled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum WebhookOutcome {
-    /// The user table was updated (an out-of-date update leaves the newer row as it is).
-    Applied,
-    /// This `svix-id` was already applied: nothing changed.
-    Duplicate,
-    /// Not a user event, or an event for a deleted user (deletion is final): acknowledged,
-    /// nothing changed.
-    Ignored,
-}
-
-impl WebhookOutcome {
-    /// `"applied"`, `"duplicate"` or `"ignored"`.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Applied => "applied",
-            Self::Duplicate => "duplicate",
-            Self::Ignored => "ignored",
-        }
-    }
-}
-
-/// The webhook endpoint as an actix resource: `POST` only, body up to 1 MiB, the
-/// [`Clerk`] handle taken from `web::Data<Clerk>`, users of type `U` kept in the store
-/// registered for `U`.
-///
-/// Answers: 200 `{"status": "applied" | "duplicate" | "ignored"}`; 400
-/// `{"error": "invalid_webhook", "reason": ...}` for a bad signature or body (nothing written);
-/// 503 when the store fails (so Svix retries); 500 naming the fix when unconfigured.
-pub fn resource<U: SyncedUser>(path: &str) -> actix_web::Resource {
-    web::resource(path)
-        .app_data(web::PayloadConfig::new(1 << 20))
-        .route(web::post().to(handle::<U>))
-}
-
-/// A 500 for a server set up wrongly: the reason code, and the fix only where the handle
-/// allows details (debug builds by default); the fix is logged either way.
-fn misconfigured(clerk: Option<&Clerk>, reason: &'static str, fix: &'static str) -> HttpResponse {
-    match clerk {
-        Some(clerk) => clerk.events().log_server_error(reason, fix),
-        None => {
-            tracing::error!(target: crate::events::TRACING_TARGET, reason, fix, "clerk webhook endpoint misconfigured")
-        }
-    }
-    let mut body = serde_json::json!({"error": "server_misconfigured", "reason": reason});
-    if clerk.map_or(cfg!(debug_assertions), Clerk::exposes_error_details) {
-        body["fix"] = serde_json::Value::from(fix);
-    }
-    HttpResponse::InternalServerError().json(body)
-}
-
-async fn handle<U: SyncedUser>(req: HttpRequest, body: web::Bytes) -> HttpResponse {
-    let Some(clerk) = req.app_data::<web::Data<Clerk>>() else {
-        return misconfigured(
-            None,
-            "clerk-missing",
-            "register the Clerk handle with App::app_data(web::Data::new(clerk))",
-        );
-    };
-    let Some(webhooks) = &clerk.inner.webhooks else {
-        return misconfigured(
-            Some(clerk),
-            "webhook-secret-missing",
-            "set CLERK_WEBHOOK_SIGNING_SECRET or ClerkBuilder::webhook_signing_secret",
-        );
-    };
-    let event = match webhooks
-        .verifier
-        .verify_at(req.headers(), &body, SystemTime::now())
-    {
-        Ok(event) => event,
-        Err(err) => {
-            clerk.emit(ClerkEvent::WebhookRejected {
-                reason: err.reason(),
-            });
-            return HttpResponse::BadRequest().json(serde_json::json!({
-                "error": "invalid_webhook", "reason": err.reason(),
-            }));
-        }
-    };
-    clerk.emit(ClerkEvent::WebhookReceived {
-        svix_id: event.svix_id.clone(),
-        event_type: event.event_type.clone(),
-    });
-    match clerk.apply_webhook::<U>(&event).await {
-        Ok(outcome) => HttpResponse::Ok().json(serde_json::json!({"status": outcome.as_str()})),
-        Err(SyncError::NoStore) => misconfigured(
-            Some(clerk),
-            "user-store-missing",
-            "register a user store with ClerkBuilder::user_store(...)",
-        ),
-        Err(_) => HttpResponse::ServiceUnavailable()
-            .insert_header(("Retry-After", "30"))
-            .json(serde_json::json!({
-                "error": "temporarily_unavailable", "reason": "user-store-unavailable",
-            })),
-    }
-}
-
 /// Webhook settings held by [`Clerk`].
 #[derive(Debug)]
 pub(crate) struct Webhooks {
@@ -459,79 +353,5 @@ impl Webhooks {
                 .time_to_live(Duration::from_secs(24 * 3600))
                 .build(),
         }
-    }
-}
-
-impl Clerk {
-    /// Applies a verified webhook event to the store registered for `U`: created / updated →
-    /// upsert (an older update never overwrites a newer row) and refresh the user cache;
-    /// deleted → a durable tombstone with Clerk's deletion time, the row deactivated (or
-    /// deleted), and the user's tokens refused for good; other types → ignored. Deletion is
-    /// final: any later event for a deleted id (late, retried, replayed, re-signed) is
-    /// `Ignored`. Idempotent on `svix-id`.
-    pub async fn apply_webhook<U: SyncedUser>(
-        &self,
-        event: &WebhookEvent,
-    ) -> Result<WebhookOutcome, SyncError> {
-        let seen = self.inner.webhooks.as_ref().map(|w| &w.seen);
-        if seen.is_some_and(|s| s.contains_key(&event.svix_id)) {
-            return Ok(self.webhook_done(event, WebhookOutcome::Duplicate, None));
-        }
-        let sync = self.user_sync::<U>();
-        let (outcome, user_id) = match &event.kind {
-            WebhookEventKind::UserCreated(data) | WebhookEventKind::UserUpdated(data) => {
-                let sync = sync.ok_or(SyncError::NoStore)?;
-                match sync.sync(data).await {
-                    Ok(user) => {
-                        if user.is_active() {
-                            self.inner.revoked.lift(&data.id);
-                        } else {
-                            // Banned or locked: refuse tokens issued up to the change, by
-                            // Clerk's clock (`updated_at` against `iat`) or ours if later.
-                            let at = data.updated_at.div_euclid(1000).max(unix_secs());
-                            self.inner.revoked.revoke(&data.id, at);
-                        }
-                        (WebhookOutcome::Applied, Some(data.id.clone()))
-                    }
-                    // A tombstoned id: deletion is final.
-                    Err(SyncError::NotFound) => (WebhookOutcome::Ignored, Some(data.id.clone())),
-                    Err(e) => return Err(e),
-                }
-            }
-            WebhookEventKind::UserDeleted { id: Some(id) } => {
-                let sync = sync.ok_or(SyncError::NoStore)?;
-                let policy = self
-                    .inner
-                    .webhooks
-                    .as_ref()
-                    .map(|w| w.deleted_policy)
-                    .unwrap_or_default();
-                sync.mark_deleted(id, event.occurred_at_ms, policy).await?;
-                self.inner.revoked.revoke_deleted(id);
-                (WebhookOutcome::Applied, Some(id.clone()))
-            }
-            WebhookEventKind::UserDeleted { id: None } | WebhookEventKind::Other => {
-                (WebhookOutcome::Ignored, None)
-            }
-        };
-        if let Some(seen) = seen {
-            seen.insert(event.svix_id.clone(), ());
-        }
-        Ok(self.webhook_done(event, outcome, user_id))
-    }
-
-    fn webhook_done(
-        &self,
-        event: &WebhookEvent,
-        outcome: WebhookOutcome,
-        user_id: Option<String>,
-    ) -> WebhookOutcome {
-        self.emit(ClerkEvent::WebhookProcessed {
-            svix_id: event.svix_id.clone(),
-            event_type: event.event_type.clone(),
-            outcome,
-            user_id,
-        });
-        outcome
     }
 }

@@ -1,0 +1,92 @@
+//! Applying a verified delivery to the user store, the user cache and the revocations: the
+//! protocol's rules (ordering by `updated_at`, deletion is final, idempotency on `svix-id`),
+//! with no HTTP in sight.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::{WebhookEvent, WebhookEventKind, WebhookOutcome};
+use crate::{
+    config::Clerk,
+    events::ClerkEvent,
+    sync::{SyncError, SyncedUser},
+};
+
+fn unix_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+impl Clerk {
+    /// Applies a verified webhook event to the store registered for `U`: created / updated →
+    /// upsert (an older update never overwrites a newer row) and refresh the user cache;
+    /// deleted → a durable tombstone with Clerk's deletion time, the row deactivated (or
+    /// deleted), and the user's tokens refused for good; other types → ignored. Deletion is
+    /// final: any later event for a deleted id (late, retried, replayed, re-signed) is
+    /// `Ignored`. Idempotent on `svix-id`.
+    pub async fn apply_webhook<U: SyncedUser>(
+        &self,
+        event: &WebhookEvent,
+    ) -> Result<WebhookOutcome, SyncError> {
+        let seen = self.inner.webhooks.as_ref().map(|w| &w.seen);
+        if seen.is_some_and(|s| s.contains_key(&event.svix_id)) {
+            return Ok(self.webhook_done(event, WebhookOutcome::Duplicate, None));
+        }
+        let sync = self.user_sync::<U>();
+        let (outcome, user_id) = match &event.kind {
+            WebhookEventKind::UserCreated(data) | WebhookEventKind::UserUpdated(data) => {
+                let sync = sync.ok_or(SyncError::NoStore)?;
+                match sync.sync(data).await {
+                    Ok(user) => {
+                        if user.is_active() {
+                            self.inner.revoked.lift(&data.id);
+                        } else {
+                            // Banned or locked: refuse tokens issued up to the change, by
+                            // Clerk's clock (`updated_at` against `iat`) or ours if later.
+                            let at = data.updated_at.div_euclid(1000).max(unix_secs());
+                            self.inner.revoked.revoke(&data.id, at);
+                        }
+                        (WebhookOutcome::Applied, Some(data.id.clone()))
+                    }
+                    // A tombstoned id: deletion is final.
+                    Err(SyncError::NotFound) => (WebhookOutcome::Ignored, Some(data.id.clone())),
+                    Err(e) => return Err(e),
+                }
+            }
+            WebhookEventKind::UserDeleted { id: Some(id) } => {
+                let sync = sync.ok_or(SyncError::NoStore)?;
+                let policy = self
+                    .inner
+                    .webhooks
+                    .as_ref()
+                    .map(|w| w.deleted_policy)
+                    .unwrap_or_default();
+                sync.mark_deleted(id, event.occurred_at_ms, policy).await?;
+                self.inner.revoked.revoke_deleted(id);
+                (WebhookOutcome::Applied, Some(id.clone()))
+            }
+            WebhookEventKind::UserDeleted { id: None } | WebhookEventKind::Other => {
+                (WebhookOutcome::Ignored, None)
+            }
+        };
+        if let Some(seen) = seen {
+            seen.insert(event.svix_id.clone(), ());
+        }
+        Ok(self.webhook_done(event, outcome, user_id))
+    }
+
+    fn webhook_done(
+        &self,
+        event: &WebhookEvent,
+        outcome: WebhookOutcome,
+        user_id: Option<String>,
+    ) -> WebhookOutcome {
+        self.emit(ClerkEvent::WebhookProcessed {
+            svix_id: event.svix_id.clone(),
+            event_type: event.event_type.clone(),
+            outcome,
+            user_id,
+        });
+        outcome
+    }
+}
