@@ -10,15 +10,50 @@ use syn::{
     Token,
 };
 
-const KEYS: [&str; 7] = [
+const KEYS: [&str; 8] = [
     "role",
     "permission",
     "feature",
     "plan",
+    "reverification",
     "any",
     "all",
     "crate",
 ];
+
+/// Clerk's reverification presets and what they mean, as `Reverification` variants.
+const REVERIFICATION_PRESETS: [(&str, &str); 4] = [
+    ("strict_mfa", "StrictMfa"),
+    ("strict", "Strict"),
+    ("moderate", "Moderate"),
+    ("lax", "Lax"),
+];
+/// Levels of a custom reverification (`"<level>:<minutes>"`), as `VerificationLevel` variants.
+const REVERIFICATION_LEVELS: [(&str, &str); 3] = [
+    ("first_factor", "FirstFactor"),
+    ("second_factor", "SecondFactor"),
+    ("multi_factor", "MultiFactor"),
+];
+
+/// Strips any leading `org:` prefixes, as Clerk's `prefixWithOrg` does before adding one.
+fn without_org_prefix(value: &str) -> &str {
+    let mut bare = value;
+    while let Some(rest) = bare.strip_prefix("org:") {
+        bare = rest;
+    }
+    bare
+}
+
+/// A reverification value: a preset, or `"<level>:<minutes>"` with minutes > 0.
+fn parse_reverification(value: &str) -> Option<(&'static str, Option<u32>)> {
+    if let Some((_, variant)) = REVERIFICATION_PRESETS.iter().find(|(k, _)| *k == value) {
+        return Some((variant, None));
+    }
+    let (level, minutes) = value.split_once(':')?;
+    let (_, variant) = REVERIFICATION_LEVELS.iter().find(|(k, _)| *k == level)?;
+    let minutes: u32 = minutes.parse().ok().filter(|m| *m > 0)?;
+    Some((variant, Some(minutes)))
+}
 
 /// A parsed requirement.
 enum Rule {
@@ -45,25 +80,28 @@ fn validate(key: &'static str, lit: &LitStr) -> Result<()> {
         return bad(format!("`{key}` must be a non-empty value without spaces"));
     }
     match key {
-        "role" => match value.strip_prefix("org:") {
-            Some(rest) if !rest.is_empty() && !rest.contains(':') => Ok(()),
-            _ => bad(format!(
-                "roles are namespaced with `org:`: write \"org:{}\"",
-                value.trim_start_matches("org:")
-            )),
+        // Clerk's has() reads "admin" and "org:admin" alike.
+        "role" => match without_org_prefix(&value) {
+            rest if !rest.is_empty() && !rest.contains(':') => Ok(()),
+            _ => bad("a role looks like \"org:admin\" (or \"admin\": the `org:` prefix is optional)".into()),
         },
         "permission" => {
-            let parts: Vec<&str> = value.split(':').collect();
+            let parts: Vec<&str> = without_org_prefix(&value).split(':').collect();
             match parts.as_slice() {
-                ["org", feature, permission] if !feature.is_empty() && !permission.is_empty() => {
-                    Ok(())
-                }
+                [feature, permission] if !feature.is_empty() && !permission.is_empty() => Ok(()),
                 _ => bad(
-                    "permissions look like \"org:<feature>:<permission>\", e.g. \"org:invoices:read\""
+                    "permissions look like \"org:<feature>:<permission>\", e.g. \"org:invoices:read\" (the `org:` prefix is optional)"
                         .into(),
                 ),
             }
         }
+        "reverification" => match parse_reverification(&value) {
+            Some(_) => Ok(()),
+            None => bad(
+                "reverification is \"strict_mfa\", \"strict\", \"moderate\", \"lax\", or \"<level>:<minutes>\" with level first_factor, second_factor or multi_factor (e.g. \"second_factor:30\")"
+                    .into(),
+            ),
+        },
         _ => match value.split_once(':') {
             None => Ok(()),
             Some((scope, id))
@@ -117,7 +155,7 @@ fn parse_list(
                     };
                     *krate = path;
                 }
-                Some(key @ ("role" | "permission" | "feature" | "plan")) => {
+                Some(key @ ("role" | "permission" | "feature" | "plan" | "reverification")) => {
                     if let Some(value) = errors.handle(string_value(&nv.value)) {
                         if errors.handle(validate(key, &value)).is_some() {
                             rules.push(Rule::Check { key, value });
@@ -175,6 +213,27 @@ fn parse_list(
 
 fn rule_tokens(rule: &Rule, krate: &TokenStream) -> TokenStream {
     match rule {
+        Rule::Check {
+            key: "reverification",
+            value,
+        } => {
+            let level = match parse_reverification(&value.value()) {
+                Some((preset, None)) => {
+                    let preset = format_ident!("{}", preset);
+                    quote!(#krate::Reverification::#preset)
+                }
+                Some((level, Some(minutes))) => {
+                    let level = format_ident!("{}", level);
+                    quote!(#krate::Reverification::Custom {
+                        level: #krate::VerificationLevel::#level,
+                        after_minutes: #minutes,
+                    })
+                }
+                // Validated when parsed.
+                None => quote!(#krate::Reverification::StrictMfa),
+            };
+            quote!(#krate::guard::Rule::Check(#krate::Has::reverification(#level)))
+        }
         Rule::Check { key, value } => {
             let ctor = format_ident!("{}", key);
             quote!(#krate::guard::Rule::Check(#krate::Has::#ctor(#value)))
@@ -315,6 +374,9 @@ mod tests {
                 all(permission = "org:a:b", plan = "user:pro")
             )),
             quote!(crate = my_clerk),
+            quote!(role = "admin", permission = "invoices:read"),
+            quote!(reverification = "strict"),
+            quote!(reverification = "multi_factor:30"),
         ] {
             let out = errors_of(args.clone());
             assert!(!out.contains("compile_error"), "{args}: {out}");
@@ -325,7 +387,12 @@ mod tests {
     fn mistakes_are_compile_errors() {
         for (args, needle) in [
             (quote!(rol = "org:admin"), "role"),
-            (quote!(role = "admin"), "org:admin"),
+            (quote!(role = "org:admin:x"), "org:admin"),
+            (quote!(reverification = "sometimes"), "strict_mfa"),
+            (
+                quote!(reverification = "second_factor:0"),
+                "<level>:<minutes>",
+            ),
             (
                 quote!(permission = "invoices"),
                 "org:<feature>:<permission>",

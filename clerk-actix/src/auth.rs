@@ -129,19 +129,29 @@ impl Clerk {
         if let Err(err) = inner.verifier.check_len(token) {
             return Err(self.failed(err, token));
         }
-        if let Some(claims) = inner.token_cache.get(token, now) {
+        if let Some((claims, shared)) = inner.token_cache.get(token, now) {
             self.check_revoked(&claims, token)?;
             self.emit_success(&claims, AuthSource::Cache, carrier);
-            return Ok(ClerkSession::new(claims, AuthSource::Cache, carrier));
+            return Ok(ClerkSession::new(
+                claims,
+                AuthSource::Cache,
+                carrier,
+                shared,
+            ));
         }
         let result = self.verify_uncached(token, now).await;
         match result {
             Ok(claims) => {
                 let claims = Arc::new(claims);
-                inner.token_cache.insert(token, claims.clone());
+                let shared = inner.token_cache.insert(token, claims.clone());
                 self.check_revoked(&claims, token)?;
                 self.emit_success(&claims, AuthSource::Verified, carrier);
-                Ok(ClerkSession::new(claims, AuthSource::Verified, carrier))
+                Ok(ClerkSession::new(
+                    claims,
+                    AuthSource::Verified,
+                    carrier,
+                    shared,
+                ))
             }
             Err(err) => Err(self.failed(err, token)),
         }
@@ -195,9 +205,7 @@ impl Clerk {
     }
 
     fn emit_success(&self, claims: &Arc<ClerkClaims>, source: AuthSource, carrier: TokenCarrier) {
-        if self.inner.events.has_listeners()
-            || tracing::enabled!(target: crate::events::TRACING_TARGET, tracing::Level::DEBUG)
-        {
+        if self.inner.events.wants_debug() {
             self.emit(ClerkEvent::AuthSucceeded {
                 claims: claims.clone(),
                 source,

@@ -25,6 +25,8 @@ const ENTRY_OVERHEAD: usize = 512;
 #[derive(Clone)]
 struct Entry {
     claims: Arc<ClerkClaims>,
+    /// The token (canonical form), shared with the key: handed to the session for forwarding.
+    token: Arc<str>,
     /// Unix seconds after which the token is no longer accepted (`exp` + skew).
     valid_until: f64,
     /// What the entry weighs against the cache's bounds.
@@ -112,16 +114,21 @@ impl TokenCache {
         }
     }
 
-    /// Claims for a token verified earlier and still within `exp` + skew at `now`.
-    pub(crate) fn get(&self, token: &str, now: SystemTime) -> Option<Arc<ClerkClaims>> {
+    /// Claims (and the shared token) for a token verified earlier and still within `exp` +
+    /// skew at `now`.
+    pub(crate) fn get(&self, token: &str, now: SystemTime) -> Option<(Arc<ClerkClaims>, Arc<str>)> {
         let entry = self.cache.as_ref()?.get(cache_key(token))?;
         // moka's expiry is driven by a monotonic clock; the wall clock has the last word.
-        (unix_now(now) < entry.valid_until).then_some(entry.claims)
+        (unix_now(now) < entry.valid_until).then_some((entry.claims, entry.token))
     }
 
-    pub(crate) fn insert(&self, token: &str, claims: Arc<ClerkClaims>) {
-        let Some(cache) = &self.cache else { return };
+    /// Caches a verified token; returns it as a shared string (the cache's own key when cached).
+    pub(crate) fn insert(&self, token: &str, claims: Arc<ClerkClaims>) -> Arc<str> {
         let key = cache_key(token);
+        let shared: Arc<str> = Arc::from(key);
+        let Some(cache) = &self.cache else {
+            return shared;
+        };
         // Mirrors the verifier: expired iff exp*1000 <= now_ms - skew.
         let valid_until = claims.expires_at() as f64 + self.skew.as_secs_f64();
         // The claims are parsed from the payload, about half the token: count the token twice
@@ -131,13 +138,15 @@ impl TokenCache {
             .unwrap_or(u32::MAX)
             .max(self.min_weight);
         cache.insert(
-            Arc::from(key),
+            shared.clone(),
             Entry {
                 claims,
+                token: shared.clone(),
                 valid_until,
                 weight,
             },
         );
+        shared
     }
 
     /// Number of cached tokens (approximate until pending work runs).

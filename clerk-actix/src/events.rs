@@ -15,10 +15,7 @@ use std::{
 
 use sha2::{Digest, Sha256};
 
-use crate::{
-    claims::ClerkClaims,
-    error::AuthErrorReason,
-};
+use crate::{claims::ClerkClaims, error::AuthErrorReason};
 
 /// The `tracing` target of every event this crate emits.
 pub const TRACING_TARGET: &str = "clerk_actix";
@@ -318,6 +315,13 @@ impl Events {
     /// True when someone listens; lets callers skip building an event.
     pub(crate) fn has_listeners(&self) -> bool {
         !self.listeners.is_empty()
+    }
+
+    /// True when a debug-level event would reach anyone: a listener, or a `tracing` subscriber
+    /// recording this crate's debug events. Lets the hot path skip building per-request events
+    /// nobody sees, without hiding them from either.
+    pub(crate) fn wants_debug(&self) -> bool {
+        self.has_listeners() || tracing::enabled!(target: TRACING_TARGET, tracing::Level::DEBUG)
     }
 
     pub(crate) fn emit(&self, event: ClerkEvent) {

@@ -34,20 +34,52 @@ use crate::{
 ///     HttpResponse::Ok().json(serde_json::json!({ "user_id": session.user_id() }))
 /// }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ClerkSession {
     claims: Arc<ClerkClaims>,
     source: AuthSource,
     carrier: TokenCarrier,
+    token: Arc<str>,
+}
+
+impl std::fmt::Debug for ClerkSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClerkSession")
+            .field("claims", &self.claims)
+            .field("source", &self.source)
+            .field("carrier", &self.carrier)
+            .field("token", &"[redacted]")
+            .finish()
+    }
 }
 
 impl ClerkSession {
-    pub(crate) fn new(claims: Arc<ClerkClaims>, source: AuthSource, carrier: TokenCarrier) -> Self {
+    pub(crate) fn new(
+        claims: Arc<ClerkClaims>,
+        source: AuthSource,
+        carrier: TokenCarrier,
+        token: Arc<str>,
+    ) -> Self {
         Self {
             claims,
             source,
             carrier,
+            token,
         }
+    }
+
+    /// The session token itself, to forward to another service that verifies Clerk tokens
+    /// (`Authorization: Bearer <token>`). It is a credential: never log it. (Trailing `=`
+    /// padding, which Clerk ignores, is not included.) `Debug` and `Serialize` leave it out.
+    ///
+    /// ```no_run
+    /// use clerk_actix::ClerkSession;
+    /// async fn call_billing(session: ClerkSession) {
+    ///     let _header = format!("Bearer {}", session.token()); // to awc / reqwest
+    /// }
+    /// ```
+    pub fn token(&self) -> &str {
+        &self.token
     }
 
     /// The verified claims.
@@ -135,12 +167,19 @@ fn middleware_missing() -> AuthError {
     )
 }
 
+/// The [`Clerk`] handle serving a request: the one [`ClerkMiddleware`](crate::ClerkMiddleware)
+/// left in the request, else one registered with `app_data(web::Data::new(clerk))`.
+pub(crate) fn clerk_of(req: &HttpRequest) -> Option<Clerk> {
+    if let Some(auth) = req.extensions().get::<RequestAuth>() {
+        return Some(auth.clerk.clone());
+    }
+    req.app_data::<web::Data<Clerk>>()
+        .map(|d| d.get_ref().clone())
+}
+
 /// Turns an auth error into an actix error, through the global hook when one is configured.
 pub(crate) fn reject(err: AuthError, req: &HttpRequest, clerk: Option<&Clerk>) -> actix_web::Error {
-    let clerk = clerk.cloned().or_else(|| {
-        req.app_data::<web::Data<Clerk>>()
-            .map(|d| d.get_ref().clone())
-    });
+    let clerk = clerk.cloned().or_else(|| clerk_of(req));
     match clerk {
         Some(clerk) => {
             let response = clerk.error_response(&err, req);
@@ -286,7 +325,7 @@ impl<U: SyncedUser> FromRequest for ClerkUser<U> {
             };
             match outcome {
                 Ok((user, source)) => {
-                    if clerk.events().has_listeners() {
+                    if clerk.events().wants_debug() {
                         clerk.emit(ClerkEvent::UserAuthenticated {
                             user_id: session.user_id().to_owned(),
                             source,
@@ -300,12 +339,10 @@ impl<U: SyncedUser> FromRequest for ClerkUser<U> {
                     })
                 }
                 Err(err) => {
-                    if clerk.events().has_listeners() {
-                        clerk.emit(ClerkEvent::UserRefused {
-                            user_id: session.user_id().to_owned(),
-                            reason: err.reason(),
-                        });
-                    }
+                    clerk.emit(ClerkEvent::UserRefused {
+                        user_id: session.user_id().to_owned(),
+                        reason: err.reason(),
+                    });
                     Err(reject(err, &req, Some(&clerk)))
                 }
             }

@@ -18,8 +18,7 @@
 //!     let clerk = Clerk::from_env().expect("set CLERK_SECRET_KEY or CLERK_JWT_KEY");
 //!     HttpServer::new(move || {
 //!         App::new()
-//!             .app_data(web::Data::new(clerk.clone()))
-//!             .wrap(ClerkMiddleware::new(clerk.clone()))
+//!             .wrap(ClerkMiddleware::new(clerk.clone())) // the one registration
 //!             .service(me)
 //!     })
 //!     .bind(("127.0.0.1", 8080))?

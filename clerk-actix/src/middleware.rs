@@ -40,7 +40,6 @@ use crate::{
 /// let clerk = Clerk::from_env().expect("Clerk configuration");
 /// HttpServer::new(move || {
 ///     App::new()
-///         .app_data(web::Data::new(clerk.clone()))
 ///         .wrap(ClerkMiddleware::new(clerk.clone()))
 /// })
 /// .bind(("127.0.0.1", 8080))?

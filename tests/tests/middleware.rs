@@ -524,3 +524,81 @@ async fn middleware_works_on_a_scope() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+#[actix_web::test]
+async fn the_session_hands_out_its_token_for_forwarding_but_never_prints_it() {
+    let mock = MockClerk::start();
+    async fn forward(session: ClerkSession) -> HttpResponse {
+        assert!(!format!("{session:?}").contains(session.token()));
+        assert!(!serde_json::to_string(&session)
+            .unwrap()
+            .contains(session.token()));
+        HttpResponse::Ok().body(session.token().to_owned())
+    }
+    let app = test::init_service(
+        App::new()
+            .wrap(ClerkMiddleware::new(mock.clerk_builder().build().unwrap()))
+            .route("/forward", web::get().to(forward)),
+    )
+    .await;
+    let token = mock.token().build();
+    // Twice: verified, then from the cache; padding (ignored by Clerk) is not part of it.
+    for sent in [token.clone(), format!("{token}==")] {
+        let req = test::TestRequest::get()
+            .uri("/forward")
+            .insert_header(bearer(&sent))
+            .to_request();
+        let res = test::call_service(&app, req).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(test::read_body(res).await, token.as_bytes());
+    }
+}
+
+#[actix_web::test]
+async fn one_registration_serves_extractors_hooks_and_the_webhook_endpoint() {
+    use clerk_actix::{store::ClerkUserRecord, webhooks};
+    let mock = MockClerk::start();
+    let clerk = mock
+        .clerk_builder()
+        .error_response(|err, _| HttpResponse::build(err.status()).body("hooked"))
+        .build()
+        .unwrap();
+    // No app_data: the middleware alone.
+    let app = test::init_service(
+        App::new()
+            .wrap(ClerkMiddleware::new(clerk))
+            .route(
+                "/me",
+                web::get().to(|s: ClerkSession| async move {
+                    HttpResponse::Ok().body(s.user_id().to_owned())
+                }),
+            )
+            .service(webhooks::resource::<ClerkUserRecord>("/webhooks/clerk")),
+    )
+    .await;
+    let token = mock.token().subject("user_one").build();
+    let req = test::TestRequest::get()
+        .uri("/me")
+        .insert_header(bearer(&token))
+        .to_request();
+    assert_eq!(
+        test::read_body(test::call_service(&app, req).await).await,
+        "user_one"
+    );
+    // The error hook is found through the middleware too.
+    let res = test::call_service(&app, test::TestRequest::get().uri("/me").to_request()).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(test::read_body(res).await, "hooked");
+    // The webhook endpoint finds the handle: a signed delivery of a non-user event is handled.
+    let delivery = mock.webhook("session.created", serde_json::json!({"id": "sess_1"}));
+    let mut req = test::TestRequest::post()
+        .uri("/webhooks/clerk")
+        .set_payload(delivery.body.clone());
+    for (name, value) in delivery.headers() {
+        req = req.insert_header((name, value));
+    }
+    let res = test::call_service(&app, req.to_request()).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = serde_json::from_slice(&test::read_body(res).await).unwrap();
+    assert_eq!(body["status"], "ignored");
+}

@@ -286,3 +286,59 @@ async fn refusals_go_through_the_global_error_hook() {
         "hooked session-token-missing"
     );
 }
+
+// Clerk's has() reads "admin" as "org:admin"; so does the guard.
+#[clerk_protected(role = "admin", permission = "invoices:read")]
+async fn bare_role() -> &'static str {
+    "bare"
+}
+
+#[clerk_protected(reverification = "strict")]
+async fn fresh_second_factor() -> &'static str {
+    "fresh"
+}
+
+#[actix_web::test]
+async fn roles_without_org_prefix_and_reverification_guards() {
+    let mock = MockClerk::start();
+    let app = test::init_service(
+        App::new()
+            .wrap(ClerkMiddleware::new(mock.clerk_builder().build().unwrap()))
+            .route("/bare", web::get().to(bare_role))
+            .route("/fresh", web::get().to(fresh_second_factor)),
+    )
+    .await;
+    let org_admin = mock
+        .token()
+        .org_v1("org_1", "org:admin", "acme", &["org:invoices:read"])
+        .build();
+    let member = mock
+        .token()
+        .org_v1("org_1", "org:member", "acme", &["org:invoices:read"])
+        .build();
+    let get = |p: &str| test::TestRequest::get().uri(p);
+    assert_eq!(
+        call(&app, get("/bare"), Some(&org_admin)).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call(&app, get("/bare"), Some(&member)).await.0,
+        StatusCode::FORBIDDEN
+    );
+    // `strict`: a second factor within 10 minutes.
+    let fresh = mock.token().fva(3, 2).build();
+    let stale = mock.token().fva(3, 30).build();
+    let never = mock.token().build();
+    assert_eq!(
+        call(&app, get("/fresh"), Some(&fresh)).await.0,
+        StatusCode::OK
+    );
+    for token in [&stale, &never] {
+        let (status, challenge, _) = call(&app, get("/fresh"), Some(token)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert_eq!(
+            challenge.as_deref(),
+            Some("Bearer error=\"insufficient_scope\"")
+        );
+    }
+}

@@ -8,20 +8,38 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use crate::{
     config::Clerk,
     events::ClerkEvent,
+    extract::clerk_of,
     sync::{SyncError, SyncedUser},
 };
 
-/// The webhook endpoint as an actix resource: `POST` only, body up to 1 MiB, the
-/// [`Clerk`] handle taken from `web::Data<Clerk>`, users of type `U` kept in the store
-/// registered for `U`.
+/// The webhook endpoint as an actix resource: `POST` only, body up to 1 MiB, users of type `U`
+/// kept in the store registered for `U`. The [`Clerk`] handle is the one
+/// [`ClerkMiddleware`](crate::ClerkMiddleware) serves the request with (optional mode: Svix sends
+/// no token), else a `web::Data<Clerk>`; [`resource_for`] carries its own.
 ///
 /// Answers: 200 `{"status": "applied" | "duplicate" | "ignored"}`; 400
 /// `{"error": "invalid_webhook", "reason": ...}` for a bad signature or body (nothing written);
-/// 503 when the store fails (so Svix retries); 500 naming the fix when unconfigured.
+/// 503 when the store fails (so Svix retries); 500 when unconfigured (the fix in debug builds).
 pub fn resource<U: SyncedUser>(path: &str) -> actix_web::Resource {
     web::resource(path)
         .app_data(web::PayloadConfig::new(1 << 20))
         .route(web::post().to(handle::<U>))
+}
+
+/// [`resource`] bound to this handle: for an app whose middleware does not wrap the endpoint.
+///
+/// ```no_run
+/// # #[cfg(feature = "sqlite")]
+/// # fn demo(clerk: clerk_actix::Clerk) {
+/// use actix_web::{web, App};
+/// use clerk_actix::{store::ClerkUserRecord, webhooks, ClerkMiddleware};
+/// App::new()
+///     .service(webhooks::resource_for::<ClerkUserRecord>(&clerk, "/webhooks/clerk"))
+///     .service(web::scope("/api").wrap(ClerkMiddleware::new(clerk.clone()).required()));
+/// # }
+/// ```
+pub fn resource_for<U: SyncedUser>(clerk: &Clerk, path: &str) -> actix_web::Resource {
+    resource::<U>(path).app_data(web::Data::new(clerk.clone()))
 }
 
 /// A 500 for a server set up wrongly: the reason code, and the fix only where the handle
@@ -41,13 +59,14 @@ fn misconfigured(clerk: Option<&Clerk>, reason: &'static str, fix: &'static str)
 }
 
 async fn handle<U: SyncedUser>(req: HttpRequest, body: web::Bytes) -> HttpResponse {
-    let Some(clerk) = req.app_data::<web::Data<Clerk>>() else {
+    let Some(clerk) = clerk_of(&req) else {
         return misconfigured(
             None,
             "clerk-missing",
-            "register the Clerk handle with App::app_data(web::Data::new(clerk))",
+            "wrap the app with ClerkMiddleware::new(clerk), or use webhooks::resource_for(&clerk, path)",
         );
     };
+    let clerk = &clerk;
     let Some(webhooks) = &clerk.inner.webhooks else {
         return misconfigured(
             Some(clerk),

@@ -6,7 +6,7 @@
 //! # #[cfg(feature = "sqlite")]
 //! # async fn demo() -> std::io::Result<()> {
 //! use actix_web::{web, App, HttpServer};
-//! use clerk_actix::{store::{ClerkUserRecord, DieselUserStore}, webhooks, Clerk};
+//! use clerk_actix::{store::{ClerkUserRecord, DieselUserStore}, webhooks, Clerk, ClerkMiddleware};
 //!
 //! let store: DieselUserStore = DieselUserStore::connect("app.sqlite").await.unwrap();
 //! let clerk = Clerk::builder()
@@ -17,7 +17,7 @@
 //!     .unwrap();
 //! HttpServer::new(move || {
 //!     App::new()
-//!         .app_data(web::Data::new(clerk.clone()))
+//!         .wrap(ClerkMiddleware::new(clerk.clone())) // the endpoint uses its handle
 //!         .service(webhooks::resource::<ClerkUserRecord>("/webhooks/clerk"))
 //! })
 //! .bind(("127.0.0.1", 8080))?
@@ -31,7 +31,6 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-
 use actix_web::http::header::HeaderMap;
 use base64::{engine::general_purpose::STANDARD, Engine as _};
 use hmac::{Hmac, Mac};
@@ -39,13 +38,13 @@ use serde::Deserialize;
 use serde_json::Value;
 use sha2::Sha256;
 
-pub use crate::{events::WebhookOutcome, sync::DeletedUserPolicy};
 use crate::user::ClerkUserData;
+pub use crate::{events::WebhookOutcome, sync::DeletedUserPolicy};
 
 mod apply;
 mod endpoint;
 
-pub use endpoint::resource;
+pub use endpoint::{resource, resource_for};
 
 type HmacSha256 = Hmac<Sha256>;
 

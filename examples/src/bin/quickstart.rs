@@ -142,8 +142,8 @@ async fn main() -> std::io::Result<()> {
         let clerk = clerk.clone();
         let mock = mock.clone();
         HttpServer::new(move || {
+            // One registration: the middleware is all that extractors and guards need.
             let mut app = App::new()
-                .app_data(web::Data::new(clerk.clone()))
                 .wrap(ClerkMiddleware::new(clerk.clone()))
                 .service(index)
                 .service(me);

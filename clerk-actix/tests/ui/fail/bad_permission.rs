@@ -1,6 +1,6 @@
 use clerk_actix::clerk_protected;
 
-#[clerk_protected(permission = "invoices:read")]
+#[clerk_protected(permission = "invoices")]
 async fn handler() -> &'static str {
     "hi"
 }

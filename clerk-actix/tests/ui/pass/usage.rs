@@ -30,8 +30,21 @@ async fn twice() -> &'static str {
     "twice"
 }
 
+// Roles and permissions without `org:` (as Clerk's has()), and reverification.
+#[clerk_protected(role = "admin", permission = "invoices:read", reverification = "strict")]
+async fn bare_and_fresh() -> &'static str {
+    "fresh"
+}
+
+#[clerk_protected(reverification = "second_factor:30")]
+async fn custom_reverification() -> &'static str {
+    "custom"
+}
+
 fn main() {
     let _app = App::new()
+        .route("/f", web::get().to(bare_and_fresh))
+        .route("/g", web::get().to(custom_reverification))
         .service(below_route)
         .service(above_route)
         .route("/c", web::post().to(routed))

@@ -1,6 +1,6 @@
 use clerk_actix::clerk_protected;
 
-#[clerk_protected(role = "admin")]
+#[clerk_protected(reverification = "sometimes")]
 async fn handler() -> &'static str {
     "hi"
 }
