@@ -95,7 +95,8 @@ impl TokenCache {
     /// Each entry weighs its estimated size, but at least `max_bytes / capacity`: the total
     /// weight is capped at `max_bytes`, which then bounds both the bytes and the entry count.
     pub(crate) fn new(capacity: u64, max_bytes: u64, skew: Duration) -> Self {
-        let min_weight = u32::try_from(max_bytes / capacity.max(1))
+        // Rounded up: `capacity` entries of this weight never exceed `max_bytes`.
+        let min_weight = u32::try_from(max_bytes.div_ceil(capacity.max(1)))
             .unwrap_or(u32::MAX)
             .max(1);
         let cache = (capacity > 0 && max_bytes > 0).then(|| {

@@ -77,6 +77,7 @@ struct SyncSetup {
     ttl: Duration,
     capacity: u64,
     events: Events,
+    revoked: Arc<Revocations>,
 }
 
 type SyncFactory = Box<dyn FnOnce(&SyncSetup) -> (TypeId, Arc<dyn Any + Send + Sync>)>;
@@ -114,8 +115,8 @@ pub(crate) struct ClerkInner {
     pub(crate) api: Option<BackendApi>,
     pub(crate) user_syncs: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
     pub(crate) webhooks: Option<Webhooks>,
-    /// Users whose tokens are refused (banned, deleted).
-    pub(crate) revoked: Revocations,
+    /// Users whose tokens are refused (banned, deleted); shared with the user syncs.
+    pub(crate) revoked: Arc<Revocations>,
 }
 
 impl fmt::Debug for Clerk {
@@ -237,13 +238,14 @@ impl Clerk {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
-        self.inner.revoked.revoke(user_id, now);
+        // By hand: stands until lifted by hand (no webhook's version is newer).
+        self.inner.revoked.revoke(user_id, now, i64::MAX);
     }
 
-    /// Lifts [`revoke_user`](Self::revoke_user) (the user was unbanned). A deleted user's
-    /// revocation is never lifted.
+    /// Lifts [`revoke_user`](Self::revoke_user) or a webhook's ban (the user was unbanned). A
+    /// deleted user's revocation is never lifted.
     pub fn unrevoke_user(&self, user_id: &str) {
-        self.inner.revoked.lift(user_id);
+        self.inner.revoked.lift(user_id, i64::MAX);
     }
 
     /// The Unix second up to which the user's tokens are refused, if any.
@@ -561,6 +563,7 @@ impl ClerkBuilder {
                 setup.ttl,
                 setup.capacity,
                 setup.events.clone(),
+                setup.revoked.clone(),
             );
             (
                 TypeId::of::<S::User>(),
@@ -692,11 +695,13 @@ impl ClerkBuilder {
             timeout: self.api_timeout,
             attempts: 3,
         });
+        let revoked = Arc::new(Revocations::default());
         let setup = SyncSetup {
             api: api.clone(),
             ttl: self.user_cache_ttl,
             capacity: self.user_cache_capacity,
             events: events.clone(),
+            revoked: revoked.clone(),
         };
         let user_syncs = self
             .user_stores
@@ -724,7 +729,7 @@ impl ClerkBuilder {
                 api,
                 user_syncs,
                 webhooks,
-                revoked: Revocations::default(),
+                revoked,
             }),
         })
     }

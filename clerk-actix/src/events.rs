@@ -249,7 +249,11 @@ where
 #[derive(Clone, Default)]
 pub(crate) struct Events {
     listeners: Arc<[Arc<dyn EventListener>]>,
+    /// Lines for refused requests (anyone can cause them, for free).
     failure_logs: Arc<LogBudget>,
+    /// Lines for server-side failures: a budget of their own, so a flood of bad tokens cannot
+    /// hide an outage or a misconfiguration from the operator.
+    server_logs: Arc<LogBudget>,
 }
 
 /// Per-failure log lines allowed per window; listeners still get every event.
@@ -268,6 +272,20 @@ pub(crate) struct LogBudget {
 }
 
 impl LogBudget {
+    /// An unused budget (`const`, for a `static`).
+    pub(crate) const fn new() -> Self {
+        Self {
+            window: AtomicU64::new(0),
+            used: AtomicU32::new(0),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+
+    /// [`admit`](Self::admit) at the current time.
+    pub(crate) fn admit_now(&self) -> Option<u64> {
+        self.admit(unix_secs())
+    }
+
     /// Whether a line may be logged at `now_secs`; `Some(n)` also reports the `n` lines
     /// suppressed in the windows before (0 if none).
     pub(crate) fn admit(&self, now_secs: u64) -> Option<u64> {
@@ -309,6 +327,7 @@ impl Events {
         Self {
             listeners: listeners.into(),
             failure_logs: Arc::default(),
+            server_logs: Arc::default(),
         }
     }
 
@@ -333,7 +352,7 @@ impl Events {
 
     /// Logs a server-side failure (5xx) with the detail callers do not see, within the budget.
     pub(crate) fn log_server_error(&self, reason: &str, detail: &str) {
-        if let Some(suppressed) = self.admit_failure_line() {
+        if let Some(suppressed) = self.server_logs.admit(unix_secs()) {
             tracing::error!(
                 target: TRACING_TARGET,
                 reason,

@@ -263,11 +263,13 @@ impl RemoteJwks {
         let refresh = refresh.shared();
         *inflight = Some(refresh.clone());
         drop(inflight);
-        let jwks = Arc::clone(self);
+        // The guard exists before the task does: however the task ends — or if it is never
+        // polled, or cannot be spawned at all (no actix runtime: spawning panics) — dropping it
+        // clears `inflight`, so a later request can fetch again.
+        let in_flight = InFlight(Arc::clone(self));
         let events = events.clone();
         actix_web::rt::spawn(async move {
-            let in_flight = InFlight(&jwks);
-            jwks.fetch(cause, &events).await;
+            in_flight.0.fetch(cause, &events).await;
             // Cleared before waiters wake, so a waiter that needs another fetch can start one.
             drop(in_flight);
             let _ = done.send(());
@@ -375,9 +377,9 @@ impl RemoteJwks {
 }
 
 /// Marks the end of the refresh task, however it ends (also when dropped with its runtime).
-struct InFlight<'a>(&'a RemoteJwks);
+struct InFlight(Arc<RemoteJwks>);
 
-impl Drop for InFlight<'_> {
+impl Drop for InFlight {
     fn drop(&mut self) {
         *locked(&self.0.inflight) = None;
     }

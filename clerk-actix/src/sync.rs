@@ -2,7 +2,11 @@
 //! Backend API call and no SQL; concurrent first requests for one user coalesce into one
 //! Backend API call and one upsert.
 
-use std::{fmt, sync::Arc, time::Duration};
+use std::{
+    fmt,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use futures_util::future::BoxFuture;
 use moka::{
@@ -15,6 +19,7 @@ use crate::{
     api::{ApiError, BackendApi},
     error::{AuthError, AuthErrorReason as R},
     events::{ClerkEvent, Events},
+    revocation::Revocations,
     user::ClerkUserData,
 };
 
@@ -184,9 +189,14 @@ impl SyncError {
 pub(crate) struct UserSync<U: SyncedUser> {
     store: Arc<dyn UserStore<User = U>>,
     cache: Cache<Arc<str>, Cached<U>, foldhash::fast::RandomState>,
+    /// Loads that failed, and when: requests that were queued behind a failed load get its
+    /// error instead of asking Clerk again (an outage or a 429 must not turn into one call per
+    /// waiter); a request that arrives afterwards tries again.
+    failures: moka::sync::Cache<Arc<str>, (SyncError, Instant), foldhash::fast::RandomState>,
     ttl: Duration,
     api: Option<BackendApi>,
     events: Events,
+    revoked: Arc<Revocations>,
 }
 
 impl<U: SyncedUser> fmt::Debug for UserSync<U> {
@@ -199,6 +209,9 @@ impl<U: SyncedUser> fmt::Debug for UserSync<U> {
 
 /// How long a row served from the database during a Clerk outage stays cached.
 const STALE_TTL: Duration = Duration::from_secs(30);
+/// How long a failed load is remembered for the requests that were queued behind it (a bound on
+/// memory; a request is queued at most as long as one load takes).
+const FAILURE_TTL: Duration = Duration::from_secs(60);
 
 /// A cache entry, its own lifetime, and the Clerk `updated_at` it holds.
 #[derive(Clone)]
@@ -244,18 +257,25 @@ impl<U: SyncedUser> UserSync<U> {
         ttl: Duration,
         capacity: u64,
         events: Events,
+        revoked: Arc<Revocations>,
     ) -> Self {
         let cache = Cache::builder()
             .max_capacity(capacity)
             .expire_after(PerEntryTtl)
             // Keys are user ids from verified tokens: a fast hasher instead of SipHash.
             .build_with_hasher(foldhash::fast::RandomState::default());
+        let failures = moka::sync::Cache::builder()
+            .max_capacity(capacity)
+            .time_to_live(FAILURE_TTL)
+            .build_with_hasher(foldhash::fast::RandomState::default());
         Self {
             store,
             cache,
+            failures,
             ttl,
             api,
             events,
+            revoked,
         }
     }
 
@@ -275,6 +295,7 @@ impl<U: SyncedUser> UserSync<U> {
         });
         let mut origin = UserSource::Cache;
         let origin_out = &mut origin;
+        let queued_at = Instant::now();
         let computed = self
             .cache
             .entry(Arc::from(user_id))
@@ -285,7 +306,15 @@ impl<U: SyncedUser> UserSync<U> {
                     if loaded_meanwhile {
                         return Ok(Op::Nop);
                     }
-                    let (user, from, version) = self.load(user_id).await?;
+                    match self.failures.get(user_id) {
+                        // The load this request queued behind failed: share its answer.
+                        Some((err, failed_at)) if failed_at >= queued_at => return Err(err),
+                        _ => {}
+                    }
+                    let (user, from, version) = self.load(user_id).await.inspect_err(|err| {
+                        self.failures
+                            .insert(Arc::from(user_id), (err.clone(), Instant::now()));
+                    })?;
                     *origin_out = from;
                     // A row served because Clerk was unreachable may be stale: keep it
                     // briefly, so Clerk is asked again soon after it recovers.
@@ -327,8 +356,8 @@ impl<U: SyncedUser> UserSync<U> {
         match api.get_user(user_id).await {
             Ok(data) => {
                 // A tombstoned id (deleted in Clerk; the answer raced the deletion): not stored.
-                let Some(user) = self.store.upsert(&data).await? else {
-                    return Err(SyncError::NotFound);
+                let Some(user) = self.store_upsert(&data).await? else {
+                    return Err(self.deleted(user_id));
                 };
                 self.events.emit(ClerkEvent::UserSynced {
                     user_id: user_id.to_owned(),
@@ -347,7 +376,7 @@ impl<U: SyncedUser> UserSync<U> {
                         Ok((user, UserSource::Database, version))
                     }
                     Ok(None) => match self.store.deleted_at(user_id).await {
-                        Ok(Some(_)) => Err(SyncError::NotFound),
+                        Ok(Some(_)) => Err(self.deleted(user_id)),
                         Ok(None) => Err(SyncError::Api(e)),
                         Err(store) => Err(SyncError::Store(store)),
                     },
@@ -359,30 +388,57 @@ impl<U: SyncedUser> UserSync<U> {
 
     /// Upserts Clerk's data and refreshes the cache entry, unless the cache holds a newer
     /// version. `NotFound` when the id is tombstoned (nothing written).
+    ///
+    /// The upsert runs inside the entry's compute, so it is ordered with a load in flight for
+    /// the user and with a deletion's cache removal: a deletion that lands meanwhile either
+    /// refuses the upsert (tombstone) or removes the entry after it.
     pub(crate) async fn sync(&self, data: &ClerkUserData) -> Result<U, SyncError> {
-        let Some(user) = self.store.upsert(data).await? else {
-            return Err(SyncError::NotFound);
-        };
-        let cached = Cached {
-            user: Arc::new(user.clone()),
-            ttl: self.ttl,
-            version: version_of(&user, data.updated_at),
-        };
+        let mut stored = None;
+        let stored_out = &mut stored;
         self.cache
             .entry(Arc::from(data.id.as_str()))
-            .and_compute_with(|existing| {
-                let newer_cached = existing.is_some_and(|e| e.value().version > cached.version);
-                std::future::ready(if newer_cached {
-                    Op::Nop
-                } else {
-                    Op::Put(cached)
-                })
+            .and_try_compute_with(|existing| {
+                let cached_version = existing.map(|e| e.value().version);
+                async move {
+                    let Some(user) = self.store_upsert(data).await? else {
+                        return Err(self.deleted(&data.id));
+                    };
+                    let version = version_of(&user, data.updated_at);
+                    let user = Arc::new(user);
+                    *stored_out = Some(user.clone());
+                    Ok::<_, SyncError>(if cached_version.is_some_and(|v| v > version) {
+                        Op::Nop
+                    } else {
+                        Op::Put(Cached {
+                            user,
+                            ttl: self.ttl,
+                            version,
+                        })
+                    })
+                }
             })
-            .await;
+            .await?;
+        self.failures.invalidate(data.id.as_str());
         self.events.emit(ClerkEvent::UserSynced {
             user_id: data.id.clone(),
         });
-        Ok(user)
+        stored.map(Arc::unwrap_or_clone).ok_or(SyncError::NotFound)
+    }
+
+    /// The store's upsert, with a failure's detail logged (the HTTP answer only says 503).
+    async fn store_upsert(&self, data: &ClerkUserData) -> Result<Option<U>, SyncError> {
+        self.store.upsert(data).await.map_err(|err| {
+            self.events
+                .log_server_error("user-store-unavailable", &err.to_string());
+            SyncError::Store(err)
+        })
+    }
+
+    /// A tombstoned id seen again (a late event, a stale Backend API answer, a restarted
+    /// process): its tokens are refused here too, and the answer is `NotFound`.
+    fn deleted(&self, user_id: &str) -> SyncError {
+        self.revoked.revoke_deleted(user_id);
+        SyncError::NotFound
     }
 
     /// Records a deletion in the store (tombstone + policy) and drops the cached user, after any
@@ -393,7 +449,19 @@ impl<U: SyncedUser> UserSync<U> {
         deleted_at: i64,
         policy: DeletedUserPolicy,
     ) -> Result<bool, SyncError> {
-        let created = self.store.mark_deleted(user_id, deleted_at, policy).await?;
+        // Refused first: if the store is down (a 503, so Svix retries), the user's tokens are
+        // refused meanwhile (fail closed).
+        self.revoked.revoke_deleted(user_id);
+        let created = self
+            .store
+            .mark_deleted(user_id, deleted_at, policy)
+            .await
+            .map_err(|err| {
+                self.events
+                    .log_server_error("user-store-unavailable", &err.to_string());
+                SyncError::Store(err)
+            })?;
+        self.failures.invalidate(user_id);
         self.invalidate(user_id).await;
         Ok(created)
     }

@@ -511,3 +511,130 @@ async fn a_slow_first_load_never_overwrites_a_newer_cached_user() {
         db.cleanup().await;
     }
 }
+
+#[actix_web::test]
+async fn a_webhook_update_racing_a_deletion_never_puts_the_user_back_in_the_cache() {
+    for backend in BACKENDS {
+        for policy in [DeletedUserPolicy::Deactivate, DeletedUserPolicy::Delete] {
+            let case = format!("{backend:?}/{policy:?}");
+            let (db, store) = TestDb::new(backend).await;
+            let mock = MockClerk::start();
+            let probe = Probe::new(store);
+            let clerk = mock
+                .clerk_builder()
+                .user_store(probe.clone())
+                .on_user_deleted(policy)
+                .build()
+                .unwrap();
+            let base = serve(clerk.clone());
+            let hook = format!("{base}/webhooks/clerk");
+            let id = "user_racing";
+            let created = mock.webhook("user.created", user_json(id, 1_000, "Ada"));
+            assert_eq!(created.send(&hook).await.unwrap().0, 200);
+            // The update's write lands, then its answer is held back while the deletion
+            // arrives: the deletion must win in the cache as it does in the table.
+            *probe.pause_next_upsert.lock().unwrap() = Some(Duration::from_millis(800));
+            let update = mock.webhook("user.updated", user_json(id, 2_000, "Grace"));
+            let deletion = async {
+                actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+                mock.webhook(
+                    "user.deleted",
+                    json!({"object": "user", "id": id, "deleted": true}),
+                )
+                .send(&hook)
+                .await
+                .unwrap()
+            };
+            let (updated, deleted) = futures_util::join!(update.send(&hook), deletion);
+            assert_eq!((updated.unwrap().0, deleted.0), (200, 200), "{case}");
+            assert_eq!(
+                clerk
+                    .cached_users::<clerk_actix::store::ClerkUserRecord>()
+                    .await,
+                0,
+                "{case}: the deleted user is back in the cache"
+            );
+            // And whatever answers next, the user is refused.
+            let loaded = clerk.user::<clerk_actix::store::ClerkUserRecord>(id).await;
+            match (policy, loaded) {
+                (DeletedUserPolicy::Deactivate, Ok(user)) => assert!(!user.is_active, "{case}"),
+                (_, Err(clerk_actix::SyncError::NotFound)) => {}
+                (_, other) => panic!("{case}: {other:?}"),
+            }
+            db.cleanup().await;
+        }
+    }
+}
+
+#[actix_web::test]
+async fn concurrent_upserts_and_deletions_never_resurrect_a_row() {
+    // PostgreSQL serializes an id's upsert and deletion (advisory lock); without it an upsert
+    // inserting a new row and a deletion that cannot see it yet both commit.
+    let (db, store) = TestDb::new(clerk_actix_tests::db::Backend::Postgres).await;
+    let ids: Vec<String> = (0..200).map(|i| format!("user_storm_{i}")).collect();
+    let data: Vec<_> = ids
+        .iter()
+        .map(|id| serde_json::from_value(user_json(id, 1_000, "Storm")).unwrap())
+        .collect();
+    // Each id's upsert and deletion start together, on connections of their own.
+    let pairs = data.iter().map(|d| async {
+        futures_util::join!(
+            store.upsert(d),
+            store.mark_deleted(&d.id, 5_000, DeletedUserPolicy::Delete)
+        )
+    });
+    for (written, deleted) in futures_util::future::join_all(pairs).await {
+        assert!(written.is_ok() && deleted.is_ok());
+    }
+    assert_eq!(
+        db.count_rows(&store).await,
+        0,
+        "a deleted user's row came back"
+    );
+    for id in &ids {
+        assert_eq!(store.deleted_at(id).await.unwrap(), Some(5_000));
+    }
+    db.cleanup().await;
+}
+
+#[actix_web::test]
+async fn requests_queued_behind_a_failed_load_share_its_answer() {
+    use actix_web::{web, App, HttpResponse};
+    let (db, store) = TestDb::new(clerk_actix_tests::db::Backend::Sqlite).await;
+    let mock = MockClerk::start();
+    let clerk = mock.clerk_builder().user_store(store).build().unwrap();
+    let app = test::init_service(
+        App::new()
+            .wrap(clerk_actix::ClerkMiddleware::new(clerk))
+            .route(
+                "/me/user",
+                web::get().to(
+                    |u: clerk_actix::ClerkUser<clerk_actix::store::ClerkUserRecord>| async move {
+                        HttpResponse::Ok().body(u.clerk_user_id.clone())
+                    },
+                ),
+            ),
+    )
+    .await;
+    let token = mock.token().subject("user_outage").build();
+    // Clerk is down; the user was never stored.
+    mock.set_fault(Endpoint::User, Fault::Status(503));
+    let requests = (0..20).map(|_| {
+        let req = test::TestRequest::get()
+            .uri("/me/user")
+            .insert_header(bearer(&token))
+            .to_request();
+        call_json(&app, req)
+    });
+    let answers = futures_util::future::join_all(requests).await;
+    assert!(answers
+        .iter()
+        .all(|(s, _, _)| *s == StatusCode::SERVICE_UNAVAILABLE));
+    // One load (with its bounded retries), not one per waiting request.
+    let calls = mock.requests(Endpoint::User);
+    assert!(
+        (1..=3).contains(&calls),
+        "{calls} Backend API calls for 20 requests"
+    );
+    db.cleanup().await;
+}

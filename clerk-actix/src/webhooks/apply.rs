@@ -36,15 +36,21 @@ impl Clerk {
         let (outcome, user_id) = match &event.kind {
             WebhookEventKind::UserCreated(data) | WebhookEventKind::UserUpdated(data) => {
                 let sync = sync.ok_or(SyncError::NoStore)?;
+                // A ban is applied before the write, so a store outage (a 503, retried by Svix)
+                // leaves the user refused rather than admitted (fail closed). Clerk's clock
+                // (`updated_at` against `iat`) or ours if later.
+                let ban_at = data.updated_at.div_euclid(1000).max(unix_secs());
+                if !data.is_active() {
+                    self.inner.revoked.revoke(&data.id, ban_at, data.updated_at);
+                }
                 match sync.sync(data).await {
                     Ok(user) => {
+                        // The stored row decides (it may be newer than this delivery).
+                        let version = user.updated_at().unwrap_or(data.updated_at);
                         if user.is_active() {
-                            self.inner.revoked.lift(&data.id);
+                            self.inner.revoked.lift(&data.id, version);
                         } else {
-                            // Banned or locked: refuse tokens issued up to the change, by
-                            // Clerk's clock (`updated_at` against `iat`) or ours if later.
-                            let at = data.updated_at.div_euclid(1000).max(unix_secs());
-                            self.inner.revoked.revoke(&data.id, at);
+                            self.inner.revoked.revoke(&data.id, ban_at, version);
                         }
                         (WebhookOutcome::Applied, Some(data.id.clone()))
                     }
@@ -61,8 +67,8 @@ impl Clerk {
                     .as_ref()
                     .map(|w| w.deleted_policy)
                     .unwrap_or_default();
+                // Revokes first, then records the tombstone (see UserSync::mark_deleted).
                 sync.mark_deleted(id, event.occurred_at_ms, policy).await?;
-                self.inner.revoked.revoke_deleted(id);
                 (WebhookOutcome::Applied, Some(id.clone()))
             }
             WebhookEventKind::UserDeleted { id: None } | WebhookEventKind::Other => {

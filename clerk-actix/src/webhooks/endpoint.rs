@@ -7,7 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::{
     config::Clerk,
-    events::ClerkEvent,
+    events::{ClerkEvent, LogBudget},
     extract::clerk_of,
     sync::{SyncError, SyncedUser},
 };
@@ -48,7 +48,17 @@ fn misconfigured(clerk: Option<&Clerk>, reason: &'static str, fix: &'static str)
     match clerk {
         Some(clerk) => clerk.events().log_server_error(reason, fix),
         None => {
-            tracing::error!(target: crate::events::TRACING_TARGET, reason, fix, "clerk webhook endpoint misconfigured")
+            // No handle, so no budget of its own: one for every such endpoint.
+            static LOGS: LogBudget = LogBudget::new();
+            if let Some(suppressed) = LOGS.admit_now() {
+                tracing::error!(
+                    target: crate::events::TRACING_TARGET,
+                    reason,
+                    fix,
+                    suppressed,
+                    "clerk webhook endpoint misconfigured"
+                );
+            }
         }
     }
     let mut body = serde_json::json!({"error": "server_misconfigured", "reason": reason});
