@@ -1,10 +1,12 @@
-//! The Backend API transport: one `awc::Client` per thread (awc is `!Send`), bearer secret key,
-//! Clerk's version header, and Clerk's error body parsed into a typed error.
+//! The Backend API transport: one `awc::Client` for the process on a thread of its own (awc is
+//! `!Send`; callers reach it over a channel, so their futures are `Send`), per-request timeouts,
+//! bearer secret key, Clerk's version header, and Clerk's error body parsed into a typed error.
 
-use std::{cell::RefCell, fmt, time::Duration};
+use std::{fmt, sync::OnceLock, time::Duration};
 
-use actix_web::http::StatusCode;
+use actix_web::{http::StatusCode, web::Bytes};
 use serde::Deserialize;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::user::ClerkUserData;
 
@@ -119,56 +121,67 @@ impl ApiError {
     }
 }
 
-thread_local! {
-    static CLIENT: RefCell<Option<(Duration, awc::Client)>> = const { RefCell::new(None) };
-}
-
-/// The thread's client for this timeout.
-fn client(timeout: Duration) -> awc::Client {
-    #[cfg(feature = "rustls")]
-    {
-        static PROVIDER: std::sync::Once = std::sync::Once::new();
-        // rustls needs a process-wide crypto provider; install aws-lc-rs (already linked for
-        // RSA verification) unless the application installed one itself.
-        PROVIDER.call_once(|| {
-            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        });
-    }
-    CLIENT.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        match &*slot {
-            Some((t, c)) if *t == timeout => c.clone(),
-            _ => {
-                let client = awc::Client::builder()
-                    .timeout(timeout)
-                    .disable_redirects()
-                    .add_default_header((actix_web::http::header::USER_AGENT, USER_AGENT))
-                    .finish();
-                *slot = Some((timeout, client.clone()));
-                client
-            }
-        }
-    })
-}
-
-/// Parses `Retry-After` (integer seconds; an HTTP date or garbage falls back to `default`).
-pub(crate) fn parse_retry_after(value: Option<&str>, default: Duration) -> Duration {
-    value
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
-        .unwrap_or(default)
-}
-
-/// `GET {url}` with the secret key; the raw body on 2xx.
-pub(crate) async fn get(
-    url: &str,
-    secret_key: &SecretKey,
+/// One request for the HTTP client thread.
+struct Job {
+    url: String,
+    secret_key: SecretKey,
     timeout: Duration,
     max_body: usize,
-) -> Result<actix_web::web::Bytes, ApiError> {
-    let mut res = client(timeout)
-        .get(url)
-        .bearer_auth(secret_key.expose())
+    reply: oneshot::Sender<Result<Bytes, ApiError>>,
+}
+
+/// The process's Backend API client: one `awc::Client` (one connection pool, one TLS session
+/// cache) on a thread of its own with its own actix runtime, because awc is `!Send`. Callers
+/// hand it requests over a channel, so every public async API of this crate returns a `Send`
+/// future and works on any tokio runtime (`tokio::spawn`, background jobs), not only inside
+/// actix. Timeouts are per request. `None` if the thread could not be started.
+fn transport() -> Option<&'static mpsc::UnboundedSender<Job>> {
+    static TRANSPORT: OnceLock<Option<mpsc::UnboundedSender<Job>>> = OnceLock::new();
+    TRANSPORT
+        .get_or_init(|| {
+            let (jobs, mut queue) = mpsc::unbounded_channel::<Job>();
+            std::thread::Builder::new()
+                .name("clerk-actix-http".into())
+                .spawn(move || {
+                    actix_web::rt::System::new().block_on(async move {
+                        let client = build_client();
+                        while let Some(job) = queue.recv().await {
+                            let client = client.clone();
+                            actix_web::rt::spawn(async move {
+                                let result = send(&client, &job).await;
+                                // The caller may have given up (its request was cancelled).
+                                let _ = job.reply.send(result);
+                            });
+                        }
+                    });
+                })
+                .ok()
+                .map(|_| jobs)
+        })
+        .as_ref()
+}
+
+fn build_client() -> awc::Client {
+    #[cfg(feature = "rustls")]
+    {
+        // rustls needs a process-wide crypto provider; install aws-lc-rs (already linked for
+        // RSA verification) unless the application installed one itself.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    }
+    awc::Client::builder()
+        // Per request (`Job::timeout`); this only bounds a request that sets none.
+        .timeout(Duration::from_secs(30))
+        .disable_redirects()
+        .add_default_header((actix_web::http::header::USER_AGENT, USER_AGENT))
+        .finish()
+}
+
+/// One `GET` on the client thread.
+async fn send(client: &awc::Client, job: &Job) -> Result<Bytes, ApiError> {
+    let mut res = client
+        .get(&job.url)
+        .timeout(job.timeout)
+        .bearer_auth(job.secret_key.expose())
         .insert_header(("Clerk-API-Version", CLERK_API_VERSION))
         .send()
         .await
@@ -191,7 +204,7 @@ pub(crate) async fn get(
     }
     let body = res
         .body()
-        .limit(max_body)
+        .limit(job.max_body)
         .await
         .map_err(|_| ApiError::Unreachable("body read failed"))?;
     if status == StatusCode::NOT_FOUND {
@@ -204,6 +217,38 @@ pub(crate) async fn get(
     Ok(body)
 }
 
+/// Parses `Retry-After` (integer seconds; an HTTP date or garbage falls back to `default`).
+pub(crate) fn parse_retry_after(value: Option<&str>, default: Duration) -> Duration {
+    value
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(default)
+}
+
+/// `GET {url}` with the secret key; the raw body on 2xx. A `Send` future: the request runs on
+/// the client thread ([`transport`]); dropping the future abandons the answer, not the request.
+pub(crate) async fn get(
+    url: &str,
+    secret_key: &SecretKey,
+    timeout: Duration,
+    max_body: usize,
+) -> Result<Bytes, ApiError> {
+    let (reply, answer) = oneshot::channel();
+    let job = Job {
+        url: url.to_owned(),
+        secret_key: secret_key.clone(),
+        timeout,
+        max_body,
+        reply,
+    };
+    let stopped = || ApiError::Unreachable("the HTTP client thread is not running");
+    transport()
+        .ok_or_else(stopped)?
+        .send(job)
+        .map_err(|_| stopped())?;
+    answer.await.map_err(|_| stopped())?
+}
+
 /// `get` with bounded retries of transient failures (network, timeout, 5xx), with jittered
 /// exponential delays (≈200 ms, 400 ms, ...). 429 and other 4xx are not retried.
 pub(crate) async fn get_with_retries(
@@ -212,7 +257,7 @@ pub(crate) async fn get_with_retries(
     timeout: Duration,
     max_body: usize,
     attempts: u32,
-) -> Result<actix_web::web::Bytes, ApiError> {
+) -> Result<Bytes, ApiError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -220,7 +265,7 @@ pub(crate) async fn get_with_retries(
             Err(e) if e.is_transient() && attempt < attempts.max(1) => {
                 let delay =
                     Duration::from_millis(100 << attempt.min(6)).mul_f64(1.0 + fastrand::f64());
-                actix_web::rt::time::sleep(delay).await;
+                tokio::time::sleep(delay).await;
             }
             other => return other,
         }

@@ -264,11 +264,12 @@ impl RemoteJwks {
         *inflight = Some(refresh.clone());
         drop(inflight);
         // The guard exists before the task does: however the task ends — or if it is never
-        // polled, or cannot be spawned at all (no actix runtime: spawning panics) — dropping it
+        // polled, or cannot be spawned at all (no tokio runtime: spawning panics) — dropping it
         // clears `inflight`, so a later request can fetch again.
         let in_flight = InFlight(Arc::clone(self));
         let events = events.clone();
-        actix_web::rt::spawn(async move {
+        // A `Send` task on whichever tokio runtime the request runs on (actix's, or any other).
+        tokio::spawn(async move {
             in_flight.0.fetch(cause, &events).await;
             // Cleared before waiters wake, so a waiter that needs another fetch can start one.
             drop(in_flight);

@@ -27,10 +27,25 @@
 //! }
 //! ```
 //!
-//! Modules, one concern each: [`config`] (builder, env), [`keys`] (PEM / JWKS), [`verify`]
-//! (Clerk's rules), [`claims`] (v1/v2 claims, `has()`), [`jwks`] (remote key set),
-//! `cache` (verified tokens), [`api`] (Backend API transport), [`middleware`], [`extract`],
-//! [`error`] (reason codes → HTTP), [`events`], and `testing` (feature `testing`).
+//! ## Architecture
+//!
+//! Layers import only downward (CI checks it: `python3 .ci/modcycles.py clerk-actix/src`).
+//!
+//! | layer | modules | concern |
+//! |---|---|---|
+//! | data | [`events`], [`error`], [`claims`], [`user`] | what flows through: events (plain data, listeners, the log budget), reason codes and their HTTP mapping, verified claims and `has()`, Clerk's user object |
+//! | protocol | [`keys`], [`verify`], `cache`, [`jwks`], [`api`], `revocation`, [`sync`], [`store`], [`webhooks`] (verification), `webhooks::apply` | PEM/JWKS keys; Clerk's verification rules (the `azp` check is in `verify::TokenVerifier`); the verified-token cache; the remote key set and its refresh task; the Backend API transport (one client thread: every public future is `Send`); revoked users; the user cache and the `UserStore` seam; diesel stores with tombstones; Svix signatures and applying events |
+//! | composition | [`config`] (`Clerk`, `ClerkBuilder`), `auth` | the handle that owns the services above, and the flow that strings them together for one token |
+//! | actix adapters | [`middleware`], [`extract`], [`guard`], `webhooks::endpoint` | `ClerkMiddleware`, the extractors, `#[clerk_protected]`'s runtime, the webhook resource |
+//! | kit | `testing` (feature `testing`) | `MockClerk`, token builder, webhook signer |
+//!
+//! One request: [`ClerkMiddleware`] takes the token (`auth::find_token`: `Authorization`,
+//! else the `__session` cookie when authorized parties are set) → `cache` (canonical key; a hit
+//! costs a hash lookup) → on a miss [`verify`] decodes, [`jwks`] (or the PEM key) supplies the
+//! key, [`verify`] checks signature and claims → `revocation` refuses banned or deleted users →
+//! the [`AuthState`] goes into the request → [`extract`] / [`guard`] hand it to the handler;
+//! [`ClerkUser<U>`](struct@ClerkUser) asks [`sync`] for the local user (user cache, else Backend
+//! API through [`api`] and an upsert through the [`UserStore`]). [`events`] reports each step.
 //!
 //! [actix-web]: https://actix.rs
 
