@@ -28,7 +28,92 @@ use crate::{
 #[cfg(feature = "sqlite")]
 pub type AsyncSqliteConnection = SyncConnectionWrapper<diesel::SqliteConnection>;
 
+/// The SQL type of a metadata column: `JSONB` on PostgreSQL (queryable with `->`, `@>`, GIN
+/// indexes), `TEXT` holding JSON on SQLite.
+#[derive(
+    Debug, Clone, Copy, Default, diesel::query_builder::QueryId, diesel::sql_types::SqlType,
+)]
+#[cfg_attr(feature = "postgres", diesel(postgres_type(name = "jsonb")))]
+#[cfg_attr(feature = "sqlite", diesel(sqlite_type(name = "Text")))]
+pub struct MetadataJson;
+
+/// A metadata column's value: Clerk's JSON, stored as `JSONB` on PostgreSQL and JSON text on
+/// SQLite ([`MetadataJson`]). Serializes as the JSON itself; `null` from Clerk is stored as `{}`.
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    Serialize,
+    diesel::expression::AsExpression,
+    diesel::deserialize::FromSqlRow,
+)]
+#[serde(transparent)]
+#[diesel(sql_type = MetadataJson)]
+pub struct Metadata(pub serde_json::Value);
+
+impl FromClerkField<serde_json::Value> for Metadata {
+    fn from_clerk_field(value: serde_json::Value) -> Self {
+        if value.is_null() {
+            Self(serde_json::Value::Object(serde_json::Map::new()))
+        } else {
+            Self(value)
+        }
+    }
+}
+
+/// PostgreSQL's binary `jsonb`: a version byte (1) and the JSON text.
+#[cfg(feature = "postgres")]
+impl diesel::serialize::ToSql<MetadataJson, diesel::pg::Pg> for Metadata {
+    fn to_sql<'b>(
+        &'b self,
+        out: &mut diesel::serialize::Output<'b, '_, diesel::pg::Pg>,
+    ) -> diesel::serialize::Result {
+        use std::io::Write;
+        out.write_all(&[1])?;
+        serde_json::to_writer(out, &self.0)?;
+        Ok(diesel::serialize::IsNull::No)
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl diesel::deserialize::FromSql<MetadataJson, diesel::pg::Pg> for Metadata {
+    fn from_sql(value: diesel::pg::PgValue<'_>) -> diesel::deserialize::Result<Self> {
+        match value.as_bytes().split_first() {
+            Some((1, json)) => Ok(Self(serde_json::from_slice(json)?)),
+            _ => Err("unsupported jsonb encoding (expected version 1)".into()),
+        }
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl diesel::serialize::ToSql<MetadataJson, diesel::sqlite::Sqlite> for Metadata {
+    fn to_sql<'b>(
+        &'b self,
+        out: &mut diesel::serialize::Output<'b, '_, diesel::sqlite::Sqlite>,
+    ) -> diesel::serialize::Result {
+        out.set_value(self.0.to_string());
+        Ok(diesel::serialize::IsNull::No)
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl diesel::deserialize::FromSql<MetadataJson, diesel::sqlite::Sqlite> for Metadata {
+    fn from_sql(
+        value: diesel::sqlite::SqliteValue<'_, '_, '_>,
+    ) -> diesel::deserialize::Result<Self> {
+        let text = <String as diesel::deserialize::FromSql<
+            diesel::sql_types::Text,
+            diesel::sqlite::Sqlite,
+        >>::from_sql(value)?;
+        Ok(Self(serde_json::from_str(&text)?))
+    }
+}
+
 diesel::table! {
+    use diesel::sql_types::*;
+    use super::MetadataJson;
+
     /// The included user table (see the migrations in `clerk-actix/migrations/`).
     clerk_users (id) {
         /// Local primary key.
@@ -49,8 +134,8 @@ diesel::table! {
         phone -> Nullable<Text>,
         /// Clerk's `external_id`.
         external_id -> Nullable<Text>,
-        /// `public_metadata` as JSON text.
-        public_metadata -> Text,
+        /// `public_metadata`: `JSONB` on PostgreSQL, JSON text on SQLite.
+        public_metadata -> MetadataJson,
         /// Last activity, Unix ms.
         last_active_at -> Nullable<BigInt>,
         /// Last sign-in, Unix ms.
@@ -117,9 +202,9 @@ pub struct ClerkUserRecord {
     /// Clerk's `external_id`.
     #[clerk(external_id)]
     pub external_id: Option<String>,
-    /// `public_metadata`, JSON text.
+    /// `public_metadata` (`JSONB` on PostgreSQL; `{}` when Clerk sends `null`).
     #[clerk(public_metadata)]
-    pub public_metadata: String,
+    pub public_metadata: Metadata,
     /// Last activity, Unix ms (day precision).
     #[clerk(last_active_at)]
     pub last_active_at: Option<i64>,

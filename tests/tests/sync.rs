@@ -429,3 +429,71 @@ async fn no_secret_key_error() -> clerk_actix::api::ApiError {
         .unwrap();
     clerk.get_user_details("user_1").await.unwrap_err()
 }
+
+#[actix_web::test]
+async fn public_metadata_is_jsonb_on_postgres_and_existing_rows_are_converted() {
+    use diesel::{sql_types::BigInt, QueryableByName};
+    use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let (db, store) = TestDb::new(Backend::Postgres).await;
+    let clerk_actix::store::DbPool::Postgres(pool) = store.pool() else {
+        unreachable!()
+    };
+    let mut conn = pool.get().await.unwrap();
+    // A database from before the JSONB migration, with a row written then (JSON text).
+    conn.batch_execute(
+        "ALTER TABLE clerk_users ALTER COLUMN public_metadata DROP DEFAULT;
+         ALTER TABLE clerk_users ALTER COLUMN public_metadata TYPE TEXT USING public_metadata::text;
+         DELETE FROM __diesel_schema_migrations WHERE version = '20261202000001';
+         INSERT INTO clerk_users (clerk_user_id, public_metadata, created_at, updated_at, synced_at)
+         VALUES ('user_old', '{\"plan\": \"gold\"}', 1, 1, 1);",
+    )
+    .await
+    .unwrap();
+    drop(conn);
+    store.run_migrations().await.unwrap();
+
+    let old = store.find("user_old").await.unwrap().unwrap();
+    assert_eq!(old.public_metadata.0, json!({"plan": "gold"}));
+    let mut data = user_data("user_new", 1_000, Some("Ada"));
+    data.public_metadata = json!({"plan": "gold", "seats": 3});
+    let new = store.upsert(&data).await.unwrap().unwrap();
+    assert_eq!(new.public_metadata.0["seats"], 3);
+    // Null from Clerk is stored as {}.
+    let mut bare = user_data("user_bare", 1_000, None);
+    bare.public_metadata = serde_json::Value::Null;
+    assert_eq!(
+        store
+            .upsert(&bare)
+            .await
+            .unwrap()
+            .unwrap()
+            .public_metadata
+            .0,
+        json!({})
+    );
+
+    // What users query JSONB for: containment, on old and new rows alike.
+    let mut conn = pool.get().await.unwrap();
+    let gold: Vec<Count> = diesel::sql_query(
+        "SELECT count(*) AS n FROM clerk_users WHERE public_metadata @> '{\"plan\": \"gold\"}'",
+    )
+    .load(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(gold[0].n, 2);
+    let kind: Vec<Count> = diesel::sql_query(
+        "SELECT count(*) AS n FROM information_schema.columns \
+         WHERE table_name = 'clerk_users' AND column_name = 'public_metadata' AND data_type = 'jsonb'",
+    )
+    .load(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(kind[0].n, 1);
+    drop(conn);
+    db.cleanup().await;
+}

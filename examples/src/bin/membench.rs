@@ -11,7 +11,7 @@
 use std::time::Instant;
 
 use clerk_actix::{
-    store::ClerkUserRecord,
+    store::{ClerkUserRecord, Metadata},
     sync::StoreError,
     testing::{unix_now, TokenBuilder, TEST_KEYS},
     Clerk, ClerkUserData, DeletedUserPolicy, TokenCarrier, UserStore,
@@ -45,7 +45,7 @@ fn record(id: &str) -> ClerkUserRecord {
         image_url: Some(format!("https://img.clerk.com/{id}.png")),
         phone: None,
         external_id: None,
-        public_metadata: "{}".into(),
+        public_metadata: Metadata(serde_json::json!({})),
         last_active_at: Some(unix_now() * 1000),
         last_sign_in_at: Some(unix_now() * 1000),
         banned: false,
