@@ -1,15 +1,13 @@
-//! The authentication flow shared by the middleware and the client API: find the token, then
-//! verified-token cache → decode → key (PEM or JWKS) → verify → cache, with events at each step.
-
-use std::{sync::Arc, time::SystemTime};
+//! From an actix request to an [`AuthState`]: find the token (header, else cookie), hand it to
+//! the session service (`session::Sessions`), and apply the request-level rules (a refused
+//! cookie signs out, pending sessions).
 
 use actix_web::{http::header, HttpRequest};
 
 use crate::{
-    claims::ClerkClaims,
     config::Clerk,
     error::{AuthError, AuthErrorKind, AuthErrorReason as R},
-    events::{token_hash, AuthSource, ClerkEvent, TokenCarrier},
+    events::TokenCarrier,
     extract::{AuthState, ClerkSession},
 };
 
@@ -96,7 +94,7 @@ impl Clerk {
     /// pending sessions are treated as signed out), or signed out by an invalid cookie.
     /// `Err` for an invalid `Authorization` token and for outages.
     pub(crate) async fn auth_state(&self, req: &HttpRequest) -> Result<AuthState, AuthError> {
-        let Some((token, carrier)) = find_token(req, self.inner.accept_cookie)? else {
+        let Some((token, carrier)) = find_token(req, self.inner.http.accept_cookie)? else {
             return Ok(AuthState::Anonymous);
         };
         let session = match self.authenticate_token(token.as_str(), carrier).await {
@@ -110,107 +108,20 @@ impl Clerk {
             }
             Err(err) => return Err(err),
         };
-        if session.is_pending() && self.inner.treat_pending_as_signed_out {
+        if session.is_pending() && self.inner.http.treat_pending_as_signed_out {
             return Ok(AuthState::Pending(session));
         }
         Ok(AuthState::Authenticated(session))
     }
 
     /// Verifies one session token with the configured keys, caches and events, at the current
-    /// time. Machine and JWT-template tokens are refused (`token-type-mismatch`).
+    /// time. Machine and JWT-template tokens are refused (`token-type-mismatch`). A `Send`
+    /// future: usable from any task, e.g. for a token from a query string or a WebSocket.
     pub async fn authenticate_token(
         &self,
         token: &str,
         carrier: TokenCarrier,
     ) -> Result<ClerkSession, AuthError> {
-        let now = SystemTime::now();
-        let inner = &self.inner;
-        // Before the cache: a token the verifier would refuse never answers from it.
-        if let Err(err) = inner.verifier.check_len(token) {
-            return Err(self.failed(err, token));
-        }
-        if let Some((claims, shared)) = inner.token_cache.get(token, now) {
-            self.check_revoked(&claims, token)?;
-            self.emit_success(&claims, AuthSource::Cache, carrier);
-            return Ok(ClerkSession::new(
-                claims,
-                AuthSource::Cache,
-                carrier,
-                shared,
-            ));
-        }
-        let result = self.verify_uncached(token, now).await;
-        match result {
-            Ok(claims) => {
-                let claims = Arc::new(claims);
-                let shared = inner.token_cache.insert(token, claims.clone());
-                self.check_revoked(&claims, token)?;
-                self.emit_success(&claims, AuthSource::Verified, carrier);
-                Ok(ClerkSession::new(
-                    claims,
-                    AuthSource::Verified,
-                    carrier,
-                    shared,
-                ))
-            }
-            Err(err) => Err(self.failed(err, token)),
-        }
-    }
-
-    /// Reports a refused token and hands the error back.
-    fn failed(&self, err: AuthError, token: &str) -> AuthError {
-        self.emit(ClerkEvent::AuthFailed {
-            reason: err.reason(),
-            token_hash: token_hash(token),
-        });
-        err
-    }
-
-    async fn verify_uncached(
-        &self,
-        token: &str,
-        now: SystemTime,
-    ) -> Result<ClerkClaims, AuthError> {
-        let inner = &self.inner;
-        // A miss leads to RSA (and maybe HTTP); hashing the token for the event is noise.
-        self.emit(ClerkEvent::TokenCacheMiss {
-            token_hash: token_hash(token),
-        });
-        let decoded = inner.verifier.decode_session(token)?;
-        let keys = match (&inner.static_keys, &inner.jwks) {
-            (Some(keys), _) => keys.clone(),
-            (None, Some(jwks)) => jwks.keys_for(decoded.kid(), &inner.events).await?,
-            (None, None) => {
-                return Err(AuthError::new(
-                    R::JwkFailedToResolve,
-                    "set CLERK_SECRET_KEY or CLERK_JWT_KEY",
-                ))
-            }
-        };
-        inner.verifier.verify_decoded(decoded, &keys, now)
-    }
-
-    /// Refuses tokens of a user revoked (deleted / banned via webhook) after they were issued.
-    fn check_revoked(&self, claims: &ClerkClaims, token: &str) -> Result<(), AuthError> {
-        match self.revoked_at(claims.user_id()) {
-            Some(at) if claims.issued_at().unwrap_or(i64::MIN) <= at => Err(self.failed(
-                AuthError::new(
-                    R::UserInactive,
-                    "the user was deleted or deactivated in Clerk",
-                ),
-                token,
-            )),
-            _ => Ok(()),
-        }
-    }
-
-    fn emit_success(&self, claims: &Arc<ClerkClaims>, source: AuthSource, carrier: TokenCarrier) {
-        if self.inner.events.wants_debug() {
-            self.emit(ClerkEvent::AuthSucceeded {
-                claims: claims.clone(),
-                source,
-                carrier,
-            });
-        }
+        self.inner.sessions.authenticate(token, carrier).await
     }
 }

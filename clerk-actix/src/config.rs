@@ -3,7 +3,6 @@
 
 use std::{
     any::{Any, TypeId},
-    collections::HashMap,
     env, fmt,
     sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
@@ -19,8 +18,10 @@ use crate::{
     jwks::{JwksPolicy, RemoteJwks},
     keys::{KeyError, VerificationKeys},
     revocation::Revocations,
+    session::Sessions,
     sync::{
-        DeletedUserPolicy, SyncError, SyncedUser, UserStore, UserSync, DEFAULT_USER_CACHE_CAPACITY,
+        DeletedUserPolicy, SyncError, SyncedUser, UserStore, UserSync, Users,
+        DEFAULT_USER_CACHE_CAPACITY,
     },
     user::ClerkUserData,
     verify::{TokenVerifier, VerifyOptions, DEFAULT_CLOCK_SKEW},
@@ -99,24 +100,29 @@ pub struct Clerk {
     pub(crate) inner: Arc<ClerkInner>,
 }
 
+/// What a [`Clerk`] handle is made of: services, each in its own module, and the settings of the
+/// actix adapters.
 pub(crate) struct ClerkInner {
     pub(crate) secret_key: Option<SecretKey>,
     pub(crate) api_url: String,
-    pub(crate) static_keys: Option<Arc<VerificationKeys>>,
-    pub(crate) jwks: Option<Arc<RemoteJwks>>,
-    pub(crate) verifier: TokenVerifier,
-    pub(crate) token_cache: TokenCache,
+    /// Session tokens: keys, verification, the verified-token cache (`session`).
+    pub(crate) sessions: Sessions,
+    /// Users: the Backend API and a user sync per registered model (`sync`).
+    pub(crate) users: Users,
+    /// Users whose tokens are refused (banned, deleted); shared with the services.
+    pub(crate) revoked: Arc<Revocations>,
     pub(crate) events: Events,
-    pub(crate) error_hook: Option<ErrorHook>,
-    pub(crate) expose_error_details: bool,
+    pub(crate) webhooks: Option<Webhooks>,
+    /// How the actix adapters read requests and answer errors.
+    pub(crate) http: HttpSettings,
+}
+
+/// Settings of the actix adapters (middleware, extractors, error responses).
+pub(crate) struct HttpSettings {
     pub(crate) accept_cookie: bool,
     pub(crate) treat_pending_as_signed_out: bool,
-    pub(crate) user_cache_ttl: Duration,
-    pub(crate) api: Option<BackendApi>,
-    pub(crate) user_syncs: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
-    pub(crate) webhooks: Option<Webhooks>,
-    /// Users whose tokens are refused (banned, deleted); shared with the user syncs.
-    pub(crate) revoked: Arc<Revocations>,
+    pub(crate) error_hook: Option<ErrorHook>,
+    pub(crate) expose_error_details: bool,
 }
 
 impl fmt::Debug for Clerk {
@@ -124,17 +130,17 @@ impl fmt::Debug for Clerk {
         let i = &self.inner;
         f.debug_struct("Clerk")
             .field("secret_key", &i.secret_key)
-            .field("jwt_key", &i.static_keys.as_ref().map(|_| "[set]"))
+            .field("jwt_key", &i.sessions.static_keys.as_ref().map(|_| "[set]"))
             .field("api_url", &i.api_url)
-            .field("verify", i.verifier.options())
-            .field("token_cache", &i.token_cache)
+            .field("verify", i.sessions.verifier.options())
+            .field("token_cache", &i.sessions.cache)
             .field("events", &i.events)
-            .field("accept_cookie", &i.accept_cookie)
+            .field("accept_cookie", &i.http.accept_cookie)
             .field(
                 "treat_pending_as_signed_out",
-                &i.treat_pending_as_signed_out,
+                &i.http.treat_pending_as_signed_out,
             )
-            .field("user_cache_ttl", &i.user_cache_ttl)
+            .field("user_cache_ttl", &i.users.cache_ttl)
             .finish_non_exhaustive()
     }
 }
@@ -152,7 +158,7 @@ impl Clerk {
 
     /// The verification options in force.
     pub fn verify_options(&self) -> &VerifyOptions {
-        self.inner.verifier.options()
+        self.inner.sessions.verifier.options()
     }
 
     /// The Backend API base URL.
@@ -162,18 +168,18 @@ impl Clerk {
 
     /// How long a synced user stays cached.
     pub fn user_cache_ttl(&self) -> Duration {
-        self.inner.user_cache_ttl
+        self.inner.users.cache_ttl
     }
 
     /// Number of tokens in the verified-token cache.
     pub fn cached_tokens(&self) -> u64 {
-        self.inner.token_cache.len()
+        self.inner.sessions.cache.len()
     }
 
     /// Estimated bytes held by the verified-token cache (bounded by
     /// [`ClerkBuilder::token_cache_max_bytes`]).
     pub fn cached_token_bytes(&self) -> u64 {
-        self.inner.token_cache.weighted_bytes()
+        self.inner.sessions.cache.weighted_bytes()
     }
 
     /// The response for an authentication error: the global hook if one is set, otherwise
@@ -186,15 +192,15 @@ impl Clerk {
                 .events
                 .log_server_error(err.reason().as_str(), err.detail());
         }
-        match &self.inner.error_hook {
+        match &self.inner.http.error_hook {
             Some(hook) => hook(err, req),
-            None => err.response(self.inner.expose_error_details),
+            None => err.response(self.inner.http.expose_error_details),
         }
     }
 
     /// Whether response bodies may describe the server's configuration.
     pub(crate) fn exposes_error_details(&self) -> bool {
-        self.inner.expose_error_details
+        self.inner.http.expose_error_details
     }
 
     pub(crate) fn emit(&self, event: ClerkEvent) {
@@ -207,19 +213,13 @@ impl Clerk {
 
     /// The sync service for user type `U`, if a store for it was registered.
     pub(crate) fn user_sync<U: SyncedUser>(&self) -> Option<&UserSync<U>> {
-        self.inner
-            .user_syncs
-            .get(&TypeId::of::<U>())
-            .and_then(|s| s.downcast_ref::<UserSync<U>>())
+        self.inner.users.sync::<U>()
     }
 
     /// Fetches a user from the Backend API (`GET /users/{id}`), with bounded retries of
     /// transient failures. `ApiError::NotFound` when Clerk has no such user.
     pub async fn get_user_details(&self, user_id: &str) -> Result<ClerkUserData, ApiError> {
-        match &self.inner.api {
-            Some(api) => api.get_user(user_id).await,
-            None => Err(ApiError::NoSecretKey),
-        }
+        self.inner.users.get_user_details(user_id).await
     }
 
     /// Upserts Clerk's user data through the store registered for `U` and refreshes the user
@@ -246,11 +246,6 @@ impl Clerk {
     /// deleted user's revocation is never lifted.
     pub fn unrevoke_user(&self, user_id: &str) {
         self.inner.revoked.lift(user_id, i64::MAX);
-    }
-
-    /// The Unix second up to which the user's tokens are refused, if any.
-    pub(crate) fn revoked_at(&self, user_id: &str) -> Option<i64> {
-        self.inner.revoked.issued_up_to(user_id)
     }
 
     /// Number of users of type `U` in the user cache.
@@ -712,24 +707,32 @@ impl ClerkBuilder {
             inner: Arc::new(ClerkInner {
                 secret_key,
                 api_url: self.api_url,
-                static_keys,
-                jwks,
-                token_cache: TokenCache::new(
-                    self.token_cache_capacity,
-                    self.token_cache_max_bytes,
-                    self.clock_skew,
-                ),
-                verifier: TokenVerifier::new(verify),
-                events,
-                error_hook: self.error_hook,
-                expose_error_details: self.expose_error_details,
-                accept_cookie,
-                treat_pending_as_signed_out: self.treat_pending_as_signed_out,
-                user_cache_ttl: self.user_cache_ttl,
-                api,
-                user_syncs,
-                webhooks,
+                sessions: Sessions {
+                    verifier: TokenVerifier::new(verify),
+                    static_keys,
+                    jwks,
+                    cache: TokenCache::new(
+                        self.token_cache_capacity,
+                        self.token_cache_max_bytes,
+                        self.clock_skew,
+                    ),
+                    events: events.clone(),
+                    revoked: revoked.clone(),
+                },
+                users: Users {
+                    api,
+                    syncs: user_syncs,
+                    cache_ttl: self.user_cache_ttl,
+                },
                 revoked,
+                events,
+                webhooks,
+                http: HttpSettings {
+                    accept_cookie,
+                    treat_pending_as_signed_out: self.treat_pending_as_signed_out,
+                    error_hook: self.error_hook,
+                    expose_error_details: self.expose_error_details,
+                },
             }),
         })
     }
@@ -795,13 +798,14 @@ mod tests {
     fn cookies_need_authorized_parties() {
         let base = || Clerk::builder().secret_key("sk_test_x");
         // Default: read only with parties.
-        assert!(!base().build().unwrap().inner.accept_cookie);
+        assert!(!base().build().unwrap().inner.http.accept_cookie);
         assert!(
             base()
                 .authorized_parties(["https://app.example.com"])
                 .build()
                 .unwrap()
                 .inner
+                .http
                 .accept_cookie
         );
         // Explicitly on without parties: a configuration error.
@@ -817,6 +821,7 @@ mod tests {
                 .build()
                 .unwrap()
                 .inner
+                .http
                 .accept_cookie
         );
     }

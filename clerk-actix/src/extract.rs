@@ -9,107 +9,14 @@ use std::{
 
 use actix_web::{dev::Payload, web, FromRequest, HttpMessage, HttpRequest};
 use futures_util::future::LocalBoxFuture;
-use serde::Serialize;
 
+pub use crate::session::ClerkSession;
 use crate::{
-    claims::ClerkClaims,
     config::Clerk,
     error::{AuthError, AuthErrorReason as R},
-    events::{AuthSource, ClerkEvent, TokenCarrier},
+    events::ClerkEvent,
     sync::{SyncError, SyncedUser, UserSource, UserSync},
 };
-
-/// An authenticated Clerk session: the verified claims plus where the token came from.
-/// Derefs to [`ClerkClaims`]. Cheap to clone.
-///
-/// As an extractor it answers 401 (`WWW-Authenticate: Bearer`) when the request is anonymous;
-/// [`ClerkMiddleware`](crate::ClerkMiddleware) must wrap the route.
-///
-/// ```no_run
-/// use actix_web::{get, HttpResponse, Responder};
-/// use clerk_actix::ClerkSession;
-///
-/// #[get("/me")]
-/// async fn me(session: ClerkSession) -> impl Responder {
-///     HttpResponse::Ok().json(serde_json::json!({ "user_id": session.user_id() }))
-/// }
-/// ```
-#[derive(Clone)]
-pub struct ClerkSession {
-    claims: Arc<ClerkClaims>,
-    source: AuthSource,
-    carrier: TokenCarrier,
-    token: Arc<str>,
-}
-
-impl std::fmt::Debug for ClerkSession {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClerkSession")
-            .field("claims", &self.claims)
-            .field("source", &self.source)
-            .field("carrier", &self.carrier)
-            .field("token", &"[redacted]")
-            .finish()
-    }
-}
-
-impl ClerkSession {
-    pub(crate) fn new(
-        claims: Arc<ClerkClaims>,
-        source: AuthSource,
-        carrier: TokenCarrier,
-        token: Arc<str>,
-    ) -> Self {
-        Self {
-            claims,
-            source,
-            carrier,
-            token,
-        }
-    }
-
-    /// The session token itself, to forward to another service that verifies Clerk tokens
-    /// (`Authorization: Bearer <token>`). It is a credential: never log it. (Trailing `=`
-    /// padding, which Clerk ignores, is not included.) `Debug` and `Serialize` leave it out.
-    ///
-    /// ```no_run
-    /// use clerk_actix::ClerkSession;
-    /// async fn call_billing(session: ClerkSession) {
-    ///     let _header = format!("Bearer {}", session.token()); // to awc / reqwest
-    /// }
-    /// ```
-    pub fn token(&self) -> &str {
-        &self.token
-    }
-
-    /// The verified claims.
-    pub fn claims(&self) -> &Arc<ClerkClaims> {
-        &self.claims
-    }
-
-    /// Whether the token came from the verified-token cache.
-    pub fn source(&self) -> AuthSource {
-        self.source
-    }
-
-    /// Header or cookie.
-    pub fn carrier(&self) -> TokenCarrier {
-        self.carrier
-    }
-}
-
-impl Deref for ClerkSession {
-    type Target = ClerkClaims;
-    fn deref(&self) -> &ClerkClaims {
-        &self.claims
-    }
-}
-
-impl Serialize for ClerkSession {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.claims.serialize(s)
-    }
-}
 
 /// What [`ClerkMiddleware`](crate::ClerkMiddleware) decided for a request. Also an extractor.
 #[derive(Debug, Clone)]

@@ -34,14 +34,14 @@
 //! | layer | modules | concern |
 //! |---|---|---|
 //! | data | [`events`], [`error`], [`claims`], [`user`] | what flows through: events (plain data, listeners, the log budget), reason codes and their HTTP mapping, verified claims and `has()`, Clerk's user object |
-//! | protocol | [`keys`], [`verify`], `cache`, [`jwks`], [`api`], `revocation`, [`sync`], [`store`], [`webhooks`] (verification), `webhooks::apply` | PEM/JWKS keys; Clerk's verification rules (the `azp` check is in `verify::TokenVerifier`); the verified-token cache; the remote key set and its refresh task; the Backend API transport (one client thread: every public future is `Send`); revoked users; the user cache and the `UserStore` seam; diesel stores with tombstones; Svix signatures and applying events |
-//! | composition | [`config`] (`Clerk`, `ClerkBuilder`), `auth` | the handle that owns the services above, and the flow that strings them together for one token |
-//! | actix adapters | [`middleware`], [`extract`], [`guard`], `webhooks::endpoint` | `ClerkMiddleware`, the extractors, `#[clerk_protected]`'s runtime, the webhook resource |
+//! | protocol | [`keys`], [`verify`], `cache`, [`jwks`], [`api`], `revocation`, [`session`], [`sync`], [`store`], [`webhooks`] (verification), `webhooks::apply` | PEM/JWKS keys; Clerk's verification rules (the `azp` check is in `verify::TokenVerifier`); the verified-token cache; the remote key set and its refresh task; the Backend API transport (one client thread: every public future is `Send`); revoked users; authenticating one session token (`session::Sessions`); the user cache, the per-model syncs (`sync::Users`) and the `UserStore` seam; diesel stores with tombstones; Svix signatures and applying events |
+//! | composition | [`config`] (`Clerk`, `ClerkBuilder`) | the handle: it composes the services above (sessions, users, revocations, webhooks, events) and the adapters' settings |
+//! | actix adapters | `auth`, [`middleware`], [`extract`], [`guard`], `webhooks::endpoint` | a request's token (header, else cookie) to an `AuthState`; `ClerkMiddleware`, the extractors, `#[clerk_protected]`'s runtime, the webhook resource |
 //! | kit | `testing` (feature `testing`) | `MockClerk`, token builder, webhook signer |
 //!
 //! One request: [`ClerkMiddleware`] takes the token (`auth::find_token`: `Authorization`,
-//! else the `__session` cookie when authorized parties are set) → `cache` (canonical key; a hit
-//! costs a hash lookup) → on a miss [`verify`] decodes, [`jwks`] (or the PEM key) supplies the
+//! else the `__session` cookie when authorized parties are set) → [`session`]: `cache` (canonical
+//! key; a hit costs a hash lookup) → on a miss [`verify`] decodes, [`jwks`] (or the PEM key) supplies the
 //! key, [`verify`] checks signature and claims → `revocation` refuses banned or deleted users →
 //! the [`AuthState`] goes into the request → [`extract`] / [`guard`] hand it to the handler;
 //! [`ClerkUser<U>`](struct@ClerkUser) asks [`sync`] for the local user (user cache, else Backend
@@ -66,6 +66,7 @@ pub mod jwks;
 pub mod keys;
 pub mod middleware;
 mod revocation;
+pub mod session;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub mod store;
 pub mod sync;

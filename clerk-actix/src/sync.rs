@@ -3,6 +3,8 @@
 //! Backend API call and one upsert.
 
 use std::{
+    any::{Any, TypeId},
+    collections::HashMap,
     fmt,
     sync::Arc,
     time::{Duration, Instant},
@@ -181,6 +183,31 @@ impl SyncError {
                 "the user database is unavailable",
                 Duration::from_secs(5),
             ),
+        }
+    }
+}
+
+/// The users side of a [`Clerk`](crate::Clerk) handle: the Backend API, and a [`UserSync`] per
+/// registered model (keyed by its type).
+pub(crate) struct Users {
+    pub(crate) api: Option<BackendApi>,
+    pub(crate) syncs: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
+    pub(crate) cache_ttl: Duration,
+}
+
+impl Users {
+    /// The sync service for user type `U`, if a store for it was registered.
+    pub(crate) fn sync<U: SyncedUser>(&self) -> Option<&UserSync<U>> {
+        self.syncs
+            .get(&TypeId::of::<U>())
+            .and_then(|s| s.downcast_ref::<UserSync<U>>())
+    }
+
+    /// `GET /users/{id}` with bounded retries; `NoSecretKey` without a secret key.
+    pub(crate) async fn get_user_details(&self, user_id: &str) -> Result<ClerkUserData, ApiError> {
+        match &self.api {
+            Some(api) => api.get_user(user_id).await,
+            None => Err(ApiError::NoSecretKey),
         }
     }
 }

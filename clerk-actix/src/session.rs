@@ -1,0 +1,224 @@
+//! Session tokens: [`ClerkSession`] (a verified token, its claims and where it came from) and
+//! the service that authenticates one — the verified-token cache in front of key resolution
+//! (PEM or the remote JWKS) and Clerk's rules, then revocation, with an event at each step. No
+//! HTTP types: the actix adapters (`auth`, the middleware, the extractors) find the token in a
+//! request and hand it here.
+
+use std::{ops::Deref, sync::Arc, time::SystemTime};
+
+use serde::Serialize;
+
+use crate::{
+    cache::TokenCache,
+    claims::ClerkClaims,
+    error::{AuthError, AuthErrorReason as R},
+    events::{token_hash, AuthSource, ClerkEvent, Events, TokenCarrier},
+    jwks::RemoteJwks,
+    keys::VerificationKeys,
+    revocation::Revocations,
+    verify::TokenVerifier,
+};
+
+/// An authenticated Clerk session: the verified claims plus where the token came from.
+/// Derefs to [`ClerkClaims`]. Cheap to clone.
+///
+/// As an extractor it answers 401 (`WWW-Authenticate: Bearer`) when the request is anonymous;
+/// [`ClerkMiddleware`](crate::ClerkMiddleware) must wrap the route.
+///
+/// ```no_run
+/// use actix_web::{get, HttpResponse, Responder};
+/// use clerk_actix::ClerkSession;
+///
+/// #[get("/me")]
+/// async fn me(session: ClerkSession) -> impl Responder {
+///     HttpResponse::Ok().json(serde_json::json!({ "user_id": session.user_id() }))
+/// }
+/// ```
+#[derive(Clone)]
+pub struct ClerkSession {
+    claims: Arc<ClerkClaims>,
+    source: AuthSource,
+    carrier: TokenCarrier,
+    token: Arc<str>,
+}
+
+impl std::fmt::Debug for ClerkSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClerkSession")
+            .field("claims", &self.claims)
+            .field("source", &self.source)
+            .field("carrier", &self.carrier)
+            .field("token", &"[redacted]")
+            .finish()
+    }
+}
+
+impl ClerkSession {
+    pub(crate) fn new(
+        claims: Arc<ClerkClaims>,
+        source: AuthSource,
+        carrier: TokenCarrier,
+        token: Arc<str>,
+    ) -> Self {
+        Self {
+            claims,
+            source,
+            carrier,
+            token,
+        }
+    }
+
+    /// The session token itself, to forward to another service that verifies Clerk tokens
+    /// (`Authorization: Bearer <token>`). It is a credential: never log it. (Trailing `=`
+    /// padding, which Clerk ignores, is not included.) `Debug` and `Serialize` leave it out.
+    ///
+    /// ```no_run
+    /// use clerk_actix::ClerkSession;
+    /// async fn call_billing(session: ClerkSession) {
+    ///     let _header = format!("Bearer {}", session.token()); // to awc / reqwest
+    /// }
+    /// ```
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// The verified claims.
+    pub fn claims(&self) -> &Arc<ClerkClaims> {
+        &self.claims
+    }
+
+    /// Whether the token came from the verified-token cache.
+    pub fn source(&self) -> AuthSource {
+        self.source
+    }
+
+    /// Header or cookie.
+    pub fn carrier(&self) -> TokenCarrier {
+        self.carrier
+    }
+}
+
+impl Deref for ClerkSession {
+    type Target = ClerkClaims;
+    fn deref(&self) -> &ClerkClaims {
+        &self.claims
+    }
+}
+
+impl Serialize for ClerkSession {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.claims.serialize(s)
+    }
+}
+
+/// Authenticates session tokens for one [`Clerk`](crate::Clerk) handle.
+#[derive(Debug)]
+pub(crate) struct Sessions {
+    pub(crate) verifier: TokenVerifier,
+    pub(crate) static_keys: Option<Arc<VerificationKeys>>,
+    pub(crate) jwks: Option<Arc<RemoteJwks>>,
+    pub(crate) cache: TokenCache,
+    pub(crate) events: Events,
+    pub(crate) revoked: Arc<Revocations>,
+}
+
+impl Sessions {
+    /// Verifies one session token at the current time: size limit, cache (canonical key), else
+    /// decode, key (PEM or JWKS), Clerk's rules; then revocation. Machine and JWT-template
+    /// tokens are refused (`token-type-mismatch`). Every step reports its event.
+    pub(crate) async fn authenticate(
+        &self,
+        token: &str,
+        carrier: TokenCarrier,
+    ) -> Result<ClerkSession, AuthError> {
+        let now = SystemTime::now();
+        let inner = self;
+        // Before the cache: a token the verifier would refuse never answers from it.
+        if let Err(err) = inner.verifier.check_len(token) {
+            return Err(self.failed(err, token));
+        }
+        if let Some((claims, shared)) = inner.cache.get(token, now) {
+            self.check_revoked(&claims, token)?;
+            self.emit_success(&claims, AuthSource::Cache, carrier);
+            return Ok(ClerkSession::new(
+                claims,
+                AuthSource::Cache,
+                carrier,
+                shared,
+            ));
+        }
+        let result = self.verify_uncached(token, now).await;
+        match result {
+            Ok(claims) => {
+                let claims = Arc::new(claims);
+                let shared = inner.cache.insert(token, claims.clone());
+                self.check_revoked(&claims, token)?;
+                self.emit_success(&claims, AuthSource::Verified, carrier);
+                Ok(ClerkSession::new(
+                    claims,
+                    AuthSource::Verified,
+                    carrier,
+                    shared,
+                ))
+            }
+            Err(err) => Err(self.failed(err, token)),
+        }
+    }
+
+    /// Reports a refused token and hands the error back.
+    fn failed(&self, err: AuthError, token: &str) -> AuthError {
+        self.events.emit(ClerkEvent::AuthFailed {
+            reason: err.reason(),
+            token_hash: token_hash(token),
+        });
+        err
+    }
+
+    async fn verify_uncached(
+        &self,
+        token: &str,
+        now: SystemTime,
+    ) -> Result<ClerkClaims, AuthError> {
+        let inner = self;
+        // A miss leads to RSA (and maybe HTTP); hashing the token for the event is noise.
+        self.events.emit(ClerkEvent::TokenCacheMiss {
+            token_hash: token_hash(token),
+        });
+        let decoded = inner.verifier.decode_session(token)?;
+        let keys = match (&inner.static_keys, &inner.jwks) {
+            (Some(keys), _) => keys.clone(),
+            (None, Some(jwks)) => jwks.keys_for(decoded.kid(), &inner.events).await?,
+            (None, None) => {
+                return Err(AuthError::new(
+                    R::JwkFailedToResolve,
+                    "set CLERK_SECRET_KEY or CLERK_JWT_KEY",
+                ))
+            }
+        };
+        inner.verifier.verify_decoded(decoded, &keys, now)
+    }
+
+    /// Refuses tokens of a user revoked (deleted / banned via webhook) after they were issued.
+    fn check_revoked(&self, claims: &ClerkClaims, token: &str) -> Result<(), AuthError> {
+        match self.revoked.issued_up_to(claims.user_id()) {
+            Some(at) if claims.issued_at().unwrap_or(i64::MIN) <= at => Err(self.failed(
+                AuthError::new(
+                    R::UserInactive,
+                    "the user was deleted or deactivated in Clerk",
+                ),
+                token,
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn emit_success(&self, claims: &Arc<ClerkClaims>, source: AuthSource, carrier: TokenCarrier) {
+        if self.events.wants_debug() {
+            self.events.emit(ClerkEvent::AuthSucceeded {
+                claims: claims.clone(),
+                source,
+                carrier,
+            });
+        }
+    }
+}
