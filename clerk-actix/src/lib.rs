@@ -29,14 +29,16 @@
 //!
 //! ## Architecture
 //!
-//! Layers import only downward (CI checks it: `python3 .ci/modcycles.py clerk-actix/src`).
+//! Layers import only downward (CI checks it: `python3 .ci/modcycles.py clerk-actix/src`). The
+//! data and protocol layers use no actix-web types, except the Backend API transport ([`api`]),
+//! which runs awc on its own thread; [`config`] holds the adapters' settings (the error hook).
 //!
 //! | layer | modules | concern |
 //! |---|---|---|
-//! | data | [`events`], [`error`], [`claims`], [`user`] | what flows through: events (plain data, listeners, the log budget), reason codes and their HTTP mapping, verified claims and `has()`, Clerk's user object |
+//! | data | [`events`], [`error`], [`claims`], [`user`] | what flows through: events (plain data, listeners, the log budget), errors and their reason codes, verified claims and `has()`, Clerk's user object |
 //! | protocol | [`keys`], [`verify`], `cache`, [`jwks`], [`api`], `revocation`, [`session`], [`sync`], [`store`], [`webhooks`] (verification), `webhooks::apply` | PEM/JWKS keys; Clerk's verification rules (the `azp` check is in `verify::TokenVerifier`); the verified-token cache; the remote key set and its refresh task; the Backend API transport (one client thread: every public future is `Send`); revoked users; authenticating one session token (`session::Sessions`); the user cache, the per-model syncs (`sync::Users`) and the `UserStore` seam; diesel stores with tombstones; Svix signatures and applying events |
 //! | composition | [`config`] (`Clerk`, `ClerkBuilder`) | the handle: it composes the services above (sessions, users, revocations, webhooks, events) and the adapters' settings |
-//! | actix adapters | `auth`, [`middleware`], [`extract`], [`guard`], `webhooks::endpoint` | a request's token (header, else cookie) to an `AuthState`; `ClerkMiddleware`, the extractors, `#[clerk_protected]`'s runtime, the webhook resource |
+//! | actix adapters | `auth`, [`middleware`], [`extract`], [`guard`], [`response`], `webhooks::endpoint` | a request's token (header, else cookie) to an `AuthState`; `ClerkMiddleware`, the extractors, `#[clerk_protected]`'s runtime, errors as HTTP responses (RFC 6750), the webhook resource and `WebhookVerifier::verify_at` over actix headers |
 //! | kit | `testing` (feature `testing`) | `MockClerk`, token builder, webhook signer |
 //!
 //! One request: [`ClerkMiddleware`] takes the token (`auth::find_token`: `Authorization`,
@@ -65,6 +67,7 @@ pub mod guard;
 pub mod jwks;
 pub mod keys;
 pub mod middleware;
+pub mod response;
 mod revocation;
 pub mod session;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]

@@ -3,14 +3,44 @@
 
 use std::time::SystemTime;
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{http::header::HeaderMap, web, HttpRequest, HttpResponse};
 
+use super::{WebhookError, WebhookEvent, WebhookVerifier};
 use crate::{
     config::Clerk,
     events::{ClerkEvent, LogBudget},
     extract::clerk_of,
     sync::{SyncError, SyncedUser},
 };
+
+impl WebhookVerifier {
+    /// Verifies a delivery at time `now` from an actix request's headers (see
+    /// [`verify_parts`](Self::verify_parts)). Accepts the Standard Webhooks names
+    /// (`webhook-id`, ...) when the `svix-*` ones are absent.
+    pub fn verify_at(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        now: SystemTime,
+    ) -> Result<WebhookEvent, WebhookError> {
+        self.verify_parts(
+            header(headers, "svix-id", "webhook-id"),
+            header(headers, "svix-timestamp", "webhook-timestamp"),
+            header(headers, "svix-signature", "webhook-signature"),
+            body,
+            now,
+        )
+    }
+}
+
+fn header<'h>(headers: &'h HeaderMap, svix: &str, standard: &str) -> Option<&'h str> {
+    headers
+        .get(svix)
+        .or_else(|| headers.get(standard))
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
 
 /// The webhook endpoint as an actix resource: `POST` only, body up to 1 MiB, users of type `U`
 /// kept in the store registered for `U`. The [`Clerk`] handle is the one

@@ -31,7 +31,6 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use actix_web::http::header::HeaderMap;
 use base64::{engine::general_purpose::STANDARD, Engine as _};
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
@@ -205,15 +204,6 @@ impl fmt::Debug for WebhookVerifier {
     }
 }
 
-fn header<'h>(headers: &'h HeaderMap, svix: &str, standard: &str) -> Option<&'h str> {
-    headers
-        .get(svix)
-        .or_else(|| headers.get(standard))
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-}
-
 impl WebhookVerifier {
     /// From the endpoint's signing secret (`whsec_...`; the prefix is optional).
     pub fn new(secret: &str) -> Result<Self, WebhookError> {
@@ -261,20 +251,25 @@ impl WebhookVerifier {
         format!("v1,{}", STANDARD.encode(tag))
     }
 
-    /// Verifies a delivery at time `now`: headers present, timestamp within the tolerance, any
-    /// `v1` entry of `svix-signature` matching (constant-time), then the body parsed.
-    /// Accepts the Standard Webhooks names (`webhook-id`, ...) when the `svix-*` ones are absent.
-    pub fn verify_at(
+    /// Verifies a delivery from the values of its three headers (`svix-id`, `svix-timestamp`,
+    /// `svix-signature`; `None` when absent) at time `now`: all present and non-empty, timestamp
+    /// within the tolerance, any `v1` entry of the signature matching (constant-time), then the
+    /// body parsed. Framework-neutral; [`verify_at`](Self::verify_at) reads an actix request's
+    /// headers and calls it.
+    pub fn verify_parts(
         &self,
-        headers: &HeaderMap,
+        msg_id: Option<&str>,
+        timestamp: Option<&str>,
+        signatures: Option<&str>,
         body: &[u8],
         now: SystemTime,
     ) -> Result<WebhookEvent, WebhookError> {
-        let (Some(msg_id), Some(ts_text), Some(signatures)) = (
-            header(headers, "svix-id", "webhook-id"),
-            header(headers, "svix-timestamp", "webhook-timestamp"),
-            header(headers, "svix-signature", "webhook-signature"),
-        ) else {
+        fn present(v: Option<&str>) -> Option<&str> {
+            v.map(str::trim).filter(|v| !v.is_empty())
+        }
+        let (Some(msg_id), Some(ts_text), Some(signatures)) =
+            (present(msg_id), present(timestamp), present(signatures))
+        else {
             return Err(WebhookError::MissingHeaders);
         };
         let timestamp: i64 = ts_text
