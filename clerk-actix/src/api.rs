@@ -2,7 +2,11 @@
 //! `!Send`; callers reach it over a channel, so their futures are `Send`), per-request timeouts,
 //! bearer secret key, Clerk's version header, and Clerk's error body parsed into a typed error.
 
-use std::{fmt, sync::OnceLock, time::Duration};
+use std::{
+    fmt,
+    sync::{Arc, Mutex, OnceLock, PoisonError},
+    time::{Duration, Instant},
+};
 
 use actix_web::{http::StatusCode, web::Bytes};
 use serde::Deserialize;
@@ -272,13 +276,38 @@ pub(crate) async fn get_with_retries(
     }
 }
 
-/// The Backend API of one instance: base URL, secret key, timeout and retry budget.
+/// The Backend API of one instance: base URL, secret key, timeout and retry budget, and how
+/// its calls went lately (for the health report).
 #[derive(Debug, Clone)]
 pub(crate) struct BackendApi {
     pub(crate) api_url: String,
     pub(crate) secret_key: SecretKey,
     pub(crate) timeout: Duration,
     pub(crate) attempts: u32,
+    pub(crate) status: Arc<Mutex<ApiStatus>>,
+}
+
+/// The outcome of the latest Backend API calls.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ApiStatus {
+    pub(crate) last_success: Option<Instant>,
+    /// The last failure (not a 404, which is an answer): what, and when.
+    pub(crate) last_error: Option<(&'static str, Instant)>,
+}
+
+impl ApiError {
+    /// A short code for the health report (never the body or the key).
+    pub(crate) fn code(&self) -> &'static str {
+        match self {
+            Self::Unreachable(_) => "unreachable",
+            Self::RateLimited { .. } => "rate-limited",
+            Self::Status { .. } if self.is_invalid_secret_key() => "secret-key-invalid",
+            Self::Status { .. } => "error-status",
+            Self::InvalidBody => "invalid-body",
+            Self::NotFound => "not-found",
+            Self::NoSecretKey => "no-secret-key",
+        }
+    }
 }
 
 /// Clerk ids are short ASCII tokens; anything else never reaches a URL path.
@@ -297,14 +326,22 @@ impl BackendApi {
             return Err(ApiError::NotFound);
         }
         let url = format!("{}/users/{user_id}", self.api_url);
-        let body = get_with_retries(
+        let result = get_with_retries(
             &url,
             &self.secret_key,
             self.timeout,
             1024 * 1024,
             self.attempts,
         )
-        .await?;
+        .await;
+        {
+            let mut status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
+            match &result {
+                Ok(_) | Err(ApiError::NotFound) => status.last_success = Some(Instant::now()),
+                Err(e) => status.last_error = Some((e.code(), Instant::now())),
+            }
+        }
+        let body = result?;
         let user: ClerkUserData =
             serde_json::from_slice(&body).map_err(|_| ApiError::InvalidBody)?;
         if user.id != user_id {

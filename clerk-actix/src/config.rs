@@ -3,6 +3,7 @@
 
 use std::{
     any::{Any, TypeId},
+    collections::HashMap,
     env, fmt,
     sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
@@ -20,7 +21,7 @@ use crate::{
     revocation::Revocations,
     session::Sessions,
     sync::{
-        DeletedUserPolicy, SyncError, SyncedUser, UserStore, UserSync, Users,
+        DeletedUserPolicy, StorePing, SyncError, SyncedUser, UserStore, UserSync, Users,
         DEFAULT_USER_CACHE_CAPACITY,
     },
     user::ClerkUserData,
@@ -81,7 +82,15 @@ struct SyncSetup {
     revoked: Arc<Revocations>,
 }
 
-type SyncFactory = Box<dyn FnOnce(&SyncSetup) -> (TypeId, Arc<dyn Any + Send + Sync>)>;
+type SyncFactory = Box<
+    dyn FnOnce(
+        &SyncSetup,
+    ) -> (
+        TypeId,
+        Arc<dyn Any + Send + Sync>,
+        (&'static str, StorePing),
+    ),
+>;
 
 /// The configured Clerk integration. Build it once, outside `HttpServer::new`, and clone it into
 /// each worker (an `Arc` inside; `Send + Sync`).
@@ -552,6 +561,11 @@ impl ClerkBuilder {
     pub fn user_store<S: UserStore>(mut self, store: S) -> Self {
         let store: Arc<dyn UserStore<User = S::User>> = Arc::new(store);
         self.user_stores.push(Box::new(move |setup: &SyncSetup| {
+            let pinged = store.clone();
+            let ping: StorePing = Arc::new(move || {
+                let store = pinged.clone();
+                Box::pin(async move { store.ping().await })
+            });
             let sync = UserSync::new(
                 store,
                 setup.api.clone(),
@@ -563,6 +577,7 @@ impl ClerkBuilder {
             (
                 TypeId::of::<S::User>(),
                 Arc::new(sync) as Arc<dyn Any + Send + Sync>,
+                (std::any::type_name::<S::User>(), ping),
             )
         }));
         self
@@ -689,6 +704,7 @@ impl ClerkBuilder {
             secret_key: sk.clone(),
             timeout: self.api_timeout,
             attempts: 3,
+            status: Arc::default(),
         });
         let revoked = Arc::new(Revocations::default());
         let setup = SyncSetup {
@@ -698,11 +714,16 @@ impl ClerkBuilder {
             events: events.clone(),
             revoked: revoked.clone(),
         };
-        let user_syncs = self
-            .user_stores
-            .into_iter()
-            .map(|factory| factory(&setup))
-            .collect();
+        let mut user_syncs = HashMap::new();
+        let mut pings = Vec::new();
+        for factory in self.user_stores {
+            let (type_id, sync, ping) = factory(&setup);
+            // A later registration for the same type replaces the earlier one.
+            if user_syncs.insert(type_id, sync).is_some() {
+                pings.retain(|(name, _): &(&'static str, StorePing)| *name != ping.0);
+            }
+            pings.push(ping);
+        }
         Ok(Clerk {
             inner: Arc::new(ClerkInner {
                 secret_key,
@@ -722,6 +743,7 @@ impl ClerkBuilder {
                 users: Users {
                     api,
                     syncs: user_syncs,
+                    pings,
                     cache_ttl: self.user_cache_ttl,
                 },
                 revoked,

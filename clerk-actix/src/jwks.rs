@@ -63,6 +63,15 @@ pub(crate) struct RefreshState {
     pub generation: u64,
 }
 
+/// The JWKS side of the health report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct JwksStatus {
+    pub(crate) kids: usize,
+    pub(crate) age: Option<Duration>,
+    pub(crate) last_error: Option<R>,
+    pub(crate) consecutive_failures: u32,
+}
+
 /// What to do for one token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Decision {
@@ -276,6 +285,27 @@ impl RemoteJwks {
             let _ = done.send(());
         });
         Some(refresh)
+    }
+
+    /// What the health report shows: keys loaded, their age, the last failure.
+    pub(crate) fn status(&self) -> JwksStatus {
+        let st = self.state();
+        let keys = self.keys.load();
+        JwksStatus {
+            kids: keys.as_ref().map_or(0, |k| k.kids().count()),
+            age: st.last_success.map(|t| t.elapsed()),
+            last_error: st.last_error,
+            consecutive_failures: st.failures,
+        }
+    }
+
+    /// Loads the key set now if none is loaded (and Clerk is not in back-off): a readiness
+    /// probe at start-up makes the first fetch, instead of the first user request.
+    pub(crate) async fn ensure_loaded(self: &Arc<Self>, events: &Events) {
+        if self.keys.load().is_none() {
+            // No kid: any key set will do; the outcome is in `status()`.
+            let _ = self.keys_for(None, events).await;
+        }
     }
 
     fn outage_error(&self, retry_after: Duration) -> AuthError {

@@ -38,7 +38,7 @@
 //! | data | [`events`], [`error`], [`claims`], [`user`] | what flows through: events (plain data, listeners, the log budget), errors and their reason codes, verified claims and `has()`, Clerk's user object |
 //! | protocol | [`keys`], [`verify`], `cache`, [`jwks`], [`api`], `revocation`, [`session`], [`sync`], [`store`], [`webhooks`] (verification), `webhooks::apply` | PEM/JWKS keys; Clerk's verification rules (the `azp` check is in `verify::TokenVerifier`); the verified-token cache; the remote key set and its refresh task; the Backend API transport (one client thread: every public future is `Send`); revoked users; authenticating one session token (`session::Sessions`); the user cache, the per-model syncs (`sync::Users`) and the `UserStore` seam; diesel stores with tombstones; Svix signatures and applying events |
 //! | composition | [`config`] (`Clerk`, `ClerkBuilder`) | the handle: it composes the services above (sessions, users, revocations, webhooks, events) and the adapters' settings |
-//! | actix adapters | `auth`, [`middleware`], [`extract`], [`guard`], [`response`], `webhooks::endpoint` | a request's token (header, else cookie) to an `AuthState`; `ClerkMiddleware`, the extractors, `#[clerk_protected]`'s runtime, errors as HTTP responses (RFC 6750), the webhook resource and `WebhookVerifier::verify_at` over actix headers |
+//! | actix adapters | `auth`, [`middleware`], [`extract`], [`guard`], [`response`], [`health`], `webhooks::endpoint` | a request's token (header, else cookie) to an `AuthState`; `ClerkMiddleware`, the extractors, `#[clerk_protected]`'s runtime, errors as HTTP responses (RFC 6750), the webhook resource and `WebhookVerifier::verify_at` over actix headers; the health report and `/readyz` |
 //! | kit | `testing` (feature `testing`) | `MockClerk`, token builder, webhook signer |
 //!
 //! One request: [`ClerkMiddleware`] takes the token (`auth::find_token`: `Authorization`,
@@ -64,6 +64,7 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod guard;
+pub mod health;
 pub mod jwks;
 pub mod keys;
 pub mod middleware;

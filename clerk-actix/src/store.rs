@@ -994,6 +994,32 @@ impl<U: DieselUserModel> UserStore for DieselUserStore<U> {
         .boxed()
     }
 
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        async move {
+            use diesel_async::SimpleAsyncConnection;
+            match &self.pool {
+                #[cfg(feature = "postgres")]
+                DbPool::Postgres(pool) => {
+                    let mut conn = pool
+                        .get()
+                        .await
+                        .map_err(|e| store_err("postgres pool", e))?;
+                    conn.batch_execute("SELECT 1")
+                        .await
+                        .map_err(|e| store_err("postgres ping", e))
+                }
+                #[cfg(feature = "sqlite")]
+                DbPool::Sqlite(pool) => {
+                    let mut conn = pool.get().await.map_err(|e| store_err("sqlite pool", e))?;
+                    conn.batch_execute("SELECT 1")
+                        .await
+                        .map_err(|e| store_err("sqlite ping", e))
+                }
+            }
+        }
+        .boxed()
+    }
+
     fn deleted_at<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<i64>, StoreError>> {
         async move {
             self.ensure_tombstones().await?;

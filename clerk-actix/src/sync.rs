@@ -110,6 +110,12 @@ pub trait UserStore: Send + Sync + 'static {
         &'a self,
         clerk_user_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<i64>, StoreError>>;
+
+    /// Whether the store answers (for the health report): a trivial query. The default says
+    /// yes without asking.
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 impl<S: UserStore> UserStore for Arc<S> {
@@ -133,6 +139,9 @@ impl<S: UserStore> UserStore for Arc<S> {
     }
     fn deleted_at<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<i64>, StoreError>> {
         (**self).deleted_at(id)
+    }
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        (**self).ping()
     }
 }
 
@@ -192,8 +201,14 @@ impl SyncError {
 pub(crate) struct Users {
     pub(crate) api: Option<BackendApi>,
     pub(crate) syncs: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
+    /// Each registered store's ping, by model type name (for the health report).
+    pub(crate) pings: Vec<(&'static str, StorePing)>,
     pub(crate) cache_ttl: Duration,
 }
+
+/// Asks one registered store whether it answers.
+pub(crate) type StorePing =
+    Arc<dyn Fn() -> BoxFuture<'static, Result<(), StoreError>> + Send + Sync>;
 
 impl Users {
     /// The sync service for user type `U`, if a store for it was registered.

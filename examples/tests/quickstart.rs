@@ -99,6 +99,13 @@ async fn quickstart_serves_me_with_the_printed_token_and_syncs_the_user() {
         assert_eq!(res.status().as_u16(), 401);
         assert_eq!(res.headers().get("www-authenticate").unwrap(), "Bearer");
 
+        // The readiness endpoint it prints: keys loaded, the store answering.
+        let mut res = client.get(format!("{base}/readyz")).send().await.unwrap();
+        assert_eq!(res.status().as_u16(), 200, "{backend:?}");
+        let health: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(health["ready"], true);
+        assert_eq!(health["stores"][0]["reachable"], true);
+
         // The row is in the database the quickstart was pointed at.
         let row = store
             .find("user_quickstart")

@@ -425,4 +425,10 @@ impl<S: UserStore> UserStore for Probe<S> {
             self.inner.deleted_at(id).await
         })
     }
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.enter()?;
+            self.inner.ping().await
+        })
+    }
 }

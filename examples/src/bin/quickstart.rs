@@ -14,6 +14,7 @@
 
 use actix_web::{get, web, App, HttpResponse, HttpServer, Responder};
 use clerk_actix::{
+    health,
     store::{ClerkUserRecord, DieselUserStore},
     testing::{unix_now, MockClerk},
     ClerkMiddleware, ClerkUser, OptionalClerkSession,
@@ -146,7 +147,8 @@ async fn main() -> std::io::Result<()> {
             let mut app = App::new()
                 .wrap(ClerkMiddleware::new(clerk.clone()))
                 .service(index)
-                .service(me);
+                .service(me)
+                .route("/readyz", web::get().to(health::readyz));
             if let Some(mock) = &mock {
                 app = app
                     .app_data(mock.clone())
@@ -161,6 +163,8 @@ async fn main() -> std::io::Result<()> {
 
     let base = format!("http://127.0.0.1:{port}");
     println!("clerk-actix quickstart listening on {base}");
+    println!("Readiness (200 once Clerk's keys are loaded, 503 before; JSON health report):");
+    println!("  curl -i {base}/readyz");
     if let Some(mock) = &mock {
         let token = dev_mint(mock, "user_quickstart");
         println!();

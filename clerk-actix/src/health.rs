@@ -1,0 +1,161 @@
+//! Health and readiness: [`Clerk::health`] reports what an orchestrator needs (keys loaded and
+//! their age, the last JWKS and Backend API failures, whether each user store answers), and
+//! [`readyz`] answers it over HTTP — 200 when the service can verify tokens, 503 when it cannot —
+//! ready to mount at `/readyz`. No secret, key material or token appears in it.
+//!
+//! ```no_run
+//! use actix_web::{web, App};
+//! use clerk_actix::{health, ClerkMiddleware};
+//! # fn demo(clerk: clerk_actix::Clerk) {
+//! App::new()
+//!     .wrap(ClerkMiddleware::new(clerk))
+//!     .route("/readyz", web::get().to(health::readyz));
+//! # }
+//! ```
+
+use std::time::Duration;
+
+use actix_web::{http::header, HttpRequest, HttpResponse};
+use serde::Serialize;
+
+use crate::{config::Clerk, extract::clerk_of};
+
+/// A point-in-time report. Serializes as the `/readyz` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Health {
+    /// Whether tokens can be verified now: a PEM key, or a loaded JWKS. Readiness depends on this
+    /// alone: a user store or the Backend API being down affects every replica alike, and users
+    /// already cached are still served, so it is reported but does not take the replica out.
+    pub ready: bool,
+    /// The verification keys.
+    pub keys: KeysHealth,
+    /// The Backend API's user calls (absent without a secret key).
+    pub backend_api: Option<BackendApiHealth>,
+    /// Each registered user store.
+    pub stores: Vec<StoreHealth>,
+}
+
+/// The keys side of [`Health`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct KeysHealth {
+    /// `"pem"` (`CLERK_JWT_KEY`: no network) or `"jwks"`.
+    pub source: &'static str,
+    /// How many keys are loaded (key ids, never key material).
+    pub keys: usize,
+    /// Seconds since the key set was last fetched (JWKS only).
+    pub age_seconds: Option<u64>,
+    /// The reason code of the last failed fetch, if the last fetch failed.
+    pub last_error: Option<&'static str>,
+    /// Failed fetches in a row.
+    pub consecutive_failures: u32,
+}
+
+/// The Backend API side of [`Health`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct BackendApiHealth {
+    /// Seconds since a user call last got an answer.
+    pub last_success_seconds_ago: Option<u64>,
+    /// The last failure: a short code (`unreachable`, `rate-limited`, `error-status`, ...).
+    pub last_error: Option<&'static str>,
+    /// Seconds since that failure.
+    pub last_error_seconds_ago: Option<u64>,
+}
+
+/// One user store in [`Health`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct StoreHealth {
+    /// The model's type name.
+    pub model: &'static str,
+    /// Whether it answered a trivial query.
+    pub reachable: bool,
+}
+
+fn secs(d: Duration) -> u64 {
+    d.as_secs()
+}
+
+impl Clerk {
+    /// The health report. With a JWKS and no keys loaded yet, it first tries to load them
+    /// (unless Clerk is in back-off), so a readiness probe at start-up makes the first fetch.
+    /// Each user store is pinged (a trivial query).
+    pub async fn health(&self) -> Health {
+        let sessions = &self.inner.sessions;
+        let keys = match (&sessions.static_keys, &sessions.jwks) {
+            (Some(pem), _) => KeysHealth {
+                source: "pem",
+                keys: pem.kids().count().max(1),
+                age_seconds: None,
+                last_error: None,
+                consecutive_failures: 0,
+            },
+            (None, Some(jwks)) => {
+                jwks.ensure_loaded(&self.inner.events).await;
+                let status = jwks.status();
+                KeysHealth {
+                    source: "jwks",
+                    keys: status.kids,
+                    age_seconds: status.age.map(secs),
+                    last_error: status.last_error.map(|r| r.as_str()),
+                    consecutive_failures: status.consecutive_failures,
+                }
+            }
+            (None, None) => KeysHealth {
+                source: "none",
+                keys: 0,
+                age_seconds: None,
+                last_error: None,
+                consecutive_failures: 0,
+            },
+        };
+        let backend_api = self.inner.users.api.as_ref().map(|api| {
+            let status = api
+                .status
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            BackendApiHealth {
+                last_success_seconds_ago: status.last_success.map(|t| secs(t.elapsed())),
+                last_error: status.last_error.map(|(code, _)| code),
+                last_error_seconds_ago: status.last_error.map(|(_, t)| secs(t.elapsed())),
+            }
+        });
+        let mut stores = Vec::with_capacity(self.inner.users.pings.len());
+        for (model, ping) in &self.inner.users.pings {
+            stores.push(StoreHealth {
+                model,
+                reachable: ping().await.is_ok(),
+            });
+        }
+        Health {
+            ready: keys.keys > 0,
+            keys,
+            backend_api,
+            stores,
+        }
+    }
+}
+
+/// `GET /readyz`: 200 with the [`Health`] report as JSON when tokens can be verified, 503 (with
+/// `Retry-After`) when not. Uses the handle of the [`ClerkMiddleware`](crate::ClerkMiddleware)
+/// that serves the route (or a `web::Data<Clerk>`); without either, a 500 naming the fix.
+pub async fn readyz(req: HttpRequest) -> HttpResponse {
+    let Some(clerk) = clerk_of(&req) else {
+        return HttpResponse::InternalServerError().json(serde_json::json!({
+            "error": "server_misconfigured", "reason": "clerk-missing",
+        }));
+    };
+    let health = clerk.health().await;
+    let mut res = if health.ready {
+        HttpResponse::Ok()
+    } else {
+        let mut res = HttpResponse::ServiceUnavailable();
+        res.insert_header((header::RETRY_AFTER, "5"));
+        res
+    };
+    res.insert_header((header::CACHE_CONTROL, "no-store"));
+    res.json(health)
+}
