@@ -12,7 +12,7 @@ use actix_web::{http::StatusCode, web::Bytes};
 use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::user::ClerkUserData;
+use crate::{telemetry, user::ClerkUserData};
 
 /// The `Clerk-API-Version` sent with every Backend API request.
 pub const CLERK_API_VERSION: &str = "2025-11-10";
@@ -232,6 +232,31 @@ pub(crate) fn parse_retry_after(value: Option<&str>, default: Duration) -> Durat
 /// `GET {url}` with the secret key; the raw body on 2xx. A `Send` future: the request runs on
 /// the client thread ([`transport`]); dropping the future abandons the answer, not the request.
 pub(crate) async fn get(
+    endpoint: &'static str,
+    url: &str,
+    secret_key: &SecretKey,
+    timeout: Duration,
+    max_body: usize,
+) -> Result<Bytes, ApiError> {
+    let started = Instant::now();
+    let result = send_to_transport(url, secret_key, timeout, max_body).await;
+    telemetry::backend_api(endpoint, status_class(&result), started.elapsed());
+    result
+}
+
+/// The status class of an answer, for metrics (a bounded label set).
+fn status_class(result: &Result<Bytes, ApiError>) -> &'static str {
+    match result {
+        Ok(_) => "2xx",
+        Err(ApiError::NotFound) => "404",
+        Err(ApiError::RateLimited { .. }) => "429",
+        Err(ApiError::Status { status, .. }) if status.is_server_error() => "5xx",
+        Err(ApiError::Status { .. }) => "4xx",
+        Err(_) => "error",
+    }
+}
+
+async fn send_to_transport(
     url: &str,
     secret_key: &SecretKey,
     timeout: Duration,
@@ -256,6 +281,7 @@ pub(crate) async fn get(
 /// `get` with bounded retries of transient failures (network, timeout, 5xx), with jittered
 /// exponential delays (≈200 ms, 400 ms, ...). 429 and other 4xx are not retried.
 pub(crate) async fn get_with_retries(
+    endpoint: &'static str,
     url: &str,
     secret_key: &SecretKey,
     timeout: Duration,
@@ -265,7 +291,7 @@ pub(crate) async fn get_with_retries(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match get(url, secret_key, timeout, max_body).await {
+        match get(endpoint, url, secret_key, timeout, max_body).await {
             Err(e) if e.is_transient() && attempt < attempts.max(1) => {
                 let delay =
                     Duration::from_millis(100 << attempt.min(6)).mul_f64(1.0 + fastrand::f64());
@@ -327,6 +353,7 @@ impl BackendApi {
         }
         let url = format!("{}/users/{user_id}", self.api_url);
         let result = get_with_retries(
+            "users",
             &url,
             &self.secret_key,
             self.timeout,

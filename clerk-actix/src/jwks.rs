@@ -18,6 +18,7 @@ use crate::{
     error::{AuthError, AuthErrorReason as R},
     events::{ClerkEvent, Events, JwksRefreshCause},
     keys::VerificationKeys,
+    telemetry,
 };
 
 /// Timings of the JWKS cache.
@@ -203,6 +204,9 @@ impl RemoteJwks {
             let st = self.state();
             (st.clone(), st.generation)
         };
+        if let Some(at) = state.last_success {
+            telemetry::jwks_age(at.elapsed());
+        }
         let snapshot = self.keys.load_full();
         let kid_known = snapshot.as_ref().is_some_and(|k| k.contains(kid));
         let decision = decide(
@@ -290,6 +294,9 @@ impl RemoteJwks {
     /// What the health report shows: keys loaded, their age, the last failure.
     pub(crate) fn status(&self) -> JwksStatus {
         let st = self.state();
+        if let Some(at) = st.last_success {
+            telemetry::jwks_age(at.elapsed());
+        }
         let keys = self.keys.load();
         JwksStatus {
             kids: keys.as_ref().map_or(0, |k| k.kids().count()),
@@ -342,6 +349,12 @@ impl RemoteJwks {
                         st.last_unknown_kid_fetch = Some(now);
                     }
                 }
+                telemetry::jwks_refreshed(
+                    true,
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0.0, |d| d.as_secs_f64()),
+                );
                 events.emit(ClerkEvent::JwksRefreshed { cause, kids });
             }
             Err(err) => {
@@ -353,6 +366,7 @@ impl RemoteJwks {
                     ApiError::InvalidBody => (R::RemoteJwkInvalid, None),
                     _ => (R::RemoteJwkFailedToLoad, None),
                 };
+                telemetry::jwks_refreshed(false, 0.0);
                 let (failures, retry_after) = self.record_failure(cause, reason, wait, now);
                 events.emit(ClerkEvent::JwksRefreshFailed {
                     cause,
@@ -396,6 +410,7 @@ impl RemoteJwks {
 
     async fn fetch_keys(&self) -> Result<VerificationKeys, ApiError> {
         let body = api::get_with_retries(
+            "jwks",
             &self.url,
             &self.secret_key,
             self.policy.timeout,

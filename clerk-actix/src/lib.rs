@@ -74,6 +74,7 @@ pub mod session;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub mod store;
 pub mod sync;
+mod telemetry;
 pub mod user;
 pub mod verify;
 pub mod webhooks;

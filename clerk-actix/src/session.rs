@@ -4,7 +4,11 @@
 //! HTTP types: the actix adapters (`auth`, the middleware, the extractors) find the token in a
 //! request and hand it here.
 
-use std::{ops::Deref, sync::Arc, time::SystemTime};
+use std::{
+    ops::Deref,
+    sync::Arc,
+    time::{Instant, SystemTime},
+};
 
 use serde::Serialize;
 
@@ -16,6 +20,7 @@ use crate::{
     jwks::RemoteJwks,
     keys::VerificationKeys,
     revocation::Revocations,
+    telemetry,
     verify::TokenVerifier,
 };
 
@@ -147,11 +152,14 @@ impl Sessions {
                 shared,
             ));
         }
+        let started = Instant::now();
         let result = self.verify_uncached(token, now).await;
+        let elapsed = started.elapsed();
         match result {
             Ok(claims) => {
                 let claims = Arc::new(claims);
                 let shared = inner.cache.insert(token, claims.clone());
+                telemetry::token_verified(elapsed, || inner.cache.len());
                 self.check_revoked(&claims, token)?;
                 self.emit_success(&claims, AuthSource::Verified, carrier);
                 Ok(ClerkSession::new(
@@ -161,12 +169,16 @@ impl Sessions {
                     shared,
                 ))
             }
-            Err(err) => Err(self.failed(err, token)),
+            Err(err) => {
+                telemetry::token_verified(elapsed, || inner.cache.len());
+                Err(self.failed(err, token))
+            }
         }
     }
 
     /// Reports a refused token and hands the error back.
     fn failed(&self, err: AuthError, token: &str) -> AuthError {
+        telemetry::auth_failed(err.reason());
         self.events.emit(ClerkEvent::AuthFailed {
             reason: err.reason(),
             token_hash: token_hash(token),
@@ -213,6 +225,7 @@ impl Sessions {
     }
 
     fn emit_success(&self, claims: &Arc<ClerkClaims>, source: AuthSource, carrier: TokenCarrier) {
+        telemetry::auth_succeeded(source);
         if self.events.wants_debug() {
             self.events.emit(ClerkEvent::AuthSucceeded {
                 claims: claims.clone(),

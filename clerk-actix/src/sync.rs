@@ -22,6 +22,7 @@ use crate::{
     error::{AuthError, AuthErrorReason as R},
     events::{ClerkEvent, Events},
     revocation::Revocations,
+    telemetry,
     user::ClerkUserData,
 };
 
@@ -330,6 +331,7 @@ impl<U: SyncedUser> UserSync<U> {
     /// an older version can never overwrite a newer one.
     pub(crate) async fn user(&self, user_id: &str) -> Result<(Arc<U>, UserSource), SyncError> {
         if let Some(hit) = self.cache.get(user_id).await {
+            telemetry::user_synced(UserSource::Cache, 0);
             return Ok((hit.user, UserSource::Cache));
         }
         self.events.emit(ClerkEvent::UserCacheMiss {
@@ -375,6 +377,7 @@ impl<U: SyncedUser> UserSync<U> {
             .await?;
         match computed {
             CompResult::Inserted(e) | CompResult::ReplacedWith(e) | CompResult::Unchanged(e) => {
+                telemetry::user_synced(origin, self.cache.entry_count());
                 Ok((e.into_value().user, origin))
             }
             // Not produced by the closure above (it puts or fails); treated as gone.

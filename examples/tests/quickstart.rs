@@ -106,6 +106,19 @@ async fn quickstart_serves_me_with_the_printed_token_and_syncs_the_user() {
         assert_eq!(health["ready"], true);
         assert_eq!(health["stores"][0]["reachable"], true);
 
+        // The metrics endpoint it prints: the requests above are counted.
+        let mut res = client.get(format!("{base}/metrics")).send().await.unwrap();
+        assert_eq!(res.status().as_u16(), 200);
+        let text = String::from_utf8(res.body().await.unwrap().to_vec()).unwrap();
+        assert!(
+            text.contains(r#"clerk_auth_success_total{source="verified"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"clerk_user_sync_total{source="api"} 1"#),
+            "{text}"
+        );
+
         // The row is in the database the quickstart was pointed at.
         let row = store
             .find("user_quickstart")

@@ -9,6 +9,7 @@ use crate::{
     config::Clerk,
     events::ClerkEvent,
     sync::{SyncError, SyncedUser},
+    telemetry,
 };
 
 fn unix_secs() -> i64 {
@@ -87,6 +88,7 @@ impl Clerk {
         outcome: WebhookOutcome,
         user_id: Option<String>,
     ) -> WebhookOutcome {
+        telemetry::webhook(outcome.as_str());
         self.emit(ClerkEvent::WebhookProcessed {
             svix_id: event.svix_id.clone(),
             event_type: event.event_type.clone(),

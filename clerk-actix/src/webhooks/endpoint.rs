@@ -11,6 +11,7 @@ use crate::{
     events::{ClerkEvent, LogBudget},
     extract::clerk_of,
     sync::{SyncError, SyncedUser},
+    telemetry,
 };
 
 impl WebhookVerifier {
@@ -120,6 +121,7 @@ async fn handle<U: SyncedUser>(req: HttpRequest, body: web::Bytes) -> HttpRespon
     {
         Ok(event) => event,
         Err(err) => {
+            telemetry::webhook("rejected");
             clerk.emit(ClerkEvent::WebhookRejected {
                 reason: err.reason(),
             });

@@ -19,6 +19,7 @@ use clerk_actix::{
     testing::{unix_now, MockClerk},
     ClerkMiddleware, ClerkUser, OptionalClerkSession,
 };
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::Deserialize;
 
 /// Dev tokens live an hour so the printed commands keep working while you try them; real Clerk
@@ -73,6 +74,13 @@ fn dev_mint(mock: &MockClerk, sub: &str) -> String {
         .build()
 }
 
+/// `GET /metrics`: every metric recorded so far, in Prometheus' text format.
+async fn metrics(prometheus: web::Data<PrometheusHandle>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(prometheus.render())
+}
+
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
     tracing_subscriber::fmt()
@@ -81,6 +89,16 @@ async fn main() -> std::io::Result<()> {
                 .unwrap_or_else(|_| "info,clerk_actix=debug".into()),
         )
         .init();
+
+    // Metrics (clerk-actix's `metrics` feature) in Prometheus' text format at GET /metrics;
+    // histograms as buckets, which examples/grafana-dashboard.json reads.
+    let prometheus = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Prefix("clerk_".into()),
+            &[0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0],
+        )
+        .and_then(PrometheusBuilder::install_recorder)
+        .map_err(std::io::Error::other)?;
 
     let port: u16 = match std::env::var("PORT") {
         Ok(p) => p.parse().map_err(|_| {
@@ -148,7 +166,9 @@ async fn main() -> std::io::Result<()> {
                 .wrap(ClerkMiddleware::new(clerk.clone()))
                 .service(index)
                 .service(me)
-                .route("/readyz", web::get().to(health::readyz));
+                .route("/readyz", web::get().to(health::readyz))
+                .app_data(web::Data::new(prometheus.clone()))
+                .route("/metrics", web::get().to(metrics));
             if let Some(mock) = &mock {
                 app = app
                     .app_data(mock.clone())
@@ -165,6 +185,8 @@ async fn main() -> std::io::Result<()> {
     println!("clerk-actix quickstart listening on {base}");
     println!("Readiness (200 once Clerk's keys are loaded, 503 before; JSON health report):");
     println!("  curl -i {base}/readyz");
+    println!("Metrics (Prometheus text format):");
+    println!("  curl -s {base}/metrics");
     if let Some(mock) = &mock {
         let token = dev_mint(mock, "user_quickstart");
         println!();
