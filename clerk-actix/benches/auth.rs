@@ -2,7 +2,9 @@
 //! jsonwebtoken RS256 verify, a cached token, v2 claim decoding, and the middleware with
 //! `ClerkSession` / `ClerkUser<U>` end to end through `actix_web::test` next to no auth.
 //!
-//! `cargo bench -p clerk-actix --bench auth`; results in BENCHMARKS.md.
+//! `cargo bench -p clerk-actix --bench auth`; results in BENCHMARKS.md. With `--features
+//! metrics`, a Prometheus recorder is installed first, so the figures include recording every
+//! metric (the feature's cost when on).
 
 use std::{future::Future, time::SystemTime};
 
@@ -174,5 +176,19 @@ fn middleware(c: &mut Criterion) {
     let _ = std::fs::remove_file(&path);
 }
 
-criterion_group!(benches, verification, cached_token, middleware);
+/// With the `metrics` feature, record into a real exporter, as an application would.
+fn recorder(_: &mut Criterion) {
+    #[cfg(feature = "metrics")]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            metrics_exporter_prometheus::PrometheusBuilder::new()
+                .install_recorder()
+                .map(drop)
+                .expect("install the Prometheus recorder");
+        });
+    }
+}
+
+criterion_group!(benches, recorder, verification, cached_token, middleware);
 criterion_main!(benches);
