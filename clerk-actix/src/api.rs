@@ -11,6 +11,7 @@ use std::{
 use actix_web::{http::StatusCode, web::Bytes};
 use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument as _;
 
 use crate::{telemetry, user::ClerkUserData};
 
@@ -238,9 +239,19 @@ pub(crate) async fn get(
     timeout: Duration,
     max_body: usize,
 ) -> Result<Bytes, ApiError> {
+    let span = tracing::debug_span!(
+        target: crate::events::TRACING_TARGET,
+        "clerk.backend_api",
+        endpoint,
+        status = tracing::field::Empty,
+    );
     let started = Instant::now();
-    let result = send_to_transport(url, secret_key, timeout, max_body).await;
-    telemetry::backend_api(endpoint, status_class(&result), started.elapsed());
+    let result = send_to_transport(url, secret_key, timeout, max_body)
+        .instrument(span.clone())
+        .await;
+    let status = status_class(&result);
+    span.record("status", status);
+    telemetry::backend_api(endpoint, status, started.elapsed());
     result
 }
 

@@ -30,6 +30,16 @@ pub enum TokenCarrier {
     Cookie,
 }
 
+impl TokenCarrier {
+    /// `"header"` or `"cookie"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Header => "header",
+            Self::Cookie => "cookie",
+        }
+    }
+}
+
 /// How a successful authentication was decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -11,12 +11,13 @@ use std::{
 };
 
 use serde::Serialize;
+use tracing::Instrument as _;
 
 use crate::{
     cache::TokenCache,
     claims::ClerkClaims,
     error::{AuthError, AuthErrorReason as R},
-    events::{token_hash, AuthSource, ClerkEvent, Events, TokenCarrier},
+    events::{token_hash, AuthSource, ClerkEvent, Events, TokenCarrier, TRACING_TARGET},
     jwks::RemoteJwks,
     keys::VerificationKeys,
     revocation::Revocations,
@@ -131,27 +132,67 @@ impl Sessions {
     /// Verifies one session token at the current time: size limit, cache (canonical key), else
     /// decode, key (PEM or JWKS), Clerk's rules; then revocation. Machine and JWT-template
     /// tokens are refused (`token-type-mismatch`). Every step reports its event.
+    ///
+    /// Runs in a `clerk.authenticate` span (debug level, target `clerk_actix`) with `carrier`,
+    /// and `source` or `reason` once decided; never the token.
     pub(crate) async fn authenticate(
         &self,
         token: &str,
         carrier: TokenCarrier,
     ) -> Result<ClerkSession, AuthError> {
+        let span = tracing::debug_span!(
+            target: TRACING_TARGET,
+            "clerk.authenticate",
+            carrier = carrier.as_str(),
+            source = tracing::field::Empty,
+            reason = tracing::field::Empty,
+        );
         let now = SystemTime::now();
-        let inner = self;
-        // Before the cache: a token the verifier would refuse never answers from it.
-        if let Err(err) = inner.verifier.check_len(token) {
-            return Err(self.failed(err, token));
+        // The hot path is synchronous (size check, cache hit): no future wraps it, and the span
+        // (recorded below) is not entered for it, which would cost even when nobody listens.
+        let result = match self.answer_without_verifying(token, carrier, now) {
+            Some(answered) => answered,
+            None => {
+                self.verify_and_cache(token, carrier, now)
+                    .instrument(span.clone())
+                    .await
+            }
+        };
+        if !span.is_disabled() {
+            match &result {
+                Ok(session) => span.record("source", session.source().as_str()),
+                Err(err) => span.record("reason", err.reason().as_str()),
+            };
         }
-        if let Some((claims, shared)) = inner.cache.get(token, now) {
-            self.check_revoked(&claims, token)?;
+        result
+    }
+
+    /// The answer without verification, when there is one: a token over the size limit (before
+    /// the cache: a token the verifier would refuse never answers from it), or a cached token.
+    fn answer_without_verifying(
+        &self,
+        token: &str,
+        carrier: TokenCarrier,
+        now: SystemTime,
+    ) -> Option<Result<ClerkSession, AuthError>> {
+        if let Err(err) = self.verifier.check_len(token) {
+            return Some(Err(self.failed(err, token)));
+        }
+        let (claims, shared) = self.cache.get(token, now)?;
+        Some(self.check_revoked(&claims, token).map(|()| {
             self.emit_success(&claims, AuthSource::Cache, carrier);
-            return Ok(ClerkSession::new(
-                claims,
-                AuthSource::Cache,
-                carrier,
-                shared,
-            ));
-        }
+            ClerkSession::new(claims, AuthSource::Cache, carrier, shared)
+        }))
+    }
+
+    /// A cache miss: decode, key, Clerk's rules, then cache and revocation.
+    async fn verify_and_cache(
+        &self,
+        token: &str,
+        carrier: TokenCarrier,
+        now: SystemTime,
+    ) -> Result<ClerkSession, AuthError> {
+        let inner = self;
         let started = Instant::now();
         let result = self.verify_uncached(token, now).await;
         let elapsed = started.elapsed();

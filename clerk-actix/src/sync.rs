@@ -15,6 +15,7 @@ use moka::{
     future::Cache,
     ops::compute::{CompResult, Op},
 };
+use tracing::Instrument as _;
 
 pub use crate::events::{AnyUser, UserSource};
 use crate::{
@@ -329,11 +330,31 @@ impl<U: SyncedUser> UserSync<U> {
     /// concurrent misses wait for the first load and reuse it, and a webhook's write (or a
     /// deletion) made while a load was in flight is ordered after it, so a load that fetched
     /// an older version can never overwrite a newer one.
+    ///
+    /// A miss runs in a `clerk.user` span (debug level) with `source` or `error`.
     pub(crate) async fn user(&self, user_id: &str) -> Result<(Arc<U>, UserSource), SyncError> {
         if let Some(hit) = self.cache.get(user_id).await {
             telemetry::user_synced(UserSource::Cache, 0);
             return Ok((hit.user, UserSource::Cache));
         }
+        let span = tracing::debug_span!(
+            target: crate::events::TRACING_TARGET,
+            "clerk.user",
+            source = tracing::field::Empty,
+            error = tracing::field::Empty,
+        );
+        let result = self.load_cached(user_id).instrument(span.clone()).await;
+        if !span.is_disabled() {
+            match &result {
+                Ok((_, source)) => span.record("source", source.as_str()),
+                Err(err) => span.record("error", err.to_auth_error().reason().as_str()),
+            };
+        }
+        result
+    }
+
+    /// A user-cache miss: load (coalesced, ordered) and cache.
+    async fn load_cached(&self, user_id: &str) -> Result<(Arc<U>, UserSource), SyncError> {
         self.events.emit(ClerkEvent::UserCacheMiss {
             user_id: user_id.to_owned(),
         });

@@ -4,6 +4,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use tracing::Instrument as _;
+
 use super::{WebhookEvent, WebhookEventKind, WebhookOutcome};
 use crate::{
     config::Clerk,
@@ -26,6 +28,27 @@ impl Clerk {
     /// final: any later event for a deleted id (late, retried, replayed, re-signed) is
     /// `Ignored`. Idempotent on `svix-id`.
     pub async fn apply_webhook<U: SyncedUser>(
+        &self,
+        event: &WebhookEvent,
+    ) -> Result<WebhookOutcome, SyncError> {
+        let span = tracing::debug_span!(
+            target: crate::events::TRACING_TARGET,
+            "clerk.webhook",
+            event_type = event.event_type(),
+            outcome = tracing::field::Empty,
+        );
+        let result = self
+            .apply_webhook_in_span::<U>(event)
+            .instrument(span.clone())
+            .await;
+        match &result {
+            Ok(outcome) => span.record("outcome", outcome.as_str()),
+            Err(_) => span.record("outcome", "store-unavailable"),
+        };
+        result
+    }
+
+    async fn apply_webhook_in_span<U: SyncedUser>(
         &self,
         event: &WebhookEvent,
     ) -> Result<WebhookOutcome, SyncError> {
