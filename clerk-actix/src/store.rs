@@ -645,6 +645,13 @@ fn sqlite_path(url: &str) -> &str {
         .unwrap_or(url)
 }
 
+/// A connection from the pool, or (with `?`) the store error naming the pool.
+macro_rules! pooled {
+    ($pool:expr, $what:literal) => {
+        $pool.get().await.map_err(|e| store_err($what, e))?
+    };
+}
+
 impl<U> DieselUserStore<U> {
     /// Connects a pool to `database_url`: `postgres://...` / `postgresql://...` (feature
     /// `postgres`; no TLS), or `sqlite://path` or a plain file path (feature `sqlite`;
@@ -834,12 +841,12 @@ macro_rules! on_backend {
         match &$store.pool {
             #[cfg(feature = "postgres")]
             DbPool::Postgres(pool) => {
-                let mut conn = pool.get().await.map_err(|e| store_err("postgres pool", e))?;
+                let mut conn = pooled!(pool, "postgres pool");
                 U::$pg(&mut conn, $($arg),*).await
             }
             #[cfg(feature = "sqlite")]
             DbPool::Sqlite(pool) => {
-                let mut conn = pool.get().await.map_err(|e| store_err("sqlite pool", e))?;
+                let mut conn = pooled!(pool, "sqlite pool");
                 U::$sqlite(&mut conn, $($arg),*).await
             }
         }
@@ -907,10 +914,7 @@ impl<U: DieselUserModel> UserStore for DieselUserStore<U> {
             let written: QueryResult<Option<U>> = match &self.pool {
                 #[cfg(feature = "postgres")]
                 DbPool::Postgres(pool) => {
-                    let mut conn = pool
-                        .get()
-                        .await
-                        .map_err(|e| store_err("postgres pool", e))?;
+                    let mut conn = pooled!(pool, "postgres pool");
                     conn.transaction(async |conn| {
                         lock_id_pg(conn, id).await?;
                         if tombstone_of!(conn, id)?.is_some() {
@@ -922,7 +926,7 @@ impl<U: DieselUserModel> UserStore for DieselUserStore<U> {
                 }
                 #[cfg(feature = "sqlite")]
                 DbPool::Sqlite(pool) => {
-                    let mut conn = pool.get().await.map_err(|e| store_err("sqlite pool", e))?;
+                    let mut conn = pooled!(pool, "sqlite pool");
                     let written = conn
                         .transaction(async |conn| {
                             let row = U::upsert_sqlite(conn, user).await?;
@@ -960,10 +964,7 @@ impl<U: DieselUserModel> UserStore for DieselUserStore<U> {
             let created: QueryResult<bool> = match &self.pool {
                 #[cfg(feature = "postgres")]
                 DbPool::Postgres(pool) => {
-                    let mut conn = pool
-                        .get()
-                        .await
-                        .map_err(|e| store_err("postgres pool", e))?;
+                    let mut conn = pooled!(pool, "postgres pool");
                     conn.transaction(async |conn| {
                         lock_id_pg(conn, id).await?;
                         let created = insert_tombstone!(conn, id, deleted_at)?;
@@ -977,7 +978,7 @@ impl<U: DieselUserModel> UserStore for DieselUserStore<U> {
                 }
                 #[cfg(feature = "sqlite")]
                 DbPool::Sqlite(pool) => {
-                    let mut conn = pool.get().await.map_err(|e| store_err("sqlite pool", e))?;
+                    let mut conn = pooled!(pool, "sqlite pool");
                     conn.transaction(async |conn| {
                         let created = insert_tombstone!(conn, id, deleted_at)?;
                         match policy {
@@ -1000,17 +1001,14 @@ impl<U: DieselUserModel> UserStore for DieselUserStore<U> {
             match &self.pool {
                 #[cfg(feature = "postgres")]
                 DbPool::Postgres(pool) => {
-                    let mut conn = pool
-                        .get()
-                        .await
-                        .map_err(|e| store_err("postgres pool", e))?;
+                    let mut conn = pooled!(pool, "postgres pool");
                     conn.batch_execute("SELECT 1")
                         .await
                         .map_err(|e| store_err("postgres ping", e))
                 }
                 #[cfg(feature = "sqlite")]
                 DbPool::Sqlite(pool) => {
-                    let mut conn = pool.get().await.map_err(|e| store_err("sqlite pool", e))?;
+                    let mut conn = pooled!(pool, "sqlite pool");
                     conn.batch_execute("SELECT 1")
                         .await
                         .map_err(|e| store_err("sqlite ping", e))
@@ -1026,15 +1024,12 @@ impl<U: DieselUserModel> UserStore for DieselUserStore<U> {
             let found: QueryResult<Option<i64>> = match &self.pool {
                 #[cfg(feature = "postgres")]
                 DbPool::Postgres(pool) => {
-                    let mut conn = pool
-                        .get()
-                        .await
-                        .map_err(|e| store_err("postgres pool", e))?;
+                    let mut conn = pooled!(pool, "postgres pool");
                     tombstone_of!(&mut conn, id)
                 }
                 #[cfg(feature = "sqlite")]
                 DbPool::Sqlite(pool) => {
-                    let mut conn = pool.get().await.map_err(|e| store_err("sqlite pool", e))?;
+                    let mut conn = pooled!(pool, "sqlite pool");
                     tombstone_of!(&mut conn, id)
                 }
             };
