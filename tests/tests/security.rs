@@ -307,21 +307,39 @@ fn now_ms() -> i64 {
     clerk_actix::testing::unix_now() * 1000
 }
 
+/// A Clerk for `store` with this deletion policy, served over HTTP: (mock, clerk, base URL,
+/// webhook URL).
+fn served<S: UserStore>(
+    store: S,
+    policy: DeletedUserPolicy,
+) -> (MockClerk, clerk_actix::Clerk, String, String) {
+    let mock = MockClerk::start();
+    let clerk = mock
+        .clerk_builder()
+        .user_store(store)
+        .on_user_deleted(policy)
+        .build()
+        .unwrap();
+    let base = serve(clerk.clone());
+    let hook = format!("{base}/webhooks/clerk");
+    (mock, clerk, base, hook)
+}
+
+/// Clerk's `user.deleted` delivery for `id`.
+fn deleted(mock: &MockClerk, id: &str) -> WebhookDelivery {
+    mock.webhook(
+        "user.deleted",
+        json!({"object": "user", "id": id, "deleted": true}),
+    )
+}
+
 #[actix_web::test]
 async fn deletion_is_final_under_both_policies_with_late_replayed_and_resigned_deliveries() {
     for backend in BACKENDS {
         for policy in [DeletedUserPolicy::Deactivate, DeletedUserPolicy::Delete] {
             let case = format!("{backend:?}/{policy:?}");
             let (db, store) = TestDb::new(backend).await;
-            let mock = MockClerk::start();
-            let clerk = mock
-                .clerk_builder()
-                .user_store(store)
-                .on_user_deleted(policy)
-                .build()
-                .unwrap();
-            let base = serve(clerk);
-            let hook = format!("{base}/webhooks/clerk");
+            let (mock, _clerk, base, hook) = served(store, policy);
             let fresh: DieselUserStore = DieselUserStore::connect(&db.url).await.unwrap();
             let id = "user_gone";
             let token = mock.token().subject(id).build();
@@ -330,10 +348,7 @@ async fn deletion_is_final_under_both_policies_with_late_replayed_and_resigned_d
             assert_eq!(created.send(&hook).await.unwrap().1["status"], "applied");
             assert_eq!(get(&base, "/api/me/user", &token).await.0, 200, "{case}");
 
-            let deleted = mock.webhook(
-                "user.deleted",
-                json!({"object": "user", "id": id, "deleted": true}),
-            );
+            let deleted = deleted(&mock, id);
             assert_eq!(deleted.send(&hook).await.unwrap().1["status"], "applied");
             // The tombstone keeps Clerk's time of the deletion (the envelope's timestamp).
             assert_eq!(
@@ -427,15 +442,7 @@ async fn backend_api_answer_arriving_after_the_deletion_does_not_bring_the_user_
         for policy in [DeletedUserPolicy::Deactivate, DeletedUserPolicy::Delete] {
             let case = format!("{backend:?}/{policy:?}");
             let (db, store) = TestDb::new(backend).await;
-            let mock = MockClerk::start();
-            let clerk = mock
-                .clerk_builder()
-                .user_store(store)
-                .on_user_deleted(policy)
-                .build()
-                .unwrap();
-            let base = serve(clerk);
-            let hook = format!("{base}/webhooks/clerk");
+            let (mock, _clerk, base, hook) = served(store, policy);
             let id = "user_raced";
             let token = mock.token().subject(id).build();
             // The first request's Backend API call is slow; the deletion lands meanwhile, and
@@ -443,10 +450,7 @@ async fn backend_api_answer_arriving_after_the_deletion_does_not_bring_the_user_
             mock.set_fault(Endpoint::User, Fault::Delay(Duration::from_millis(800)));
             let deletion = async {
                 actix_web::rt::time::sleep(Duration::from_millis(200)).await;
-                let deleted = mock.webhook(
-                    "user.deleted",
-                    json!({"object": "user", "id": id, "deleted": true}),
-                );
+                let deleted = deleted(&mock, id);
                 deleted.send(&hook).await.unwrap()
             };
             let ((status, body), (hook_status, _)) =
@@ -518,16 +522,8 @@ async fn a_webhook_update_racing_a_deletion_never_puts_the_user_back_in_the_cach
         for policy in [DeletedUserPolicy::Deactivate, DeletedUserPolicy::Delete] {
             let case = format!("{backend:?}/{policy:?}");
             let (db, store) = TestDb::new(backend).await;
-            let mock = MockClerk::start();
             let probe = Probe::new(store);
-            let clerk = mock
-                .clerk_builder()
-                .user_store(probe.clone())
-                .on_user_deleted(policy)
-                .build()
-                .unwrap();
-            let base = serve(clerk.clone());
-            let hook = format!("{base}/webhooks/clerk");
+            let (mock, clerk, _base, hook) = served(probe.clone(), policy);
             let id = "user_racing";
             let created = mock.webhook("user.created", user_json(id, 1_000, "Ada"));
             assert_eq!(created.send(&hook).await.unwrap().0, 200);
@@ -537,13 +533,7 @@ async fn a_webhook_update_racing_a_deletion_never_puts_the_user_back_in_the_cach
             let update = mock.webhook("user.updated", user_json(id, 2_000, "Grace"));
             let deletion = async {
                 actix_web::rt::time::sleep(Duration::from_millis(200)).await;
-                mock.webhook(
-                    "user.deleted",
-                    json!({"object": "user", "id": id, "deleted": true}),
-                )
-                .send(&hook)
-                .await
-                .unwrap()
+                deleted(&mock, id).send(&hook).await.unwrap()
             };
             let (updated, deleted) = futures_util::join!(update.send(&hook), deletion);
             assert_eq!((updated.unwrap().0, deleted.0), (200, 200), "{case}");
