@@ -11,7 +11,7 @@ use syn::{
 
 /// Keys of `#[clerk(...)]` and the Clerk value each one takes, as an expression over
 /// `__clerk_data: &ClerkUserData`.
-const KEYS: [&str; 21] = [
+const KEYS: [&str; 22] = [
     "id",
     "email",
     "username",
@@ -30,13 +30,16 @@ const KEYS: [&str; 21] = [
     "unsafe_metadata",
     "created_at",
     "updated_at",
+    "synced_at",
     "with",
     "crate",
     "skip",
 ];
 
-fn value_expr(key: &str) -> TokenStream {
+fn value_expr(key: &str, krate: &TokenStream) -> TokenStream {
     match key {
+        // When the row is written from Clerk's data: now.
+        "synced_at" => quote!(#krate::store::now_ms()),
         "id" => quote!(__clerk_data.id.clone()),
         "email" => quote!(__clerk_data
             .primary_email()
@@ -57,7 +60,7 @@ fn value_type(key: &str, krate: &TokenStream) -> TokenStream {
     match key {
         "id" => quote!(::std::string::String),
         "last_active_at" | "last_sign_in_at" => quote!(::std::option::Option<i64>),
-        "created_at" | "updated_at" => quote!(i64),
+        "created_at" | "updated_at" | "synced_at" => quote!(i64),
         "is_active" | "banned" | "locked" => quote!(bool),
         "public_metadata" | "private_metadata" | "unsafe_metadata" => {
             quote!(#krate::__private::serde_json::Value)
@@ -118,7 +121,7 @@ fn parse_field_attr(
                 Some(k) => Some(Mapping::Key(k)),
                 None => {
                     let name = p.get_ident().map(ToString::to_string).unwrap_or_default();
-                    errors.push(Error::unknown_field_with_alts(&name, &KEYS[..18]).with_span(p));
+                    errors.push(Error::unknown_field_with_alts(&name, &KEYS[..19]).with_span(p));
                     None
                 }
             },
@@ -287,7 +290,7 @@ fn expand_inner(input: &DeriveInput) -> Result<TokenStream> {
             .with_span(model),
         );
     }
-    for key in KEYS.iter().take(18) {
+    for key in KEYS.iter().take(19) {
         let same: Vec<_> = mapped
             .iter()
             .filter(|f| matches!(f.mapping, Mapping::Key(k) if k == *key))
@@ -336,6 +339,14 @@ fn expand_inner(input: &DeriveInput) -> Result<TokenStream> {
             }
         )
     });
+    let synced_at_fn = field_of("synced_at").map(|f| {
+        let ident = &f.ident;
+        quote_spanned!(f.span=>
+            fn synced_at(&self) -> ::std::option::Option<i64> {
+                #krate::store::ClerkVersionField::as_clerk_version(&self.#ident)
+            }
+        )
+    });
     let id_ident = &id_field.ident;
     let id_access = quote_spanned!(id_field.span=>
         #krate::store::ClerkIdField::as_clerk_id(&self.#id_ident)
@@ -350,7 +361,7 @@ fn expand_inner(input: &DeriveInput) -> Result<TokenStream> {
         match &f.mapping {
             Mapping::With(path) => quote_spanned!(f.span=> #ident: #path(__clerk_data)),
             Mapping::Key(key) => {
-                let value = value_expr(key);
+                let value = value_expr(key, &krate);
                 let value_ty = value_type(key, &krate);
                 quote_spanned!(f.span=>
                     #ident: <#ty as #krate::store::FromClerkField<#value_ty>>::from_clerk_field(#value)
@@ -385,6 +396,7 @@ fn expand_inner(input: &DeriveInput) -> Result<TokenStream> {
                     self.#active_field
                 }
                 #updated_at_fn
+                #synced_at_fn
             }
 
             #krate::__clerk_user_model!(

@@ -16,7 +16,9 @@ mod protected;
 /// Field attributes: `#[clerk(id)]` (exactly one: the Clerk user id, unique column),
 /// `email`, `username`, `first_name`, `last_name`, `image_url`, `phone`, `external_id`,
 /// `last_active_at`, `last_sign_in_at`, `is_active`, `banned`, `locked`, `public_metadata`,
-/// `private_metadata`, `unsafe_metadata`, `created_at`, `updated_at`, and
+/// `private_metadata`, `unsafe_metadata`, `created_at`, `updated_at`, `synced_at` (BIGINT, Unix
+/// ms: when the row was written from Clerk's data; a user-cache miss serves a row synced within
+/// the user-cache TTL without a Backend API call, so replicas share their calls), and
 /// `with = path::to::fn` (`fn(&ClerkUserData) -> FieldType`) for computed fields. The table is
 /// `#[diesel(table_name = ...)]`, columns follow `#[diesel(column_name = ...)]`. Unmapped
 /// fields stay local: the database default on insert, untouched on update. `is_active` is

@@ -5,7 +5,7 @@ use std::{
     any::{Any, TypeId},
     collections::HashMap,
     env, fmt,
-    sync::Arc,
+    sync::{atomic::AtomicUsize, Arc},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -18,11 +18,12 @@ use crate::{
     events::{ClerkEvent, EventListener, Events},
     jwks::{JwksPolicy, RemoteJwks},
     keys::{KeyError, VerificationKeys},
+    replication::{self, FeedHandle, Targets},
     revocation::Revocations,
     session::Sessions,
     sync::{
-        DeletedUserPolicy, StorePing, SyncError, SyncedUser, UserStore, UserSync, Users,
-        DEFAULT_USER_CACHE_CAPACITY,
+        CachedUsers, ChangeFeed, DeletedUserPolicy, StorePing, SyncError, SyncedUser, UserStore,
+        UserSync, Users, DEFAULT_USER_CACHE_CAPACITY,
     },
     user::ClerkUserData,
     verify::{TokenVerifier, VerifyOptions, DEFAULT_CLOCK_SKEW},
@@ -61,6 +62,12 @@ pub enum ConfigError {
     /// clear.
     #[error("the Clerk API URL must use https:// (http:// only to a loopback host such as 127.0.0.1 or localhost): the secret key would travel in clear")]
     InsecureApiUrl,
+    /// A thread the handle needs (the change feed's) could not be started.
+    #[error("could not start the change feed's thread: {detail}")]
+    Runtime {
+        /// The operating system's error.
+        detail: String,
+    },
     /// An environment variable could not be parsed.
     #[error("environment variable {var} is invalid: {expected}")]
     InvalidEnv {
@@ -82,15 +89,17 @@ struct SyncSetup {
     revoked: Arc<Revocations>,
 }
 
-type SyncFactory = Box<
-    dyn FnOnce(
-        &SyncSetup,
-    ) -> (
-        TypeId,
-        Arc<dyn Any + Send + Sync>,
-        (&'static str, StorePing),
-    ),
->;
+/// A registered store made into its sync: the sync (by model type), its ping, its user cache
+/// for the change feeds, and its store's change feed (if it has one).
+struct Registered {
+    type_id: TypeId,
+    sync: Arc<dyn Any + Send + Sync>,
+    ping: (&'static str, StorePing),
+    cache: Arc<dyn CachedUsers>,
+    feed: Option<Arc<dyn ChangeFeed>>,
+}
+
+type SyncFactory = Box<dyn FnOnce(&SyncSetup) -> Registered>;
 
 /// The configured Clerk integration. Build it once, outside `HttpServer::new`, and clone it into
 /// each worker (an `Arc` inside; `Send + Sync`).
@@ -122,6 +131,9 @@ pub(crate) struct ClerkInner {
     pub(crate) revoked: Arc<Revocations>,
     pub(crate) events: Events,
     pub(crate) webhooks: Option<Webhooks>,
+    /// The change feeds this handle listens to (replicas sharing a PostgreSQL database); their
+    /// threads stop with the handle.
+    pub(crate) feeds: Vec<FeedHandle>,
     /// How the actix adapters read requests and answer errors.
     pub(crate) http: HttpSettings,
 }
@@ -566,19 +578,22 @@ impl ClerkBuilder {
                 let store = pinged.clone();
                 Box::pin(async move { store.ping().await })
             });
-            let sync = UserSync::new(
+            let feed = store.change_feed();
+            let sync = Arc::new(UserSync::new(
                 store,
                 setup.api.clone(),
                 setup.ttl,
                 setup.capacity,
                 setup.events.clone(),
                 setup.revoked.clone(),
-            );
-            (
-                TypeId::of::<S::User>(),
-                Arc::new(sync) as Arc<dyn Any + Send + Sync>,
-                (std::any::type_name::<S::User>(), ping),
-            )
+            ));
+            Registered {
+                type_id: TypeId::of::<S::User>(),
+                sync: sync.clone() as Arc<dyn Any + Send + Sync>,
+                ping: (std::any::type_name::<S::User>(), ping),
+                cache: sync as Arc<dyn CachedUsers>,
+                feed,
+            }
         }));
         self
     }
@@ -716,14 +731,17 @@ impl ClerkBuilder {
         };
         let mut user_syncs = HashMap::new();
         let mut pings = Vec::new();
+        let mut registered = HashMap::new();
         for factory in self.user_stores {
-            let (type_id, sync, ping) = factory(&setup);
+            let r = factory(&setup);
             // A later registration for the same type replaces the earlier one.
-            if user_syncs.insert(type_id, sync).is_some() {
-                pings.retain(|(name, _): &(&'static str, StorePing)| *name != ping.0);
+            if user_syncs.insert(r.type_id, r.sync).is_some() {
+                pings.retain(|(name, _): &(&'static str, StorePing)| *name != r.ping.0);
             }
-            pings.push(ping);
+            pings.push(r.ping);
+            registered.insert(r.type_id, (r.cache, r.feed));
         }
+        let feeds = start_feeds(registered.into_values().collect(), &revoked, &events)?;
         Ok(Clerk {
             inner: Arc::new(ClerkInner {
                 secret_key,
@@ -749,6 +767,7 @@ impl ClerkBuilder {
                 revoked,
                 events,
                 webhooks,
+                feeds,
                 http: HttpSettings {
                     accept_cookie,
                     treat_pending_as_signed_out: self.treat_pending_as_signed_out,
@@ -758,6 +777,38 @@ impl ClerkBuilder {
             }),
         })
     }
+}
+
+/// A registered model's user cache, and its store's change feed.
+type CacheAndFeed = (Arc<dyn CachedUsers>, Option<Arc<dyn ChangeFeed>>);
+
+/// Starts listening to the change feed of every store that has one, applying changes to every
+/// registered user cache; until each has loaded its start-up revocations, tokens wait.
+fn start_feeds(
+    registered: Vec<CacheAndFeed>,
+    revoked: &Arc<Revocations>,
+    events: &Events,
+) -> Result<Vec<FeedHandle>, ConfigError> {
+    let (caches, feeds): (Vec<_>, Vec<_>) = registered.into_iter().unzip();
+    let feeds: Vec<_> = feeds.into_iter().flatten().collect();
+    if feeds.is_empty() {
+        return Ok(Vec::new());
+    }
+    revoked.start_loading();
+    let targets = Arc::new(Targets {
+        revoked: revoked.clone(),
+        caches,
+        events: events.clone(),
+        starting: AtomicUsize::new(feeds.len()),
+    });
+    feeds
+        .into_iter()
+        .map(|feed| {
+            replication::start(feed, targets.clone()).map_err(|e| ConfigError::Runtime {
+                detail: e.to_string(),
+            })
+        })
+        .collect()
 }
 
 /// The Backend API URL must be absolute http(s), and https unless the host is loopback.

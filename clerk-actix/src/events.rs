@@ -83,6 +83,35 @@ impl UserSource {
     }
 }
 
+/// What a change announced between replicas did to a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UserChangeKind {
+    /// The row was written from Clerk's data (created, updated, synced).
+    Updated,
+    /// The user was deleted (tombstoned): final.
+    Deleted,
+}
+
+impl UserChangeKind {
+    /// `"updated"` or `"deleted"`, as stored.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Updated => "updated",
+            Self::Deleted => "deleted",
+        }
+    }
+
+    /// The kind for its stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "updated" => Some(Self::Updated),
+            "deleted" => Some(Self::Deleted),
+            _ => None,
+        }
+    }
+}
+
 /// A user, type-erased, as carried by
 /// [`ClerkEvent::UserAuthenticated`]; downcast with
 /// [`get`](Self::get).
@@ -224,6 +253,33 @@ pub enum ClerkEvent {
         outcome: WebhookOutcome,
         /// The user it concerned, for user events.
         user_id: Option<String>,
+    },
+    /// The change feed (PostgreSQL `LISTEN`) is connected and has caught up with what was
+    /// recorded while it was not.
+    ChangeFeedConnected {
+        /// Changes applied from the database's log on connecting (missed ones, or at start-up
+        /// the revocations that can still matter).
+        caught_up: usize,
+        /// Whether this is a reconnection (after a lost connection).
+        reconnected: bool,
+    },
+    /// The change feed lost its connection (or could not connect). The process keeps serving
+    /// from its caches and reconnects with back-off, then catches up.
+    ChangeFeedDisconnected {
+        /// What failed (no secret: connection errors name no password).
+        error: String,
+        /// When the next attempt is made.
+        retry_in: Duration,
+    },
+    /// A change made by a process sharing the database (or this one) was applied to the user
+    /// cache and the revocations.
+    UserChangeReceived {
+        /// The Clerk user id.
+        user_id: String,
+        /// Updated or deleted.
+        kind: UserChangeKind,
+        /// Whether the stored user may sign in.
+        active: bool,
     },
     /// Fetching the JWKS failed; known keys (if any) stay in use.
     JwksRefreshFailed {
@@ -488,6 +544,32 @@ fn trace_event(event: &ClerkEvent, suppressed: u64) {
             cause = ?cause,
             kids = ?kids,
             "clerk JWKS refreshed"
+        ),
+        ClerkEvent::ChangeFeedConnected {
+            caught_up,
+            reconnected,
+        } => tracing::info!(
+            target: TRACING_TARGET,
+            caught_up,
+            reconnected,
+            "clerk change feed connected"
+        ),
+        ClerkEvent::ChangeFeedDisconnected { error, retry_in } => tracing::warn!(
+            target: TRACING_TARGET,
+            error = error.as_str(),
+            retry_in_ms = retry_in.as_millis() as u64,
+            "clerk change feed disconnected; serving from caches"
+        ),
+        ClerkEvent::UserChangeReceived {
+            user_id,
+            kind,
+            active,
+        } => tracing::debug!(
+            target: TRACING_TARGET,
+            user_id = user_id.as_str(),
+            kind = kind.as_str(),
+            active,
+            "clerk user change received"
         ),
         ClerkEvent::JwksRefreshFailed {
             cause,

@@ -13,7 +13,7 @@
 //! # }
 //! ```
 
-use std::time::Duration;
+use std::{sync::atomic::Ordering, time::Duration};
 
 use actix_web::{http::header, HttpRequest, HttpResponse};
 use serde::Serialize;
@@ -24,9 +24,10 @@ use crate::{config::Clerk, extract::clerk_of};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct Health {
-    /// Whether tokens can be verified now: a PEM key, or a loaded JWKS. Readiness depends on this
-    /// alone: a user store or the Backend API being down affects every replica alike, and users
-    /// already cached are still served, so it is reported but does not take the replica out.
+    /// Whether tokens can be verified now: a PEM key, or a loaded JWKS, and (next to other
+    /// replicas on PostgreSQL) the revocations they recorded loaded. A user store or the
+    /// Backend API being down affects every replica alike, and users already cached are still
+    /// served, so it is reported but does not take the replica out.
     pub ready: bool,
     /// The verification keys.
     pub keys: KeysHealth,
@@ -34,6 +35,31 @@ pub struct Health {
     pub backend_api: Option<BackendApiHealth>,
     /// Each registered user store.
     pub stores: Vec<StoreHealth>,
+    /// Each change feed (replicas sharing a PostgreSQL database); empty on SQLite. A replica is
+    /// not ready until its feeds have loaded the revocations other replicas recorded; once they
+    /// have, a lost connection is reported here but keeps the replica ready (it serves from its
+    /// caches and catches up when it reconnects).
+    pub change_feeds: Vec<ChangeFeedHealth>,
+}
+
+/// One change feed in [`Health`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct ChangeFeedHealth {
+    /// Whether the `LISTEN` connection is up.
+    pub connected: bool,
+    /// Whether the start-up revocations are loaded.
+    pub revocations_loaded: bool,
+    /// Seconds since the connection was lost (while it is down).
+    pub disconnected_seconds: Option<u64>,
+    /// Connections lost so far.
+    pub disconnects: u64,
+    /// Changes applied so far.
+    pub changes_applied: u64,
+    /// The last connection error (the database's message; no password), and how long ago.
+    pub last_error: Option<String>,
+    /// Seconds since that error.
+    pub last_error_seconds_ago: Option<u64>,
 }
 
 /// The keys side of [`Health`].
@@ -130,11 +156,30 @@ impl Clerk {
                 reachable: ping().await.is_ok(),
             });
         }
+        let change_feeds: Vec<_> = self
+            .inner
+            .feeds
+            .iter()
+            .map(|feed| {
+                let state = &feed.state;
+                let (last_error, down) = state.errors();
+                ChangeFeedHealth {
+                    connected: state.connected.load(Ordering::Acquire),
+                    revocations_loaded: state.loaded.load(Ordering::Acquire),
+                    disconnected_seconds: down.map(secs),
+                    disconnects: state.disconnects.load(Ordering::Relaxed),
+                    changes_applied: state.applied.load(Ordering::Relaxed),
+                    last_error_seconds_ago: last_error.as_ref().map(|(_, ago)| secs(*ago)),
+                    last_error: last_error.map(|(e, _)| e),
+                }
+            })
+            .collect();
         Health {
-            ready: keys.keys > 0,
+            ready: keys.keys > 0 && change_feeds.iter().all(|f| f.revocations_loaded),
             keys,
             backend_api,
             stores,
+            change_feeds,
         }
     }
 }

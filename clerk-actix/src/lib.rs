@@ -35,8 +35,8 @@
 //!
 //! | layer | modules | concern |
 //! |---|---|---|
-//! | data | [`events`], [`error`], [`claims`], [`user`] | what flows through: events (plain data, listeners, the log budget), errors and their reason codes, verified claims and `has()`, Clerk's user object |
-//! | protocol | [`keys`], [`verify`], `cache`, [`jwks`], [`api`], `revocation`, [`session`], [`sync`], [`store`], [`webhooks`] (verification), `webhooks::apply` | PEM/JWKS keys; Clerk's verification rules (the `azp` check is in `verify::TokenVerifier`); the verified-token cache; the remote key set and its refresh task; the Backend API transport (one client thread: every public future is `Send`); revoked users; authenticating one session token (`session::Sessions`); the user cache, the per-model syncs (`sync::Users`) and the `UserStore` seam; diesel stores with tombstones; Svix signatures and applying events |
+//! | data | [`events`], [`error`], [`claims`], [`user`], `clock` | what flows through: events (plain data, listeners, the log budget), errors and their reason codes, verified claims and `has()`, Clerk's user object; Unix time in Clerk's units |
+//! | protocol | [`keys`], [`verify`], `cache`, [`jwks`], [`api`], `revocation`, [`session`], [`sync`], [`store`], `replication`, [`webhooks`] (verification), `webhooks::apply` | PEM/JWKS keys; Clerk's verification rules (the `azp` check is in `verify::TokenVerifier`); the verified-token cache; the remote key set and its refresh task; the Backend API transport (one client thread: every public future is `Send`); revoked users; authenticating one session token (`session::Sessions`); the user cache, the per-model syncs (`sync::Users`) and the `UserStore` seam and its `ChangeFeed`; diesel stores with tombstones, durable `svix-id`s and (PostgreSQL) a change log announced with `NOTIFY`; the `LISTEN` task that applies other replicas' changes; Svix signatures and applying events |
 //! | composition | [`config`] (`Clerk`, `ClerkBuilder`) | the handle: it composes the services above (sessions, users, revocations, webhooks, events) and the adapters' settings |
 //! | actix adapters | `auth`, [`middleware`], [`extract`], [`guard`], [`response`], [`health`], `webhooks::endpoint` | a request's token (header, else cookie) to an `AuthState`; `ClerkMiddleware`, the extractors, `#[clerk_protected]`'s runtime, errors as HTTP responses (RFC 6750), the webhook resource and `WebhookVerifier::verify_at` over actix headers; the health report and `/readyz` |
 //! | kit | `testing` (feature `testing`) | `MockClerk`, token builder, webhook signer |
@@ -59,6 +59,7 @@ pub mod api;
 mod auth;
 mod cache;
 pub mod claims;
+mod clock;
 pub mod config;
 pub mod error;
 pub mod events;
@@ -68,6 +69,7 @@ pub mod health;
 pub mod jwks;
 pub mod keys;
 pub mod middleware;
+mod replication;
 pub mod response;
 mod revocation;
 pub mod session;

@@ -14,6 +14,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use tokio::sync::Notify;
+
 use moka::{ops::compute::Op, policy::EvictionPolicy, sync::Cache, Expiry};
 
 /// How long a ban's revocation lasts: longer than any session token it must refuse.
@@ -65,6 +67,10 @@ impl Expiry<String, Revocation> for ByKind {
 pub(crate) struct Revocations {
     entries: Cache<String, Revocation>,
     any: AtomicBool,
+    /// Set while the revocations recorded by other replicas are still being loaded (a process
+    /// starting next to others on PostgreSQL): tokens wait for them instead of being admitted.
+    loading: AtomicBool,
+    loaded: Notify,
 }
 
 impl std::fmt::Debug for Revocations {
@@ -84,6 +90,8 @@ impl Default for Revocations {
                 .expire_after(ByKind)
                 .build(),
             any: AtomicBool::new(false),
+            loading: AtomicBool::new(false),
+            loaded: Notify::new(),
         }
     }
 }
@@ -136,6 +144,36 @@ impl Revocations {
                 Some(old) if !old.permanent && old.version <= version => Op::Remove,
                 _ => Op::Nop,
             });
+    }
+
+    /// From now on, tokens wait for [`loaded`](Self::loaded) (a change feed is starting).
+    pub(crate) fn start_loading(&self) {
+        self.loading.store(true, Ordering::Release);
+    }
+
+    /// The shared revocations are loaded: waiting tokens go on.
+    pub(crate) fn loaded(&self) {
+        self.loading.store(false, Ordering::Release);
+        self.loaded.notify_waiters();
+    }
+
+    /// Whether tokens must wait for the shared revocations (one atomic load).
+    pub(crate) fn is_loading(&self) -> bool {
+        self.loading.load(Ordering::Acquire)
+    }
+
+    /// Waits until the shared revocations are loaded, at most `timeout`; whether they are.
+    pub(crate) async fn wait_loaded(&self, timeout: Duration) -> bool {
+        let wait = async {
+            loop {
+                let notified = self.loaded.notified();
+                if !self.is_loading() {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.is_ok()
     }
 
     /// The Unix second up to which the user's tokens are refused, if any.

@@ -7,7 +7,7 @@
 use std::{
     ops::Deref,
     sync::Arc,
-    time::{Instant, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use serde::Serialize;
@@ -117,6 +117,9 @@ impl Serialize for ClerkSession {
     }
 }
 
+/// How long a token waits, at start-up, for the revocations shared through the database.
+const REVOCATIONS_WAIT: Duration = Duration::from_secs(5);
+
 /// Authenticates session tokens for one [`Clerk`](crate::Clerk) handle.
 #[derive(Debug)]
 pub(crate) struct Sessions {
@@ -147,6 +150,16 @@ impl Sessions {
             source = tracing::field::Empty,
             reason = tracing::field::Empty,
         );
+        if self.revoked.is_loading() && !self.revoked.wait_loaded(REVOCATIONS_WAIT).await {
+            // Starting next to other replicas, and the revocations they recorded are not
+            // loaded yet: no token is admitted before they are (fail closed).
+            let err = AuthError::unavailable(
+                R::UserStoreUnavailable,
+                "the revocations shared by the replicas are not loaded yet: the database is unreachable",
+                Duration::from_secs(5),
+            );
+            return Err(self.failed(err, token));
+        }
         let now = SystemTime::now();
         // The hot path is synchronous (size check, cache hit): no future wraps it, and the span
         // (recorded below) is not entered for it, which would cost even when nobody listens.

@@ -3,10 +3,9 @@
 //! bundled, feature `sqlite`), with the included [`ClerkUserRecord`] model, its `clerk_users`
 //! table and embedded migrations for both.
 
-use std::{
-    marker::PhantomData,
-    time::{SystemTime, UNIX_EPOCH},
-};
+#[cfg(feature = "postgres")]
+use std::time::Duration;
+use std::{marker::PhantomData, sync::Arc};
 
 use diesel::prelude::*;
 use diesel_async::pooled_connection::{deadpool::Pool, AsyncDieselConnectionManager};
@@ -19,8 +18,10 @@ use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 #[cfg(feature = "postgres")]
 use diesel_async::AsyncPgConnection;
 
+#[cfg(feature = "postgres")]
+use crate::sync::{ChangeSubscription, FeedItem, UserChange, UserChangeKind};
 use crate::{
-    sync::{DeletedUserPolicy, StoreError, SyncedUser, UserStore},
+    sync::{ChangeFeed, DeletedUserPolicy, Delivered, StoreError, SyncedUser, UserStore},
     user::ClerkUserData,
 };
 
@@ -166,10 +167,55 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// Webhook deliveries applied (Svix's `svix-id`), recorded in the transaction of the write
+    /// they caused: a delivery takes effect once, whichever process receives it. Kept for a
+    /// week (swept by the change feed on PostgreSQL, at start-up on SQLite).
+    clerk_webhook_deliveries (svix_id) {
+        /// Svix's message id.
+        svix_id -> Text,
+        /// When it was applied, Unix ms.
+        received_at -> BigInt,
+    }
+}
+
 /// The tombstone table, the same on PostgreSQL and SQLite; idempotent.
 pub const TOMBSTONES_DDL: &str = "CREATE TABLE IF NOT EXISTS clerk_user_tombstones (\
     clerk_user_id TEXT PRIMARY KEY, \
     deleted_at BIGINT NOT NULL)";
+
+/// The delivery table, the same on PostgreSQL and SQLite; idempotent.
+pub const DELIVERIES_DDL: &str = "CREATE TABLE IF NOT EXISTS clerk_webhook_deliveries (\
+    svix_id TEXT PRIMARY KEY, \
+    received_at BIGINT NOT NULL); \
+    CREATE INDEX IF NOT EXISTS clerk_webhook_deliveries_received_at \
+    ON clerk_webhook_deliveries (received_at)";
+
+/// PostgreSQL's change log: every write to a user (upsert, deletion) adds a row in its own
+/// transaction and announces it with `NOTIFY` on [`CHANGES_CHANNEL`]; a replica that lost its
+/// `LISTEN` connection reads what it missed from here. Kept for 25 hours.
+pub const CHANGES_DDL: &str = "CREATE TABLE IF NOT EXISTS clerk_user_changes (\
+    seq BIGSERIAL PRIMARY KEY, \
+    clerk_user_id TEXT NOT NULL, \
+    kind TEXT NOT NULL, \
+    active BOOLEAN NOT NULL, \
+    version BIGINT NOT NULL, \
+    recorded_at BIGINT NOT NULL); \
+    CREATE INDEX IF NOT EXISTS clerk_user_changes_recorded_at \
+    ON clerk_user_changes (recorded_at)";
+
+/// The `NOTIFY` channel of user changes (PostgreSQL).
+pub const CHANGES_CHANNEL: &str = "clerk_actix_user_changes";
+
+/// The first key of every advisory lock the store takes: keeps them apart from the
+/// application's own.
+#[cfg(feature = "postgres")]
+const LOCK_SPACE: i32 = 1_131_179_883;
+/// Second keys: the store's own tables, and the migrations.
+#[cfg(feature = "postgres")]
+const LOCK_TABLES: i32 = 0;
+#[cfg(feature = "postgres")]
+const LOCK_MIGRATIONS: i32 = 1;
 
 /// The included user model (the Django SDK's `ClerkUser`): a row of `clerk_users`, kept in
 /// sync by `#[derive(ClerkUser)]` like any model of yours.
@@ -226,22 +272,16 @@ pub struct ClerkUserRecord {
     /// Clerk's `updated_at`, Unix ms.
     #[clerk(updated_at)]
     pub updated_at: i64,
-    /// Last written from Clerk's data, Unix ms.
-    #[clerk(with = synced_now)]
+    /// Last written from Clerk's data, Unix ms (a row synced within the user-cache TTL is
+    /// served without asking Clerk).
+    #[clerk(synced_at)]
     pub synced_at: i64,
 }
 
-/// Now, in Unix milliseconds.
+/// Now, in Unix milliseconds (the value `#[clerk(synced_at)]` writes).
 #[doc(hidden)]
 pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// `synced_at`: when the row was last written from Clerk's data.
-fn synced_now(_: &ClerkUserData) -> i64 {
-    now_ms()
+    crate::clock::unix_ms()
 }
 
 /// The field marked `#[clerk(id)]`: Clerk user ids are always present, so it is a `String`.
@@ -620,8 +660,8 @@ impl std::fmt::Debug for DbPool {
 pub struct DieselUserStore<U = ClerkUserRecord> {
     pool: DbPool,
     url: String,
-    /// Set once the tombstone table is known to exist.
-    tombstones: tokio::sync::OnceCell<()>,
+    /// Set once the store's own tables (tombstones, deliveries, changes) are known to exist.
+    tables: tokio::sync::OnceCell<()>,
     _model: PhantomData<fn() -> U>,
 }
 
@@ -724,7 +764,7 @@ impl<U> DieselUserStore<U> {
         Self {
             pool,
             url: url.to_owned(),
-            tombstones: tokio::sync::OnceCell::new(),
+            tables: tokio::sync::OnceCell::new(),
             _model: PhantomData,
         }
     }
@@ -735,7 +775,9 @@ impl<U> DieselUserStore<U> {
     }
 
     /// Runs the included `clerk_users` migrations (idempotent: applied ones are skipped) and
-    /// creates the tombstone table. Call once at start-up; an empty database then just works.
+    /// creates the store's own tables (tombstones, webhook deliveries and, on PostgreSQL, the
+    /// change log). Call once at start-up; an empty database then just works. On PostgreSQL it
+    /// runs under an advisory lock, so replicas starting together do not race.
     pub async fn run_migrations(&self) -> Result<(), StoreError> {
         match &self.pool {
             #[cfg(feature = "postgres")]
@@ -747,37 +789,69 @@ impl<U> DieselUserStore<U> {
                 run_migrations_sqlite(self.url.clone(), SQLITE_MIGRATIONS).await?;
             }
         }
-        self.ensure_tombstones().await
+        self.ensure_tables().await
     }
 
-    /// Creates the tombstone table if needed, once per store (models of your own get it without
-    /// any migration of theirs). Replicas racing on `CREATE TABLE IF NOT EXISTS` may see an
-    /// error while another creates it: the table existing afterwards is what counts.
-    async fn ensure_tombstones(&self) -> Result<(), StoreError> {
-        self.tombstones
+    /// Creates the store's own tables if needed, once per store (models of your own get them
+    /// without any migration of theirs). On PostgreSQL under an advisory lock (replicas racing
+    /// on `CREATE TABLE IF NOT EXISTS` could otherwise fail); on SQLite it also sweeps
+    /// deliveries past their retention.
+    async fn ensure_tables(&self) -> Result<(), StoreError> {
+        self.tables
             .get_or_try_init(|| async {
-                macro_rules! create {
-                    ($pool:expr, $what:literal) => {{
-                        use diesel_async::SimpleAsyncConnection;
-                        let mut conn = $pool.get().await.map_err(|e| store_err($what, e))?;
-                        if let Err(create) = conn.batch_execute(TOMBSTONES_DDL).await {
-                            conn.batch_execute("SELECT 1 FROM clerk_user_tombstones LIMIT 0")
-                                .await
-                                .map_err(|_| store_err("tombstone table", create))?;
-                        }
-                        Ok(())
-                    }};
-                }
                 match &self.pool {
                     #[cfg(feature = "postgres")]
-                    DbPool::Postgres(pool) => create!(pool, "postgres pool"),
+                    DbPool::Postgres(pool) => {
+                        let mut conn = pooled!(pool, "postgres pool");
+                        create_tables_pg(&mut conn).await
+                    }
                     #[cfg(feature = "sqlite")]
-                    DbPool::Sqlite(pool) => create!(pool, "sqlite pool"),
+                    DbPool::Sqlite(pool) => {
+                        use diesel_async::SimpleAsyncConnection;
+                        let mut conn = pooled!(pool, "sqlite pool");
+                        conn.batch_execute(&format!("{TOMBSTONES_DDL}; {DELIVERIES_DDL}"))
+                            .await
+                            .map_err(|e| store_err("store tables", e))?;
+                        let before = crate::clock::unix_ms().saturating_sub(
+                            crate::replication::DELIVERIES_RETENTION.as_millis() as i64,
+                        );
+                        diesel_async::RunQueryDsl::execute(
+                            diesel::delete(
+                                clerk_webhook_deliveries::table
+                                    .filter(clerk_webhook_deliveries::received_at.lt(before)),
+                            ),
+                            &mut conn,
+                        )
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| store_err("delivery sweep", e))
+                    }
                 }
             })
             .await
             .map(|_| ())
     }
+}
+
+/// Creates the store's tables on PostgreSQL, serialized between processes.
+#[cfg(feature = "postgres")]
+async fn create_tables_pg(conn: &mut AsyncPgConnection) -> Result<(), StoreError> {
+    use diesel_async::{AsyncConnection, SimpleAsyncConnection};
+    conn.transaction(async |conn| {
+        diesel_async::RunQueryDsl::execute(
+            diesel::sql_query("SELECT pg_advisory_xact_lock($1, $2)")
+                .bind::<diesel::sql_types::Integer, _>(LOCK_SPACE)
+                .bind::<diesel::sql_types::Integer, _>(LOCK_TABLES),
+            conn,
+        )
+        .await?;
+        conn.batch_execute(&format!(
+            "{TOMBSTONES_DDL}; {DELIVERIES_DDL}; {CHANGES_DDL}"
+        ))
+        .await
+    })
+    .await
+    .map_err(|e| store_err("store tables", e))
 }
 
 /// Runs migrations on a blocking thread: diesel's migration harness is synchronous.
@@ -816,14 +890,31 @@ pub async fn run_migrations_pg(
                 rt.block_on(async move {
                     let task = tokio::spawn(async move {
                         use diesel_async::AsyncConnection;
+                        // Replicas starting together take turns: the first applies, the
+                        // others find nothing pending. The lock is the session's, released
+                        // when `lock` closes.
+                        let mut lock = AsyncPgConnection::establish(&url)
+                            .await
+                            .map_err(|e| store_err("postgres connect", e))?;
+                        diesel_async::RunQueryDsl::execute(
+                            diesel::sql_query("SELECT pg_advisory_lock($1, $2)")
+                                .bind::<diesel::sql_types::Integer, _>(LOCK_SPACE)
+                                .bind::<diesel::sql_types::Integer, _>(LOCK_MIGRATIONS),
+                            &mut lock,
+                        )
+                        .await
+                        .map_err(|e| store_err("migration lock", e))?;
                         let conn = AsyncPgConnection::establish(&url)
                             .await
                             .map_err(|e| store_err("postgres connect", e))?;
                         let mut harness = diesel_async::AsyncMigrationHarness::new(conn);
-                        harness
+                        let done = harness
                             .run_pending_migrations(migrations)
                             .map(|_| ())
-                            .map_err(|e| store_err("postgres migrations", e))
+                            .map_err(|e| store_err("postgres migrations", e));
+                        drop(harness);
+                        drop(lock);
+                        done
                     });
                     task.await.map_err(|e| store_err("migration task", e))?
                 })
@@ -890,14 +981,214 @@ macro_rules! insert_tombstone {
 /// the database's write lock before anything is read.)
 #[cfg(feature = "postgres")]
 async fn lock_id_pg(conn: &mut AsyncPgConnection, clerk_user_id: &str) -> QueryResult<()> {
-    // A fixed first key keeps these locks apart from the application's own advisory locks.
     diesel_async::RunQueryDsl::execute(
-        diesel::sql_query("SELECT pg_advisory_xact_lock(1131179883, hashtext($1))")
+        diesel::sql_query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+            .bind::<diesel::sql_types::Integer, _>(LOCK_SPACE)
             .bind::<diesel::sql_types::Text, _>(clerk_user_id),
         conn,
     )
     .await
     .map(|_| ())
+}
+
+/// Records a delivery (`svix-id`); `false` when it was recorded before (a duplicate).
+macro_rules! insert_delivery {
+    ($conn:expr, $svix_id:expr) => {
+        diesel_async::RunQueryDsl::execute(
+            diesel::insert_into(clerk_webhook_deliveries::table)
+                .values((
+                    clerk_webhook_deliveries::svix_id.eq($svix_id),
+                    clerk_webhook_deliveries::received_at.eq(crate::clock::unix_ms()),
+                ))
+                .on_conflict_do_nothing(),
+            $conn,
+        )
+        .await
+        .map(|n| n > 0)
+    };
+}
+
+/// The database's clock, Unix ms.
+#[cfg(feature = "postgres")]
+const DB_NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+
+/// Adds a change to the log and announces it (`NOTIFY`, delivered when the transaction
+/// commits, to every replica listening).
+#[cfg(feature = "postgres")]
+async fn record_change_pg(
+    conn: &mut AsyncPgConnection,
+    clerk_user_id: &str,
+    kind: UserChangeKind,
+    active: bool,
+    version: i64,
+) -> QueryResult<()> {
+    use diesel::sql_types::{BigInt, Bool, Text};
+    let sql = format!(
+        "WITH c AS (INSERT INTO clerk_user_changes \
+           (clerk_user_id, kind, active, version, recorded_at) \
+           VALUES ($1, $2, $3, $4, {DB_NOW_MS}) \
+           RETURNING seq, kind, active, version, recorded_at, clerk_user_id) \
+         SELECT pg_notify('{CHANGES_CHANNEL}', concat_ws(E'\\t', seq, kind, \
+           CASE WHEN active THEN '1' ELSE '0' END, version, recorded_at, clerk_user_id)) FROM c"
+    );
+    diesel_async::RunQueryDsl::execute(
+        diesel::sql_query(sql)
+            .bind::<Text, _>(clerk_user_id)
+            .bind::<Text, _>(kind.as_str())
+            .bind::<Bool, _>(active)
+            .bind::<BigInt, _>(version),
+        conn,
+    )
+    .await
+    .map(|_| ())
+}
+
+/// A SQLite transaction's early end, which writes nothing (rolled back), or its failure.
+#[cfg(feature = "sqlite")]
+enum SqliteOutcome {
+    Duplicate,
+    Tombstoned,
+    Failed(diesel::result::Error),
+}
+
+#[cfg(feature = "sqlite")]
+impl From<diesel::result::Error> for SqliteOutcome {
+    fn from(e: diesel::result::Error) -> Self {
+        Self::Failed(e)
+    }
+}
+
+impl<U: DieselUserModel> DieselUserStore<U> {
+    /// The upsert, with the delivery recorded in its transaction when there is one; on
+    /// PostgreSQL the change is logged and announced in it too.
+    async fn write_user(
+        &self,
+        user: &ClerkUserData,
+        svix_id: Option<&str>,
+    ) -> Result<Delivered<Option<U>>, StoreError> {
+        use diesel_async::AsyncConnection;
+        self.ensure_tables().await?;
+        let id = user.id.as_str();
+        let written: QueryResult<Delivered<Option<U>>> = match &self.pool {
+            #[cfg(feature = "postgres")]
+            DbPool::Postgres(pool) => {
+                let mut conn = pooled!(pool, "postgres pool");
+                conn.transaction(async |conn| {
+                    lock_id_pg(conn, id).await?;
+                    if let Some(svix_id) = svix_id {
+                        if !insert_delivery!(conn, svix_id)? {
+                            return Ok(Delivered::Duplicate);
+                        }
+                    }
+                    if tombstone_of!(conn, id)?.is_some() {
+                        return Ok(Delivered::Applied(None));
+                    }
+                    let row = U::upsert_pg(conn, user).await?;
+                    // The stored row decides (it may be newer than the data written).
+                    let version = row.updated_at().unwrap_or(user.updated_at);
+                    record_change_pg(conn, id, UserChangeKind::Updated, row.is_active(), version)
+                        .await?;
+                    Ok(Delivered::Applied(Some(row)))
+                })
+                .await
+            }
+            #[cfg(feature = "sqlite")]
+            DbPool::Sqlite(pool) => {
+                let mut conn = pooled!(pool, "sqlite pool");
+                let written = conn
+                    .transaction(async |conn| {
+                        // A write first: it takes the database's write lock.
+                        if let Some(svix_id) = svix_id {
+                            if !insert_delivery!(conn, svix_id)? {
+                                return Err(SqliteOutcome::Duplicate);
+                            }
+                        }
+                        let row = U::upsert_sqlite(conn, user).await?;
+                        if tombstone_of!(conn, id)?.is_some() {
+                            return Err(SqliteOutcome::Tombstoned);
+                        }
+                        Ok(row)
+                    })
+                    .await;
+                match written {
+                    Ok(row) => Ok(Delivered::Applied(Some(row))),
+                    Err(SqliteOutcome::Duplicate) => Ok(Delivered::Duplicate),
+                    Err(SqliteOutcome::Tombstoned) => Ok(Delivered::Applied(None)),
+                    Err(SqliteOutcome::Failed(e)) => Err(e),
+                }
+            }
+        };
+        written.map_err(|e| store_err("upsert", e))
+    }
+
+    /// The deletion (tombstone + policy), with the delivery recorded in its transaction when
+    /// there is one; on PostgreSQL the change is logged and announced in it too.
+    async fn write_deletion(
+        &self,
+        id: &str,
+        deleted_at: i64,
+        policy: DeletedUserPolicy,
+        svix_id: Option<&str>,
+    ) -> Result<Delivered<bool>, StoreError> {
+        use diesel_async::AsyncConnection;
+        self.ensure_tables().await?;
+        let created: QueryResult<Delivered<bool>> = match &self.pool {
+            #[cfg(feature = "postgres")]
+            DbPool::Postgres(pool) => {
+                let mut conn = pooled!(pool, "postgres pool");
+                conn.transaction(async |conn| {
+                    lock_id_pg(conn, id).await?;
+                    if let Some(svix_id) = svix_id {
+                        if !insert_delivery!(conn, svix_id)? {
+                            return Ok(Delivered::Duplicate);
+                        }
+                    }
+                    let created = insert_tombstone!(conn, id, deleted_at)?;
+                    match policy {
+                        DeletedUserPolicy::Deactivate => U::deactivate_pg(conn, id).await?,
+                        DeletedUserPolicy::Delete => U::delete_pg(conn, id).await?,
+                    };
+                    record_change_pg(conn, id, UserChangeKind::Deleted, false, deleted_at).await?;
+                    Ok(Delivered::Applied(created))
+                })
+                .await
+            }
+            #[cfg(feature = "sqlite")]
+            DbPool::Sqlite(pool) => {
+                let mut conn = pooled!(pool, "sqlite pool");
+                let written = conn
+                    .transaction(async |conn| {
+                        if let Some(svix_id) = svix_id {
+                            if !insert_delivery!(conn, svix_id)? {
+                                return Err(SqliteOutcome::Duplicate);
+                            }
+                        }
+                        let created = insert_tombstone!(conn, id, deleted_at)?;
+                        match policy {
+                            DeletedUserPolicy::Deactivate => U::deactivate_sqlite(conn, id).await?,
+                            DeletedUserPolicy::Delete => U::delete_sqlite(conn, id).await?,
+                        };
+                        Ok(created)
+                    })
+                    .await;
+                match written {
+                    Ok(created) => Ok(Delivered::Applied(created)),
+                    Err(SqliteOutcome::Duplicate) => Ok(Delivered::Duplicate),
+                    Err(SqliteOutcome::Failed(e)) => Err(e),
+                    Err(SqliteOutcome::Tombstoned) => Ok(Delivered::Applied(false)),
+                }
+            }
+        };
+        created.map_err(|e| store_err("mark deleted", e))
+    }
+}
+
+/// A written value, for callers that record no delivery (they never get `Duplicate`).
+fn applied<T>(written: Delivered<T>, duplicate: T) -> T {
+    match written {
+        Delivered::Applied(value) => value,
+        Delivered::Duplicate => duplicate,
+    }
 }
 
 impl<U: DieselUserModel> UserStore for DieselUserStore<U> {
@@ -907,44 +1198,15 @@ impl<U: DieselUserModel> UserStore for DieselUserStore<U> {
         &'a self,
         user: &'a ClerkUserData,
     ) -> BoxFuture<'a, Result<Option<U>, StoreError>> {
-        use diesel_async::AsyncConnection;
-        async move {
-            self.ensure_tombstones().await?;
-            let id = user.id.as_str();
-            let written: QueryResult<Option<U>> = match &self.pool {
-                #[cfg(feature = "postgres")]
-                DbPool::Postgres(pool) => {
-                    let mut conn = pooled!(pool, "postgres pool");
-                    conn.transaction(async |conn| {
-                        lock_id_pg(conn, id).await?;
-                        if tombstone_of!(conn, id)?.is_some() {
-                            return Ok(None);
-                        }
-                        U::upsert_pg(conn, user).await.map(Some)
-                    })
-                    .await
-                }
-                #[cfg(feature = "sqlite")]
-                DbPool::Sqlite(pool) => {
-                    let mut conn = pooled!(pool, "sqlite pool");
-                    let written = conn
-                        .transaction(async |conn| {
-                            let row = U::upsert_sqlite(conn, user).await?;
-                            if tombstone_of!(conn, id)?.is_some() {
-                                return Err(diesel::result::Error::RollbackTransaction);
-                            }
-                            Ok(Some(row))
-                        })
-                        .await;
-                    match written {
-                        Err(diesel::result::Error::RollbackTransaction) => Ok(None),
-                        other => other,
-                    }
-                }
-            };
-            written.map_err(|e| store_err("upsert", e))
-        }
-        .boxed()
+        async move { Ok(applied(self.write_user(user, None).await?, None)) }.boxed()
+    }
+
+    fn upsert_delivered<'a>(
+        &'a self,
+        user: &'a ClerkUserData,
+        svix_id: &'a str,
+    ) -> BoxFuture<'a, Result<Delivered<Option<U>>, StoreError>> {
+        self.write_user(user, Some(svix_id)).boxed()
     }
 
     fn find<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<U>, StoreError>> {
@@ -958,41 +1220,35 @@ impl<U: DieselUserModel> UserStore for DieselUserStore<U> {
         deleted_at: i64,
         policy: DeletedUserPolicy,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        use diesel_async::AsyncConnection;
         async move {
-            self.ensure_tombstones().await?;
-            let created: QueryResult<bool> = match &self.pool {
-                #[cfg(feature = "postgres")]
-                DbPool::Postgres(pool) => {
-                    let mut conn = pooled!(pool, "postgres pool");
-                    conn.transaction(async |conn| {
-                        lock_id_pg(conn, id).await?;
-                        let created = insert_tombstone!(conn, id, deleted_at)?;
-                        match policy {
-                            DeletedUserPolicy::Deactivate => U::deactivate_pg(conn, id).await?,
-                            DeletedUserPolicy::Delete => U::delete_pg(conn, id).await?,
-                        };
-                        Ok(created)
-                    })
-                    .await
-                }
-                #[cfg(feature = "sqlite")]
-                DbPool::Sqlite(pool) => {
-                    let mut conn = pooled!(pool, "sqlite pool");
-                    conn.transaction(async |conn| {
-                        let created = insert_tombstone!(conn, id, deleted_at)?;
-                        match policy {
-                            DeletedUserPolicy::Deactivate => U::deactivate_sqlite(conn, id).await?,
-                            DeletedUserPolicy::Delete => U::delete_sqlite(conn, id).await?,
-                        };
-                        Ok(created)
-                    })
-                    .await
-                }
-            };
-            created.map_err(|e| store_err("mark deleted", e))
+            Ok(applied(
+                self.write_deletion(id, deleted_at, policy, None).await?,
+                false,
+            ))
         }
         .boxed()
+    }
+
+    fn mark_deleted_delivered<'a>(
+        &'a self,
+        id: &'a str,
+        deleted_at: i64,
+        policy: DeletedUserPolicy,
+        svix_id: &'a str,
+    ) -> BoxFuture<'a, Result<Delivered<bool>, StoreError>> {
+        self.write_deletion(id, deleted_at, policy, Some(svix_id))
+            .boxed()
+    }
+
+    fn change_feed(&self) -> Option<Arc<dyn ChangeFeed>> {
+        match &self.pool {
+            #[cfg(feature = "postgres")]
+            DbPool::Postgres(_) => Some(Arc::new(PgChangeFeed {
+                url: with_application_name(&self.url, FEED_APPLICATION_NAME),
+            })),
+            #[cfg(feature = "sqlite")]
+            DbPool::Sqlite(_) => None,
+        }
     }
 
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
@@ -1020,7 +1276,7 @@ impl<U: DieselUserModel> UserStore for DieselUserStore<U> {
 
     fn deleted_at<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<i64>, StoreError>> {
         async move {
-            self.ensure_tombstones().await?;
+            self.ensure_tables().await?;
             let found: QueryResult<Option<i64>> = match &self.pool {
                 #[cfg(feature = "postgres")]
                 DbPool::Postgres(pool) => {
@@ -1034,6 +1290,230 @@ impl<U: DieselUserModel> UserStore for DieselUserStore<U> {
                 }
             };
             found.map_err(|e| store_err("tombstone", e))
+        }
+        .boxed()
+    }
+}
+
+/// The `application_name` of the change feed's connection (in `pg_stat_activity`).
+pub const FEED_APPLICATION_NAME: &str = "clerk-actix-changes";
+
+/// The URL with `application_name` set, unless it sets one already.
+#[cfg(feature = "postgres")]
+fn with_application_name(url: &str, name: &str) -> String {
+    if url.contains("application_name=") {
+        return url.to_owned();
+    }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}application_name={name}")
+}
+
+/// How long connecting, or one query of the change feed, may take.
+#[cfg(feature = "postgres")]
+const FEED_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The change feed of a PostgreSQL store: a `LISTEN` connection of its own on
+/// [`CHANGES_CHANNEL`], and the change log for what it missed.
+#[cfg(feature = "postgres")]
+#[derive(Debug)]
+struct PgChangeFeed {
+    url: String,
+}
+
+#[cfg(feature = "postgres")]
+struct PgSubscription {
+    conn: AsyncPgConnection,
+}
+
+/// A row of `clerk_user_changes`.
+#[cfg(feature = "postgres")]
+#[derive(QueryableByName)]
+struct ChangeRow {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    seq: i64,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    clerk_user_id: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    kind: String,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    active: bool,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    version: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    recorded_at: i64,
+}
+
+#[cfg(feature = "postgres")]
+#[derive(QueryableByName)]
+struct DbNow {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    now_ms: i64,
+}
+
+#[cfg(feature = "postgres")]
+async fn within<T>(
+    what: &str,
+    fut: impl std::future::Future<Output = QueryResult<T>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(FEED_TIMEOUT, fut).await {
+        Ok(result) => result.map_err(|e| store_err(what, e)),
+        Err(_) => Err(StoreError::new(format!(
+            "{what}: no answer within {FEED_TIMEOUT:?}"
+        ))),
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl PgSubscription {
+    async fn db_now(&mut self) -> Result<i64, StoreError> {
+        let now: DbNow = within(
+            "change feed clock",
+            diesel_async::RunQueryDsl::get_result(
+                diesel::sql_query(format!("SELECT {DB_NOW_MS} AS now_ms")),
+                &mut self.conn,
+            ),
+        )
+        .await?;
+        Ok(now.now_ms)
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl ChangeFeed for PgChangeFeed {
+    fn subscribe(&self) -> BoxFuture<'_, Result<Box<dyn ChangeSubscription>, StoreError>> {
+        async move {
+            use diesel_async::{AsyncConnection, SimpleAsyncConnection};
+            let mut conn =
+                match tokio::time::timeout(FEED_TIMEOUT, AsyncPgConnection::establish(&self.url))
+                    .await
+                {
+                    Ok(conn) => conn.map_err(|e| store_err("change feed connect", e))?,
+                    Err(_) => {
+                        return Err(StoreError::new(format!(
+                            "change feed connect: no answer within {FEED_TIMEOUT:?}"
+                        )))
+                    }
+                };
+            create_tables_pg(&mut conn).await?;
+            within(
+                "change feed listen",
+                conn.batch_execute(&format!("LISTEN {CHANGES_CHANNEL}")),
+            )
+            .await?;
+            Ok(Box::new(PgSubscription { conn }) as Box<dyn ChangeSubscription>)
+        }
+        .boxed()
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl ChangeSubscription for PgSubscription {
+    fn catch_up(
+        &mut self,
+        since_ms: Option<i64>,
+        window: Duration,
+    ) -> BoxFuture<'_, Result<(Vec<UserChange>, i64), StoreError>> {
+        async move {
+            use diesel::sql_types::BigInt;
+            // The clock first: everything committed before it is in the read below.
+            let now = self.db_now().await?;
+            let columns = "seq, clerk_user_id, kind, active, version, recorded_at";
+            let query = match since_ms {
+                Some(since) => diesel::sql_query(format!(
+                    "SELECT {columns} FROM clerk_user_changes WHERE recorded_at >= $1 ORDER BY seq"
+                ))
+                .bind::<BigInt, _>(since),
+                // Start-up: what can still revoke a token, and the changes that followed for
+                // the same users (a lifted ban).
+                None => diesel::sql_query(format!(
+                    "SELECT {columns} FROM clerk_user_changes WHERE recorded_at >= $1 \
+                     AND clerk_user_id IN (SELECT clerk_user_id FROM clerk_user_changes \
+                     WHERE recorded_at >= $1 AND (kind = 'deleted' OR NOT active)) ORDER BY seq"
+                ))
+                .bind::<BigInt, _>(now.saturating_sub(window.as_millis() as i64)),
+            };
+            let rows: Vec<ChangeRow> = within(
+                "change feed catch-up",
+                diesel_async::RunQueryDsl::load(query, &mut self.conn),
+            )
+            .await?;
+            let changes = rows
+                .into_iter()
+                .filter_map(|r| {
+                    Some(UserChange {
+                        seq: r.seq,
+                        kind: UserChangeKind::parse(&r.kind)?,
+                        user_id: r.clerk_user_id,
+                        active: r.active,
+                        version: r.version,
+                        recorded_at: r.recorded_at,
+                    })
+                })
+                .collect();
+            Ok((changes, now))
+        }
+        .boxed()
+    }
+
+    fn next(&mut self, idle: Duration) -> BoxFuture<'_, Result<FeedItem, StoreError>> {
+        async move {
+            use futures_util::StreamExt as _;
+            loop {
+                let got = {
+                    let mut stream = std::pin::pin!(self.conn.notifications_stream());
+                    tokio::time::timeout(idle, stream.next()).await
+                };
+                match got {
+                    Ok(Some(Ok(n))) => {
+                        if n.channel != CHANGES_CHANNEL {
+                            continue;
+                        }
+                        // A payload not of this library's form (someone else's NOTIFY on
+                        // the channel) is not a change.
+                        if let Some(change) = UserChange::from_payload(&n.payload) {
+                            return Ok(FeedItem::Change(change));
+                        }
+                    }
+                    Ok(Some(Err(e))) => return Err(store_err("change feed", e)),
+                    Ok(None) => return Err(StoreError::new("change feed: the connection closed")),
+                    Err(_) => {
+                        let db_now_ms = self.db_now().await?;
+                        return Ok(FeedItem::Idle { db_now_ms });
+                    }
+                }
+            }
+        }
+        .boxed()
+    }
+
+    fn sweep(
+        &mut self,
+        changes_before_ms: i64,
+        deliveries_before_ms: i64,
+    ) -> BoxFuture<'_, Result<u64, StoreError>> {
+        async move {
+            use diesel::sql_types::BigInt;
+            let changes = within(
+                "change log sweep",
+                diesel_async::RunQueryDsl::execute(
+                    diesel::sql_query("DELETE FROM clerk_user_changes WHERE recorded_at < $1")
+                        .bind::<BigInt, _>(changes_before_ms),
+                    &mut self.conn,
+                ),
+            )
+            .await?;
+            let deliveries = within(
+                "delivery sweep",
+                diesel_async::RunQueryDsl::execute(
+                    diesel::sql_query(
+                        "DELETE FROM clerk_webhook_deliveries WHERE received_at < $1",
+                    )
+                    .bind::<BigInt, _>(deliveries_before_ms),
+                    &mut self.conn,
+                ),
+            )
+            .await?;
+            Ok((changes + deliveries) as u64)
         }
         .boxed()
     }

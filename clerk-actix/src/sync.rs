@@ -17,7 +17,7 @@ use moka::{
 };
 use tracing::Instrument as _;
 
-pub use crate::events::{AnyUser, UserSource};
+pub use crate::events::{AnyUser, UserChangeKind, UserSource};
 use crate::{
     api::{ApiError, BackendApi},
     error::{AuthError, AuthErrorReason as R},
@@ -41,6 +41,126 @@ pub trait SyncedUser: Clone + Send + Sync + 'static {
     fn updated_at(&self) -> Option<i64> {
         None
     }
+    /// When the row was last written from Clerk's data (Unix ms), when the model keeps it
+    /// (`#[clerk(synced_at)]`). A user-cache miss serves a row synced within the user-cache TTL
+    /// without asking Clerk: replicas sharing one database share their Backend API calls.
+    fn synced_at(&self) -> Option<i64> {
+        None
+    }
+}
+
+/// The result of a write made for a webhook delivery: applied, or already applied for that
+/// delivery (`svix-id`), in which case nothing was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivered<T> {
+    /// Written now.
+    Applied(T),
+    /// This delivery was applied before (by this process or another sharing the database).
+    Duplicate,
+}
+
+/// A change to a user, as announced to every process sharing a store's database (PostgreSQL's
+/// `NOTIFY`, recorded in `clerk_user_changes` in the write's transaction).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserChange {
+    /// The change's position in the database's log.
+    pub seq: i64,
+    /// The Clerk user id.
+    pub user_id: String,
+    /// Updated (created, updated, synced) or deleted.
+    pub kind: UserChangeKind,
+    /// Whether the stored user may sign in after the change.
+    pub active: bool,
+    /// Clerk's `updated_at` (Unix ms) the stored row holds after the change.
+    pub version: i64,
+    /// When the change was recorded, by the database's clock (Unix ms).
+    pub recorded_at: i64,
+}
+
+impl UserChange {
+    /// The notification payload: tab-separated fields, the user id last.
+    pub fn to_payload(&self) -> String {
+        format!(
+            "{}\t{}\t{}\t{}\t{}\t{}",
+            self.seq,
+            self.kind.as_str(),
+            u8::from(self.active),
+            self.version,
+            self.recorded_at,
+            self.user_id
+        )
+    }
+
+    /// Parses [`to_payload`](Self::to_payload)'s form; `None` for anything else.
+    pub fn from_payload(payload: &str) -> Option<Self> {
+        let mut parts = payload.splitn(6, '\t');
+        let seq = parts.next()?.parse().ok()?;
+        let kind = UserChangeKind::parse(parts.next()?)?;
+        let active = match parts.next()? {
+            "1" => true,
+            "0" => false,
+            _ => return None,
+        };
+        let version = parts.next()?.parse().ok()?;
+        let recorded_at = parts.next()?.parse().ok()?;
+        let user_id = parts.next()?;
+        if user_id.is_empty() {
+            return None;
+        }
+        Some(Self {
+            seq,
+            kind,
+            active,
+            version,
+            recorded_at,
+            user_id: user_id.to_owned(),
+        })
+    }
+}
+
+/// What a [`ChangeSubscription`] yields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeedItem {
+    /// A change committed by some process.
+    Change(UserChange),
+    /// Nothing arrived for a while; the connection answered, and the database's clock (Unix ms)
+    /// reads this.
+    Idle {
+        /// The database's time.
+        db_now_ms: i64,
+    },
+}
+
+/// Where a store announces its users' changes to the other processes sharing its database:
+/// [`DieselUserStore`](crate::store::DieselUserStore) on PostgreSQL (`LISTEN`/`NOTIFY`).
+pub trait ChangeFeed: Send + Sync + 'static {
+    /// Opens one listening session (a connection of its own). Nothing committed after this
+    /// returns is missed by the subscription.
+    fn subscribe(&self) -> BoxFuture<'_, Result<Box<dyn ChangeSubscription>, StoreError>>;
+}
+
+/// One listening session of a [`ChangeFeed`]. Dropping it closes the connection.
+pub trait ChangeSubscription: Send {
+    /// The changes recorded since `since_ms` (the database's clock), in order; with `None` (a
+    /// process starting), the revocations that can still matter: deletions, and every change
+    /// of users deactivated, within `window`. Also returns the database's time now.
+    fn catch_up(
+        &mut self,
+        since_ms: Option<i64>,
+        window: Duration,
+    ) -> BoxFuture<'_, Result<(Vec<UserChange>, i64), StoreError>>;
+
+    /// The next change, or [`FeedItem::Idle`] after `idle` without one (the connection is
+    /// checked with a trivial query). An error means the session is over.
+    fn next(&mut self, idle: Duration) -> BoxFuture<'_, Result<FeedItem, StoreError>>;
+
+    /// Deletes changes recorded before `changes_before_ms` and deliveries received before
+    /// `deliveries_before_ms` (retention); rows deleted.
+    fn sweep(
+        &mut self,
+        changes_before_ms: i64,
+        deliveries_before_ms: i64,
+    ) -> BoxFuture<'_, Result<u64, StoreError>>;
 }
 
 /// What a `user.deleted` webhook does to the local row. Either way the deletion is final: a
@@ -118,6 +238,43 @@ pub trait UserStore: Send + Sync + 'static {
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async { Ok(()) })
     }
+
+    /// [`upsert`](Self::upsert) for a webhook delivery: the delivery's `svix-id` is recorded in
+    /// the same transaction, and a delivery already recorded writes nothing
+    /// ([`Delivered::Duplicate`]), whichever process applied it. The default records nothing
+    /// (the process's own memory of `svix-id`s still catches its replays).
+    fn upsert_delivered<'a>(
+        &'a self,
+        user: &'a ClerkUserData,
+        svix_id: &'a str,
+    ) -> BoxFuture<'a, Result<Delivered<Option<Self::User>>, StoreError>> {
+        let _ = svix_id;
+        Box::pin(async move { self.upsert(user).await.map(Delivered::Applied) })
+    }
+
+    /// [`mark_deleted`](Self::mark_deleted) for a webhook delivery, recorded as in
+    /// [`upsert_delivered`](Self::upsert_delivered).
+    fn mark_deleted_delivered<'a>(
+        &'a self,
+        clerk_user_id: &'a str,
+        deleted_at: i64,
+        policy: DeletedUserPolicy,
+        svix_id: &'a str,
+    ) -> BoxFuture<'a, Result<Delivered<bool>, StoreError>> {
+        let _ = svix_id;
+        Box::pin(async move {
+            self.mark_deleted(clerk_user_id, deleted_at, policy)
+                .await
+                .map(Delivered::Applied)
+        })
+    }
+
+    /// Where other processes sharing this store's database announce their changes, if they do
+    /// (PostgreSQL). Each [`Clerk`](crate::Clerk) handle listens to it, so a change made by any
+    /// replica reaches every replica's user cache and revocations.
+    fn change_feed(&self) -> Option<Arc<dyn ChangeFeed>> {
+        None
+    }
 }
 
 impl<S: UserStore> UserStore for Arc<S> {
@@ -144,6 +301,25 @@ impl<S: UserStore> UserStore for Arc<S> {
     }
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         (**self).ping()
+    }
+    fn upsert_delivered<'a>(
+        &'a self,
+        user: &'a ClerkUserData,
+        svix_id: &'a str,
+    ) -> BoxFuture<'a, Result<Delivered<Option<S::User>>, StoreError>> {
+        (**self).upsert_delivered(user, svix_id)
+    }
+    fn mark_deleted_delivered<'a>(
+        &'a self,
+        id: &'a str,
+        deleted_at: i64,
+        policy: DeletedUserPolicy,
+        svix_id: &'a str,
+    ) -> BoxFuture<'a, Result<Delivered<bool>, StoreError>> {
+        (**self).mark_deleted_delivered(id, deleted_at, policy, svix_id)
+    }
+    fn change_feed(&self) -> Option<Arc<dyn ChangeFeed>> {
+        (**self).change_feed()
     }
 }
 
@@ -376,18 +552,12 @@ impl<U: SyncedUser> UserSync<U> {
                         Some((err, failed_at)) if failed_at >= queued_at => return Err(err),
                         _ => {}
                     }
-                    let (user, from, version) = self.load(user_id).await.inspect_err(|err| {
-                        self.failures
-                            .insert(Arc::from(user_id), (err.clone(), Instant::now()));
-                    })?;
+                    let (user, from, version, ttl) =
+                        self.load(user_id).await.inspect_err(|err| {
+                            self.failures
+                                .insert(Arc::from(user_id), (err.clone(), Instant::now()));
+                        })?;
                     *origin_out = from;
-                    // A row served because Clerk was unreachable may be stale: keep it
-                    // briefly, so Clerk is asked again soon after it recovers.
-                    let ttl = if from == UserSource::Database {
-                        self.ttl.min(STALE_TTL)
-                    } else {
-                        self.ttl
-                    };
                     Ok::<_, SyncError>(Op::Put(Cached {
                         user: Arc::new(user),
                         ttl,
@@ -406,19 +576,27 @@ impl<U: SyncedUser> UserSync<U> {
         }
     }
 
-    /// Loads a user: Backend API + upsert, or the stored row when Clerk is unreachable. Returns
-    /// the user, where it came from and the Clerk `updated_at` it holds.
-    async fn load(&self, user_id: &str) -> Result<(U, UserSource, i64), SyncError> {
+    /// Loads a user: a row synced within the cache TTL (by this process or another sharing the
+    /// database), else Backend API + upsert, else the stored row when Clerk is unreachable.
+    /// Returns the user, where it came from, the Clerk `updated_at` it holds and how long to
+    /// cache it.
+    async fn load(&self, user_id: &str) -> Result<(U, UserSource, i64, Duration), SyncError> {
         let Some(api) = &self.api else {
             // No secret key: serve what webhooks or `sync_user` stored.
             return match self.store.find(user_id).await? {
                 Some(u) => {
                     let version = version_of(&u, i64::MIN);
-                    Ok((u, UserSource::Database, version))
+                    Ok((u, UserSource::Database, version, self.ttl.min(STALE_TTL)))
                 }
                 None => Err(SyncError::NotFound),
             };
         };
+        // The database as the shared cache: a row written from Clerk's data within the TTL is
+        // as good as a Backend API answer (webhooks and the change feed keep it current), and
+        // is cached only for what is left of its freshness.
+        if let Some(fresh) = self.fresh_row(user_id).await {
+            return Ok(fresh);
+        }
         match api.get_user(user_id).await {
             Ok(data) => {
                 // A tombstoned id (deleted in Clerk; the answer raced the deletion): not stored.
@@ -429,7 +607,7 @@ impl<U: SyncedUser> UserSync<U> {
                     user_id: user_id.to_owned(),
                 });
                 let version = version_of(&user, data.updated_at);
-                Ok((user, UserSource::Api, version))
+                Ok((user, UserSource::Api, version, self.ttl))
             }
             Err(ApiError::NotFound) => Err(SyncError::NotFound),
             Err(e) if e.is_invalid_secret_key() => Err(SyncError::Api(e)),
@@ -439,7 +617,9 @@ impl<U: SyncedUser> UserSync<U> {
                 match self.store.find(user_id).await {
                     Ok(Some(user)) => {
                         let version = version_of(&user, i64::MIN);
-                        Ok((user, UserSource::Database, version))
+                        // It may be stale: kept briefly, so Clerk is asked again soon after
+                        // it recovers.
+                        Ok((user, UserSource::Database, version, self.ttl.min(STALE_TTL)))
                     }
                     Ok(None) => match self.store.deleted_at(user_id).await {
                         Ok(Some(_)) => Err(self.deleted(user_id)),
@@ -452,6 +632,21 @@ impl<U: SyncedUser> UserSync<U> {
         }
     }
 
+    /// The stored row, if the model records when it was synced and that was within the TTL.
+    /// A store failure here is not an answer: Clerk is asked as if there were no row.
+    async fn fresh_row(&self, user_id: &str) -> Option<(U, UserSource, i64, Duration)> {
+        let user = self.store.find(user_id).await.ok()??;
+        let age_ms = crate::clock::unix_ms().checked_sub(user.synced_at()?)?;
+        let left = self
+            .ttl
+            .checked_sub(Duration::from_millis(u64::try_from(age_ms).ok()?))?;
+        if left.is_zero() {
+            return None;
+        }
+        let version = version_of(&user, i64::MIN);
+        Some((user, UserSource::Database, version, left))
+    }
+
     /// Upserts Clerk's data and refreshes the cache entry, unless the cache holds a newer
     /// version. `NotFound` when the id is tombstoned (nothing written).
     ///
@@ -459,6 +654,19 @@ impl<U: SyncedUser> UserSync<U> {
     /// the user and with a deletion's cache removal: a deletion that lands meanwhile either
     /// refuses the upsert (tombstone) or removes the entry after it.
     pub(crate) async fn sync(&self, data: &ClerkUserData) -> Result<U, SyncError> {
+        match self.sync_delivered(data, None).await? {
+            Delivered::Applied(user) => Ok(user),
+            Delivered::Duplicate => Err(SyncError::NotFound),
+        }
+    }
+
+    /// [`sync`](Self::sync) for a webhook delivery (`svix_id`), recorded with the write: a
+    /// delivery applied before (by any process sharing the store) writes nothing.
+    pub(crate) async fn sync_delivered(
+        &self,
+        data: &ClerkUserData,
+        svix_id: Option<&str>,
+    ) -> Result<Delivered<U>, SyncError> {
         let mut stored = None;
         let stored_out = &mut stored;
         self.cache
@@ -466,12 +674,21 @@ impl<U: SyncedUser> UserSync<U> {
             .and_try_compute_with(|existing| {
                 let cached_version = existing.map(|e| e.value().version);
                 async move {
-                    let Some(user) = self.store_upsert(data).await? else {
-                        return Err(self.deleted(&data.id));
+                    let written = match svix_id {
+                        Some(svix_id) => self.store_upsert_delivered(data, svix_id).await?,
+                        None => Delivered::Applied(self.store_upsert(data).await?),
+                    };
+                    let user = match written {
+                        Delivered::Applied(Some(user)) => user,
+                        Delivered::Applied(None) => return Err(self.deleted(&data.id)),
+                        Delivered::Duplicate => {
+                            *stored_out = Some(Delivered::Duplicate);
+                            return Ok(Op::Nop);
+                        }
                     };
                     let version = version_of(&user, data.updated_at);
                     let user = Arc::new(user);
-                    *stored_out = Some(user.clone());
+                    *stored_out = Some(Delivered::Applied(user.clone()));
                     Ok::<_, SyncError>(if cached_version.is_some_and(|v| v > version) {
                         Op::Nop
                     } else {
@@ -484,20 +701,41 @@ impl<U: SyncedUser> UserSync<U> {
                 }
             })
             .await?;
-        self.failures.invalidate(data.id.as_str());
-        self.events.emit(ClerkEvent::UserSynced {
-            user_id: data.id.clone(),
-        });
-        stored.map(Arc::unwrap_or_clone).ok_or(SyncError::NotFound)
+        match stored.ok_or(SyncError::NotFound)? {
+            Delivered::Duplicate => Ok(Delivered::Duplicate),
+            Delivered::Applied(user) => {
+                self.failures.invalidate(data.id.as_str());
+                self.events.emit(ClerkEvent::UserSynced {
+                    user_id: data.id.clone(),
+                });
+                Ok(Delivered::Applied(Arc::unwrap_or_clone(user)))
+            }
+        }
+    }
+
+    async fn store_upsert_delivered(
+        &self,
+        data: &ClerkUserData,
+        svix_id: &str,
+    ) -> Result<Delivered<Option<U>>, SyncError> {
+        self.store
+            .upsert_delivered(data, svix_id)
+            .await
+            .map_err(|err| self.store_failed(err))
+    }
+
+    fn store_failed(&self, err: StoreError) -> SyncError {
+        self.events
+            .log_server_error("user-store-unavailable", &err.to_string());
+        SyncError::Store(err)
     }
 
     /// The store's upsert, with a failure's detail logged (the HTTP answer only says 503).
     async fn store_upsert(&self, data: &ClerkUserData) -> Result<Option<U>, SyncError> {
-        self.store.upsert(data).await.map_err(|err| {
-            self.events
-                .log_server_error("user-store-unavailable", &err.to_string());
-            SyncError::Store(err)
-        })
+        self.store
+            .upsert(data)
+            .await
+            .map_err(|err| self.store_failed(err))
     }
 
     /// A tombstoned id seen again (a late event, a stale Backend API answer, a restarted
@@ -508,28 +746,34 @@ impl<U: SyncedUser> UserSync<U> {
     }
 
     /// Records a deletion in the store (tombstone + policy) and drops the cached user, after any
-    /// load in flight for it (so that load cannot put the user back).
+    /// load in flight for it (so that load cannot put the user back). With `svix_id`, the
+    /// delivery is recorded with the write (a duplicate writes nothing).
     pub(crate) async fn mark_deleted(
         &self,
         user_id: &str,
         deleted_at: i64,
         policy: DeletedUserPolicy,
-    ) -> Result<bool, SyncError> {
+        svix_id: Option<&str>,
+    ) -> Result<Delivered<bool>, SyncError> {
         // Refused first: if the store is down (a 503, so Svix retries), the user's tokens are
         // refused meanwhile (fail closed).
         self.revoked.revoke_deleted(user_id);
-        let created = self
-            .store
-            .mark_deleted(user_id, deleted_at, policy)
-            .await
-            .map_err(|err| {
-                self.events
-                    .log_server_error("user-store-unavailable", &err.to_string());
-                SyncError::Store(err)
-            })?;
+        let written = match svix_id {
+            Some(svix_id) => {
+                self.store
+                    .mark_deleted_delivered(user_id, deleted_at, policy, svix_id)
+                    .await
+            }
+            None => self
+                .store
+                .mark_deleted(user_id, deleted_at, policy)
+                .await
+                .map(Delivered::Applied),
+        }
+        .map_err(|err| self.store_failed(err))?;
         self.failures.invalidate(user_id);
         self.invalidate(user_id).await;
-        Ok(created)
+        Ok(written)
     }
 
     /// Cached users (after pending maintenance has run).
@@ -549,5 +793,30 @@ impl<U: SyncedUser> UserSync<U> {
 
     pub(crate) fn any_user(user: &Arc<U>) -> AnyUser {
         AnyUser::new(user.clone())
+    }
+}
+
+/// The user cache of one model, type-erased, for changes announced by other processes.
+pub(crate) trait CachedUsers: Send + Sync {
+    /// Drops the cached user unless it already holds Clerk version `version` (ms) or newer,
+    /// after any load in flight for it.
+    fn forget_older<'a>(&'a self, user_id: &'a str, version: i64) -> BoxFuture<'a, ()>;
+}
+
+impl<U: SyncedUser> CachedUsers for UserSync<U> {
+    fn forget_older<'a>(&'a self, user_id: &'a str, version: i64) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            self.failures.invalidate(user_id);
+            self.cache
+                .entry(Arc::from(user_id))
+                .and_compute_with(|existing| {
+                    std::future::ready(match existing {
+                        Some(e) if e.value().version >= version => Op::Nop,
+                        Some(_) => Op::Remove,
+                        None => Op::Nop,
+                    })
+                })
+                .await;
+        })
     }
 }

@@ -10,7 +10,11 @@ use std::{
     time::Duration,
 };
 
-use clerk_actix::{store::DieselUserStore, UserStore};
+use clerk_actix::{
+    store::DieselUserStore,
+    testing::{Endpoint, MockClerk, WebhookDelivery, MOCK_WEBHOOK_SECRET},
+    UserStore,
+};
 use clerk_actix_tests::db::{Backend, TestDb, BACKENDS};
 
 /// Kills the server when the test ends, however it ends.
@@ -133,4 +137,118 @@ async fn quickstart_serves_me_with_the_printed_token_and_syncs_the_user() {
         drop(_server);
         db.cleanup().await;
     }
+}
+
+/// A quickstart process against a shared Clerk (here the test's MockClerk) and database, as one
+/// replica of an application deployed three times.
+fn start_replica(port: u16, db: &TestDb, mock: &MockClerk) -> Server {
+    let child = Command::new(env!("CARGO_BIN_EXE_quickstart"))
+        .env("PORT", port.to_string())
+        .env("CLERK_SECRET_KEY", mock.secret_key())
+        .env("CLERK_API_URL", mock.api_url())
+        .env("CLERK_WEBHOOK_SIGNING_SECRET", MOCK_WEBHOOK_SECRET)
+        .env_remove("CLERK_JWT_KEY")
+        .env_remove("CLERK_AUTHORIZED_PARTIES")
+        .env("DATABASE_URL", &db.url)
+        .env_remove("SQLITE_PATH")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Server(child)
+}
+
+/// Waits for `GET /readyz` to answer 200 (keys loaded, revocations of the other replicas
+/// loaded).
+async fn wait_ready(client: &awc::Client, base: &str) {
+    for _ in 0..600 {
+        if let Ok(res) = client.get(format!("{base}/readyz")).send().await {
+            if res.status().as_u16() == 200 {
+                return;
+            }
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{base} did not become ready");
+}
+
+async fn status(client: &awc::Client, base: &str, token: &str) -> u16 {
+    client
+        .get(format!("{base}/me"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn deliver(delivery: &WebhookDelivery, base: &str) -> String {
+    let (code, body) = delivery
+        .send(&format!("{base}/webhooks/clerk"))
+        .await
+        .unwrap();
+    assert_eq!(code, 200, "{body}");
+    body["status"].as_str().unwrap().to_owned()
+}
+
+#[actix_web::test]
+async fn three_quickstart_processes_on_one_postgres_behave_as_replicas() {
+    let (db, _store) = TestDb::new(Backend::Postgres).await;
+    let mock = MockClerk::start();
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .finish();
+    let ports = [free_port(), free_port(), free_port()];
+    let mut servers: Vec<Server> = ports
+        .iter()
+        .map(|&p| start_replica(p, &db, &mock))
+        .collect();
+    let bases: Vec<String> = ports
+        .iter()
+        .map(|p| format!("http://127.0.0.1:{p}"))
+        .collect();
+    for base in &bases {
+        wait_ready(&client, base).await;
+    }
+    let id = "user_three_processes";
+    let token = mock.token().subject(id).build();
+    mock.reset_counters();
+    for base in &bases {
+        assert_eq!(status(&client, base, &token).await, 200, "{base}");
+    }
+    assert_eq!(mock.requests(Endpoint::User), 1, "one Backend API call");
+
+    let deletion = mock.webhook(
+        "user.deleted",
+        serde_json::json!({"object": "user", "id": id, "deleted": true}),
+    );
+    assert_eq!(deliver(&deletion, &bases[0]).await, "applied");
+    let started = std::time::Instant::now();
+    for base in &bases[1..] {
+        while status(&client, base, &token).await != 401 {
+            assert!(
+                started.elapsed() < Duration::from_secs(1),
+                "{base} still serves the deleted user"
+            );
+            actix_web::rt::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    assert_eq!(deliver(&deletion, &bases[1]).await, "duplicate");
+    let mut late = clerk_actix::testing::mock_user_json(id);
+    late["updated_at"] = serde_json::json!(9_999_999_999_999_i64);
+    assert_eq!(
+        deliver(&mock.webhook("user.updated", late), &bases[2]).await,
+        "ignored"
+    );
+
+    // Replica 0 restarted: it still refuses the user.
+    drop(servers.remove(0));
+    let restarted = start_replica(ports[0], &db, &mock);
+    wait_ready(&client, &bases[0]).await;
+    assert_eq!(status(&client, &bases[0], &token).await, 401);
+    drop(restarted);
+    drop(servers);
+    db.cleanup().await;
 }

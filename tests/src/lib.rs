@@ -6,7 +6,10 @@ use std::sync::{
     Arc, Mutex,
 };
 
-use clerk_actix::{sync::StoreError, ClerkUserData, DeletedUserPolicy, UserStore};
+use clerk_actix::{
+    sync::{ChangeFeed, Delivered, StoreError},
+    ClerkUserData, DeletedUserPolicy, UserStore,
+};
 use futures_util::future::BoxFuture;
 
 use actix_web::{
@@ -356,6 +359,8 @@ pub struct Probe<S> {
     pub inner: S,
     /// Calls so far.
     pub calls: AtomicUsize,
+    /// Upserts so far (webhook deliveries' included).
+    pub upserts: AtomicUsize,
     /// When true, every call fails like a database outage.
     pub down: AtomicBool,
     /// When set, the next upsert writes, then waits this long before it answers (one-shot).
@@ -368,6 +373,7 @@ impl<S> Probe<S> {
         Arc::new(Self {
             inner,
             calls: AtomicUsize::new(0),
+            upserts: AtomicUsize::new(0),
             down: AtomicBool::new(false),
             pause_next_upsert: Mutex::new(None),
         })
@@ -390,6 +396,7 @@ impl<S: UserStore> UserStore for Probe<S> {
     ) -> BoxFuture<'a, Result<Option<S::User>, StoreError>> {
         Box::pin(async move {
             self.enter()?;
+            self.upserts.fetch_add(1, Ordering::SeqCst);
             let written = self.inner.upsert(u).await;
             let pause = self
                 .pause_next_upsert
@@ -430,5 +437,33 @@ impl<S: UserStore> UserStore for Probe<S> {
             self.enter()?;
             self.inner.ping().await
         })
+    }
+    fn upsert_delivered<'a>(
+        &'a self,
+        u: &'a ClerkUserData,
+        svix_id: &'a str,
+    ) -> BoxFuture<'a, Result<Delivered<Option<S::User>>, StoreError>> {
+        Box::pin(async move {
+            self.enter()?;
+            self.upserts.fetch_add(1, Ordering::SeqCst);
+            self.inner.upsert_delivered(u, svix_id).await
+        })
+    }
+    fn mark_deleted_delivered<'a>(
+        &'a self,
+        id: &'a str,
+        deleted_at: i64,
+        policy: DeletedUserPolicy,
+        svix_id: &'a str,
+    ) -> BoxFuture<'a, Result<Delivered<bool>, StoreError>> {
+        Box::pin(async move {
+            self.enter()?;
+            self.inner
+                .mark_deleted_delivered(id, deleted_at, policy, svix_id)
+                .await
+        })
+    }
+    fn change_feed(&self) -> Option<Arc<dyn ChangeFeed>> {
+        self.inner.change_feed()
     }
 }

@@ -154,7 +154,7 @@ async fn the_report_shows_stores_and_backend_api_failures_without_leaving_readin
 }
 
 #[actix_web::test]
-async fn an_unreachable_database_is_reported_unreachable() {
+async fn an_unreachable_database_at_start_up_is_reported_and_admits_no_token() {
     let mock = MockClerk::start();
     let store: clerk_actix::store::DieselUserStore =
         clerk_actix::store::DieselUserStore::connect("postgres://postgres@127.0.0.1:1/nowhere")
@@ -162,7 +162,24 @@ async fn an_unreachable_database_is_reported_unreachable() {
             .unwrap();
     let clerk = mock.clerk_builder().user_store(store).build().unwrap();
     let health = clerk.health().await;
-    assert!(health.ready, "keys load from MockClerk");
+    assert_eq!(health.keys.keys, 1, "keys load from MockClerk");
     assert_eq!(health.stores.len(), 1);
     assert!(!health.stores[0].reachable);
+    // PostgreSQL is where other replicas record revocations: until they are loaded the replica
+    // is not ready, and says why.
+    assert!(!health.ready, "{health:?}");
+    let feed = &health.change_feeds[0];
+    assert!(!feed.connected && !feed.revocations_loaded, "{feed:?}");
+    // Fail closed: a valid token waits for the revocations, then gets a 503, not a 200.
+    let app = clerk_actix_tests::app(clerk.clone(), false).await;
+    let token = mock.token().subject("user_waits").build();
+    let req = test::TestRequest::get()
+        .uri("/me")
+        .insert_header(bearer(&token))
+        .to_request();
+    let (status, _, body) = call_json(&app, req).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["reason"], "user-store-unavailable");
+    let health = clerk.health().await;
+    assert!(health.change_feeds[0].last_error.is_some(), "{health:?}");
 }

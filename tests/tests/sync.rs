@@ -158,20 +158,34 @@ async fn fifty_concurrent_first_logins_make_one_row_one_api_call() {
                     .build()
             })
             .collect();
+        // Each Backend API call takes 200 ms: 50 loads one after another would take 10 s.
+        mock.set_fault(Endpoint::User, Fault::Delay(Duration::from_millis(200)));
+        let started = std::time::Instant::now();
         let results = join_all(tokens.iter().map(|t| get_user(&app, t))).await;
+        let elapsed = started.elapsed();
         for (status, _, body) in &results {
             assert_eq!(*status, StatusCode::OK, "{backend:?}: {body}");
             assert_eq!(body["user"]["clerk_user_id"], "user_storm");
         }
+        assert!(
+            elapsed < Duration::from_secs(3),
+            "{backend:?}: the requests overlapped on one load ({elapsed:?})"
+        );
         assert_eq!(
             mock.requests(Endpoint::User),
             1,
             "{backend:?}: one Backend API call"
         );
         assert_eq!(
-            probe.calls.load(Ordering::SeqCst),
+            probe.upserts.load(Ordering::SeqCst),
             1,
             "{backend:?}: one upsert"
+        );
+        // And one read of the row before it (was it synced recently by another replica?).
+        assert_eq!(
+            probe.calls.load(Ordering::SeqCst),
+            2,
+            "{backend:?}: one find, one upsert"
         );
         assert_eq!(db.count_rows(&probe.inner).await, 1);
         let api_sources = results

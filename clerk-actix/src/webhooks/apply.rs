@@ -2,23 +2,16 @@
 //! protocol's rules (ordering by `updated_at`, deletion is final, idempotency on `svix-id`),
 //! with no HTTP in sight.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use tracing::Instrument as _;
 
 use super::{WebhookEvent, WebhookEventKind, WebhookOutcome};
 use crate::{
+    clock::unix_secs,
     config::Clerk,
     events::ClerkEvent,
-    sync::{SyncError, SyncedUser},
+    sync::{Delivered, SyncError, SyncedUser},
     telemetry,
 };
-
-fn unix_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
 
 impl Clerk {
     /// Applies a verified webhook event to the store registered for `U`: created / updated →
@@ -26,7 +19,9 @@ impl Clerk {
     /// deleted → a durable tombstone with Clerk's deletion time, the row deactivated (or
     /// deleted), and the user's tokens refused for good; other types → ignored. Deletion is
     /// final: any later event for a deleted id (late, retried, replayed, re-signed) is
-    /// `Ignored`. Idempotent on `svix-id`.
+    /// `Ignored`. Idempotent on `svix-id`: the store records the delivery in the transaction of
+    /// its write (a durable table), so a delivery applied by any process sharing the database
+    /// is a `Duplicate` everywhere, before or after a restart.
     pub async fn apply_webhook<U: SyncedUser>(
         &self,
         event: &WebhookEvent,
@@ -67,8 +62,11 @@ impl Clerk {
                 if !data.is_active() {
                     self.inner.revoked.revoke(&data.id, ban_at, data.updated_at);
                 }
-                match sync.sync(data).await {
-                    Ok(user) => {
+                match sync.sync_delivered(data, Some(&event.svix_id)).await {
+                    Ok(Delivered::Duplicate) => {
+                        return Ok(self.remember_done(event, WebhookOutcome::Duplicate, data));
+                    }
+                    Ok(Delivered::Applied(user)) => {
                         // The stored row decides (it may be newer than this delivery).
                         let version = user.updated_at().unwrap_or(data.updated_at);
                         if user.is_active() {
@@ -92,8 +90,14 @@ impl Clerk {
                     .map(|w| w.deleted_policy)
                     .unwrap_or_default();
                 // Revokes first, then records the tombstone (see UserSync::mark_deleted).
-                sync.mark_deleted(id, event.occurred_at_ms, policy).await?;
-                (WebhookOutcome::Applied, Some(id.clone()))
+                let outcome = match sync
+                    .mark_deleted(id, event.occurred_at_ms, policy, Some(&event.svix_id))
+                    .await?
+                {
+                    Delivered::Applied(_) => WebhookOutcome::Applied,
+                    Delivered::Duplicate => WebhookOutcome::Duplicate,
+                };
+                (outcome, Some(id.clone()))
             }
             WebhookEventKind::UserDeleted { id: None } | WebhookEventKind::Other => {
                 (WebhookOutcome::Ignored, None)
@@ -103,6 +107,20 @@ impl Clerk {
             seen.insert(event.svix_id.clone(), ());
         }
         Ok(self.webhook_done(event, outcome, user_id))
+    }
+
+    /// A duplicate found by the store: remembered here too, so this process answers the next
+    /// replay from memory.
+    fn remember_done(
+        &self,
+        event: &WebhookEvent,
+        outcome: WebhookOutcome,
+        data: &crate::ClerkUserData,
+    ) -> WebhookOutcome {
+        if let Some(w) = &self.inner.webhooks {
+            w.seen.insert(event.svix_id.clone(), ());
+        }
+        self.webhook_done(event, outcome, Some(data.id.clone()))
     }
 
     fn webhook_done(

@@ -11,13 +11,21 @@
 //!   (configuration from the environment, see the README).
 //! - Without, it starts a dev `MockClerk` in-process on 127.0.0.1 and prints ready-to-paste
 //!   `curl` commands carrying a valid token. `GET /dev/token?sub=user_x` mints a fresh one.
+//! - `POST /webhooks/clerk` keeps the user table in sync with Clerk's (Svix-signed) webhooks
+//!   whenever a signing secret is configured (`CLERK_WEBHOOK_SIGNING_SECRET`; always in dev
+//!   mode, with the dev Clerk's secret).
+//!
+//! Several processes with the same `DATABASE_URL=postgres://...`, `CLERK_SECRET_KEY`,
+//! `CLERK_API_URL` and webhook secret behave as replicas of one application: a user signing in
+//! on all of them costs one Backend API call, and a webhook delivered to one (a deletion, a ban)
+//! reaches the others through PostgreSQL's `LISTEN`/`NOTIFY`.
 
 use actix_web::{get, web, App, HttpResponse, HttpServer, Responder};
 use clerk_actix::{
     health,
     store::{ClerkUserRecord, DieselUserStore},
     testing::{unix_now, MockClerk},
-    ClerkMiddleware, ClerkUser, OptionalClerkSession,
+    webhooks, ClerkMiddleware, ClerkUser, OptionalClerkSession,
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::Deserialize;
@@ -138,6 +146,8 @@ async fn main() -> std::io::Result<()> {
 
     // Refused tokens are logged by the library (target `clerk_actix`, at most 20 lines per 10 s
     // under a flood); `.on_event(...)` would receive every one of them, e.g. for metrics.
+    // The webhook endpoint needs a signing secret: the environment's, or the dev Clerk's.
+    let serve_webhooks = !real || set("CLERK_WEBHOOK_SIGNING_SECRET");
     let (clerk, mock) = if real {
         let clerk = clerk_actix::ClerkBuilder::from_env()
             .user_store(store)
@@ -169,6 +179,9 @@ async fn main() -> std::io::Result<()> {
                 .route("/readyz", web::get().to(health::readyz))
                 .app_data(web::Data::new(prometheus.clone()))
                 .route("/metrics", web::get().to(metrics));
+            if serve_webhooks {
+                app = app.service(webhooks::resource::<ClerkUserRecord>("/webhooks/clerk"));
+            }
             if let Some(mock) = &mock {
                 app = app
                     .app_data(mock.clone())
@@ -187,6 +200,10 @@ async fn main() -> std::io::Result<()> {
     println!("  curl -i {base}/readyz");
     println!("Metrics (Prometheus text format):");
     println!("  curl -s {base}/metrics");
+    if serve_webhooks {
+        println!("Clerk webhooks (Svix-signed user.created / user.updated / user.deleted):");
+        println!("  POST {base}/webhooks/clerk");
+    }
     if let Some(mock) = &mock {
         let token = dev_mint(mock, "user_quickstart");
         println!();
