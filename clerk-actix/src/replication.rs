@@ -259,3 +259,174 @@ pub(crate) async fn apply(targets: &Targets, state: &FeedState, change: &UserCha
         active: change.active,
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use futures_util::future::BoxFuture;
+
+    use super::*;
+    use crate::sync::{ChangeSubscription, StoreError};
+
+    /// One scripted session: what `catch_up` returns, then the live items, then an error.
+    struct Script {
+        caught: Vec<UserChange>,
+        db_now: i64,
+        live: VecDeque<Result<FeedItem, StoreError>>,
+    }
+
+    #[derive(Default)]
+    struct FakeFeed {
+        scripts: Mutex<VecDeque<Result<Script, StoreError>>>,
+        /// The `since` of every catch-up, in order.
+        sinces: Arc<Mutex<Vec<Option<i64>>>>,
+    }
+
+    struct FakeSub {
+        script: Script,
+        sinces: Arc<Mutex<Vec<Option<i64>>>>,
+    }
+
+    impl ChangeFeed for FakeFeed {
+        fn subscribe(&self) -> BoxFuture<'_, Result<Box<dyn ChangeSubscription>, StoreError>> {
+            let next = FeedState::lock(&self.scripts).pop_front();
+            let sinces = self.sinces.clone();
+            Box::pin(async move {
+                match next {
+                    Some(Ok(script)) => {
+                        Ok(Box::new(FakeSub { script, sinces }) as Box<dyn ChangeSubscription>)
+                    }
+                    Some(Err(e)) => Err(e),
+                    // Out of scripts: never connects again.
+                    None => std::future::pending().await,
+                }
+            })
+        }
+    }
+
+    impl ChangeSubscription for FakeSub {
+        fn catch_up(
+            &mut self,
+            since_ms: Option<i64>,
+            _window: Duration,
+        ) -> BoxFuture<'_, Result<(Vec<UserChange>, i64), StoreError>> {
+            FeedState::lock(&self.sinces).push(since_ms);
+            let caught = std::mem::take(&mut self.script.caught);
+            let now = self.script.db_now;
+            Box::pin(async move { Ok((caught, now)) })
+        }
+
+        fn next(&mut self, _idle: Duration) -> BoxFuture<'_, Result<FeedItem, StoreError>> {
+            let item = self.script.live.pop_front();
+            Box::pin(async move {
+                match item {
+                    Some(item) => item,
+                    None => std::future::pending().await,
+                }
+            })
+        }
+
+        fn sweep(&mut self, _: i64, _: i64) -> BoxFuture<'_, Result<u64, StoreError>> {
+            Box::pin(async { Ok(0) })
+        }
+    }
+
+    fn change(seq: i64, id: &str, kind: UserChangeKind, active: bool, at: i64) -> UserChange {
+        UserChange {
+            seq,
+            user_id: id.to_owned(),
+            kind,
+            active,
+            version: at,
+            recorded_at: at,
+        }
+    }
+
+    #[test]
+    fn a_lost_connection_catches_up_from_before_the_last_change_seen_and_loads_first() {
+        let t0 = 1_800_000_000_000_i64;
+        let feed = Arc::new(FakeFeed::default());
+        {
+            let mut scripts = FeedState::lock(&feed.scripts);
+            // Start-up: the database is down once.
+            scripts.push_back(Err(StoreError::new("connection refused")));
+            // Then: a deletion from before the start, one live ban, then the connection dies.
+            scripts.push_back(Ok(Script {
+                caught: vec![change(1, "user_a", UserChangeKind::Deleted, false, t0)],
+                db_now: t0 + 1_000,
+                live: VecDeque::from([
+                    Ok(FeedItem::Change(change(
+                        2,
+                        "user_b",
+                        UserChangeKind::Updated,
+                        false,
+                        t0 + 5_000,
+                    ))),
+                    Err(StoreError::new("terminating connection")),
+                ]),
+            }));
+            // Reconnected: what was recorded meanwhile.
+            scripts.push_back(Ok(Script {
+                caught: vec![change(
+                    3,
+                    "user_c",
+                    UserChangeKind::Deleted,
+                    false,
+                    t0 + 6_000,
+                )],
+                db_now: t0 + 7_000,
+                live: VecDeque::new(),
+            }));
+        }
+        let revoked = Arc::new(Revocations::default());
+        revoked.start_loading();
+        let targets = Arc::new(Targets {
+            revoked: revoked.clone(),
+            caches: Vec::new(),
+            events: Events::default(),
+            starting: AtomicUsize::new(1),
+        });
+        let handle = start(feed.clone(), targets).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            assert!(revoked.wait_loaded(Duration::from_secs(5)).await);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while handle.state.applied.load(Ordering::Acquire) < 3 {
+                assert!(Instant::now() < deadline, "changes not applied");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        assert_eq!(revoked.issued_up_to("user_a"), Some(i64::MAX));
+        assert_eq!(revoked.issued_up_to("user_b"), Some((t0 + 5_000) / 1000));
+        assert_eq!(revoked.issued_up_to("user_c"), Some(i64::MAX));
+        // The start-up read, then a read from a minute before the last change seen.
+        let margin = CATCH_UP_MARGIN.as_millis() as i64;
+        assert_eq!(
+            *FeedState::lock(&feed.sinces),
+            vec![None, Some(t0 + 5_000 - margin)]
+        );
+        assert!(handle.state.connected.load(Ordering::Acquire));
+        assert_eq!(handle.state.disconnects.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn payloads_round_trip_and_foreign_ones_are_not_changes() {
+        let c = change(42, "user_x", UserChangeKind::Updated, true, 1_700);
+        assert_eq!(UserChange::from_payload(&c.to_payload()), Some(c));
+        for foreign in [
+            "",
+            "hello",
+            "1\tupdated\t1\t2\t3\t",
+            "x\tupdated\t1\t2\t3\tuser_a",
+            "1\tcreated\t1\t2\t3\tuser_a",
+            "1\tdeleted\t2\t2\t3\tuser_a",
+            "1\tdeleted\t0\t2",
+        ] {
+            assert_eq!(UserChange::from_payload(foreign), None, "{foreign:?}");
+        }
+    }
+}
