@@ -69,6 +69,8 @@ pub mod health;
 pub mod jwks;
 pub mod keys;
 pub mod middleware;
+#[cfg(feature = "postgres")]
+mod pg_connect;
 mod replication;
 pub mod response;
 mod revocation;

@@ -19,6 +19,9 @@ use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 use diesel_async::AsyncPgConnection;
 
 #[cfg(feature = "postgres")]
+use crate::pg_connect::PgTarget;
+
+#[cfg(feature = "postgres")]
 use crate::sync::{ChangeSubscription, FeedItem, UserChange, UserChangeKind};
 use crate::{
     sync::{ChangeFeed, DeletedUserPolicy, Delivered, StoreError, SyncedUser, UserStore},
@@ -694,7 +697,7 @@ macro_rules! pooled {
 
 impl<U> DieselUserStore<U> {
     /// Connects a pool to `database_url`: `postgres://...` / `postgresql://...` (feature
-    /// `postgres`; no TLS), or `sqlite://path` or a plain file path (feature `sqlite`;
+    /// `postgres`; TLS as its `sslmode` asks, see [`postgres_manager`]), or `sqlite://path` or a plain file path (feature `sqlite`;
     /// in-memory databases are refused, as each pooled connection would get its own).
     /// Connections are made lazily; this fails only on a bad URL.
     pub async fn connect(database_url: &str) -> Result<Self, StoreError> {
@@ -702,7 +705,7 @@ impl<U> DieselUserStore<U> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             #[cfg(feature = "postgres")]
             {
-                let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+                let manager = postgres_manager(url)?;
                 let pool = Pool::builder(manager)
                     .max_size(16)
                     .wait_timeout(Some(std::time::Duration::from_secs(5)))
@@ -870,6 +873,59 @@ pub async fn run_migrations_sqlite(
     task.await.map_err(|e| store_err("migration task", e))?
 }
 
+/// A deadpool manager for `AsyncPgConnection`s to `database_url`, with TLS as its `sslmode`
+/// asks (for a pool of your own, e.g. passed to [`DieselUserStore::from_pool`]):
+///
+/// | `sslmode` | TLS | server certificate checked |
+/// |---|---|---|
+/// | `disable` | never | — |
+/// | `allow`, `prefer` (the default, as libpq) | when the server offers it | no |
+/// | `require` | always | no; the chain when `sslrootcert` is set (as libpq) |
+/// | `verify-ca` | always | the chain |
+/// | `verify-full` | always | the chain, and the host name or IP address |
+///
+/// The chain is checked against `sslrootcert=<PEM file>` (your provider's CA bundle) or, without
+/// it or with `sslrootcert=system`, the Mozilla roots (`webpki-roots`). TLS is rustls with
+/// aws-lc-rs; client certificates (`sslcert`, `sslkey`) and CRLs are refused with an error. Fails
+/// only on a URL or `sslrootcert` that cannot be read; connections are made by the pool.
+///
+/// ```no_run
+/// # fn demo() -> Result<(), clerk_actix::sync::StoreError> {
+/// use clerk_actix::store::{postgres_manager, DbPool, DieselUserStore};
+/// use diesel_async::pooled_connection::deadpool::Pool;
+/// let url = "postgres://app:pw@db.example.com/app?sslmode=verify-full&sslrootcert=/etc/ssl/db-ca.pem";
+/// let pool = Pool::builder(postgres_manager(url)?).max_size(32).build().expect("pool");
+/// let store: DieselUserStore = DieselUserStore::from_pool(DbPool::Postgres(pool), url);
+/// # Ok(()) }
+/// ```
+#[cfg(feature = "postgres")]
+pub fn postgres_manager(
+    database_url: &str,
+) -> Result<AsyncDieselConnectionManager<AsyncPgConnection>, StoreError> {
+    let target =
+        Arc::new(PgTarget::parse(database_url.trim()).map_err(|e| store_err("postgres URL", e))?);
+    let mut config = diesel_async::pooled_connection::ManagerConfig::default();
+    config.custom_setup = Box::new(move |_url| {
+        let target = Arc::clone(&target);
+        async move { target.establish().await }.boxed()
+    });
+    Ok(AsyncDieselConnectionManager::new_with_config(
+        database_url.trim(),
+        config,
+    ))
+}
+
+/// One `AsyncPgConnection` to `database_url`, with TLS as its `sslmode` asks (the table of
+/// [`postgres_manager`]).
+#[cfg(feature = "postgres")]
+pub async fn establish_postgres(database_url: &str) -> Result<AsyncPgConnection, StoreError> {
+    let target = PgTarget::parse(database_url.trim()).map_err(|e| store_err("postgres URL", e))?;
+    target
+        .establish()
+        .await
+        .map_err(|e| store_err("postgres connect", e))
+}
+
 /// Runs migrations on a thread of its own with a multi-threaded runtime, as diesel-async's
 /// migration harness requires (actix's runtime is single-threaded).
 #[cfg(feature = "postgres")]
@@ -877,6 +933,7 @@ pub async fn run_migrations_pg(
     url: String,
     migrations: EmbeddedMigrations,
 ) -> Result<(), StoreError> {
+    let target = PgTarget::parse(&url).map_err(|e| store_err("postgres URL", e))?;
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("clerk-actix-migrations".into())
@@ -889,11 +946,11 @@ pub async fn run_migrations_pg(
                     .map_err(|e| store_err("migration runtime", e))?;
                 rt.block_on(async move {
                     let task = tokio::spawn(async move {
-                        use diesel_async::AsyncConnection;
                         // Replicas starting together take turns: the first applies, the
                         // others find nothing pending. The lock is the session's, released
                         // when `lock` closes.
-                        let mut lock = AsyncPgConnection::establish(&url)
+                        let mut lock = target
+                            .establish()
                             .await
                             .map_err(|e| store_err("postgres connect", e))?;
                         diesel_async::RunQueryDsl::execute(
@@ -904,7 +961,8 @@ pub async fn run_migrations_pg(
                         )
                         .await
                         .map_err(|e| store_err("migration lock", e))?;
-                        let conn = AsyncPgConnection::establish(&url)
+                        let conn = target
+                            .establish()
                             .await
                             .map_err(|e| store_err("postgres connect", e))?;
                         let mut harness = diesel_async::AsyncMigrationHarness::new(conn);
@@ -1243,9 +1301,12 @@ impl<U: DieselUserModel> UserStore for DieselUserStore<U> {
     fn change_feed(&self) -> Option<Arc<dyn ChangeFeed>> {
         match &self.pool {
             #[cfg(feature = "postgres")]
-            DbPool::Postgres(_) => Some(Arc::new(PgChangeFeed {
-                url: with_application_name(&self.url, FEED_APPLICATION_NAME),
-            })),
+            // A URL that does not parse has no pool either: `connect` refused it.
+            DbPool::Postgres(_) => PgTarget::parse(&self.url).ok().map(|target| {
+                Arc::new(PgChangeFeed {
+                    target: target.with_application_name(FEED_APPLICATION_NAME),
+                }) as Arc<dyn ChangeFeed>
+            }),
             #[cfg(feature = "sqlite")]
             DbPool::Sqlite(_) => None,
         }
@@ -1298,16 +1359,6 @@ impl<U: DieselUserModel> UserStore for DieselUserStore<U> {
 /// The `application_name` of the change feed's connection (in `pg_stat_activity`).
 pub const FEED_APPLICATION_NAME: &str = "clerk-actix-changes";
 
-/// The URL with `application_name` set, unless it sets one already.
-#[cfg(feature = "postgres")]
-fn with_application_name(url: &str, name: &str) -> String {
-    if url.contains("application_name=") {
-        return url.to_owned();
-    }
-    let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}application_name={name}")
-}
-
 /// How long connecting, or one query of the change feed, may take.
 #[cfg(feature = "postgres")]
 const FEED_TIMEOUT: Duration = Duration::from_secs(5);
@@ -1317,7 +1368,7 @@ const FEED_TIMEOUT: Duration = Duration::from_secs(5);
 #[cfg(feature = "postgres")]
 #[derive(Debug)]
 struct PgChangeFeed {
-    url: String,
+    target: PgTarget,
 }
 
 #[cfg(feature = "postgres")]
@@ -1382,18 +1433,15 @@ impl PgSubscription {
 impl ChangeFeed for PgChangeFeed {
     fn subscribe(&self) -> BoxFuture<'_, Result<Box<dyn ChangeSubscription>, StoreError>> {
         async move {
-            use diesel_async::{AsyncConnection, SimpleAsyncConnection};
-            let mut conn =
-                match tokio::time::timeout(FEED_TIMEOUT, AsyncPgConnection::establish(&self.url))
-                    .await
-                {
-                    Ok(conn) => conn.map_err(|e| store_err("change feed connect", e))?,
-                    Err(_) => {
-                        return Err(StoreError::new(format!(
-                            "change feed connect: no answer within {FEED_TIMEOUT:?}"
-                        )))
-                    }
-                };
+            use diesel_async::SimpleAsyncConnection;
+            let mut conn = match tokio::time::timeout(FEED_TIMEOUT, self.target.establish()).await {
+                Ok(conn) => conn.map_err(|e| store_err("change feed connect", e))?,
+                Err(_) => {
+                    return Err(StoreError::new(format!(
+                        "change feed connect: no answer within {FEED_TIMEOUT:?}"
+                    )))
+                }
+            };
             create_tables_pg(&mut conn).await?;
             within(
                 "change feed listen",

@@ -137,6 +137,8 @@ pub fn bearer(token: &str) -> (&'static str, String) {
     ("Authorization", format!("Bearer {token}"))
 }
 
+pub mod pgproxy;
+
 /// Webhook endpoint and protected routes served over real HTTP.
 #[allow(clippy::unwrap_used)] // test helpers: a failure here is the test's failure
 pub mod http {
