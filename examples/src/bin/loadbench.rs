@@ -32,7 +32,7 @@ use clerk_actix::{
     testing::{unix_now, Endpoint, MockClerk},
     Clerk, ClerkMiddleware, ClerkSession, ClerkUser, ClerkUserData, DeletedUserPolicy, UserStore,
 };
-use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use diesel_async::SimpleAsyncConnection;
 use futures_util::future::BoxFuture;
 
 async fn plain() -> HttpResponse {
@@ -233,12 +233,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let concurrency: usize = env_num("LOADBENCH_CONCURRENCY", 32);
     let admin_url = std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let db_url = match admin_url.rsplit_once('/') {
-        Some((base, _)) => format!("{base}/clerk_actix_loadbench"),
+    let (url, query) = admin_url.split_once('?').unwrap_or((&admin_url, ""));
+    let query = if query.is_empty() {
+        String::new()
+    } else {
+        format!("?{query}")
+    };
+    let db_url = match url.rsplit_once('/') {
+        Some((base, _)) => format!("{base}/clerk_actix_loadbench{query}"),
         None => return Err("DATABASE_URL must be postgres://.../<db>".into()),
     };
     {
-        let mut admin = AsyncPgConnection::establish(&admin_url).await?;
+        let mut admin = clerk_actix::store::establish_postgres(&admin_url).await?;
         admin
             .batch_execute("DROP DATABASE IF EXISTS clerk_actix_loadbench WITH (FORCE)")
             .await?;
@@ -394,7 +400,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let took = t0.elapsed();
     handle.stop(true).await;
     let rows = {
-        let mut c = AsyncPgConnection::establish(&db_url).await?;
+        let mut c = clerk_actix::store::establish_postgres(&db_url).await?;
         use clerk_actix::store::clerk_users::dsl::{clerk_user_id, clerk_users};
         use diesel::prelude::*;
         diesel_async::RunQueryDsl::get_result::<i64>(
@@ -415,7 +421,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         rows
     );
     {
-        let mut admin = AsyncPgConnection::establish(&admin_url).await?;
+        let mut admin = clerk_actix::store::establish_postgres(&admin_url).await?;
         let _ = admin
             .batch_execute("DROP DATABASE IF EXISTS clerk_actix_loadbench WITH (FORCE)")
             .await;

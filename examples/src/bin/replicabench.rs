@@ -30,7 +30,7 @@ use clerk_actix::{
     testing::{mock_user_json, Endpoint, Fault, MockClerk},
     webhooks, Clerk, ClerkEvent, ClerkMiddleware, ClerkUser,
 };
-use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use diesel_async::SimpleAsyncConnection;
 
 type Seen = Arc<Mutex<HashMap<String, Instant>>>;
 
@@ -154,15 +154,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let users: usize = env_num("REPLICABENCH_USERS", 1_000);
     let changes: usize = env_num("REPLICABENCH_CHANGES", 300);
     let api_delay: u64 = env_num("REPLICABENCH_API_DELAY_MS", 50);
-    let mut admin = AsyncPgConnection::establish(&admin_url).await?;
+    let mut admin = clerk_actix::store::establish_postgres(&admin_url).await?;
     admin
         .batch_execute("DROP DATABASE IF EXISTS clerk_actix_replicabench WITH (FORCE)")
         .await?;
     admin
         .batch_execute("CREATE DATABASE clerk_actix_replicabench")
         .await?;
-    let db_url = match admin_url.rsplit_once('/') {
-        Some((server, _)) => format!("{server}/clerk_actix_replicabench"),
+    let (url, query) = admin_url.split_once('?').unwrap_or((&admin_url, ""));
+    let query = if query.is_empty() {
+        String::new()
+    } else {
+        format!("?{query}")
+    };
+    let db_url = match url.rsplit_once('/') {
+        Some((server, _)) => format!("{server}/clerk_actix_replicabench{query}"),
         None => return Err("REPLICABENCH_PG must end with /<database>".into()),
     };
 
