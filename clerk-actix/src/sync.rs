@@ -594,7 +594,9 @@ impl<U: SyncedUser> UserSync<U> {
         // The database as the shared cache: a row written from Clerk's data within the TTL is
         // as good as a Backend API answer (webhooks and the change feed keep it current), and
         // is cached only for what is left of its freshness.
-        if let Some(fresh) = self.fresh_row(user_id).await {
+        // A database that cannot be read cannot store Clerk's answer either: 503 now, without
+        // spending the instance's Backend API rate limit on answers that would be thrown away.
+        if let Some(fresh) = self.fresh_row(user_id).await? {
             return Ok(fresh);
         }
         match api.get_user(user_id).await {
@@ -633,18 +635,24 @@ impl<U: SyncedUser> UserSync<U> {
     }
 
     /// The stored row, if the model records when it was synced and that was within the TTL.
-    /// A store failure here is not an answer: Clerk is asked as if there were no row.
-    async fn fresh_row(&self, user_id: &str) -> Option<(U, UserSource, i64, Duration)> {
-        let user = self.store.find(user_id).await.ok()??;
-        let age_ms = crate::clock::unix_ms().checked_sub(user.synced_at()?)?;
-        let left = self
-            .ttl
-            .checked_sub(Duration::from_millis(u64::try_from(age_ms).ok()?))?;
-        if left.is_zero() {
-            return None;
-        }
-        let version = version_of(&user, i64::MIN);
-        Some((user, UserSource::Database, version, left))
+    async fn fresh_row(
+        &self,
+        user_id: &str,
+    ) -> Result<Option<(U, UserSource, i64, Duration)>, SyncError> {
+        let Some(user) = self.store.find(user_id).await? else {
+            return Ok(None);
+        };
+        let fresh = || {
+            let age_ms = crate::clock::unix_ms().checked_sub(user.synced_at()?)?;
+            let left = self
+                .ttl
+                .checked_sub(Duration::from_millis(u64::try_from(age_ms).ok()?))?;
+            (!left.is_zero()).then_some(left)
+        };
+        Ok(fresh().map(|left| {
+            let version = version_of(&user, i64::MIN);
+            (user, UserSource::Database, version, left)
+        }))
     }
 
     /// Upserts Clerk's data and refreshes the cache entry, unless the cache holds a newer
