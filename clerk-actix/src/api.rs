@@ -129,6 +129,8 @@ impl ApiError {
 /// One request for the HTTP client thread.
 struct Job {
     url: String,
+    /// `None` for a `GET`; a JSON body for a `POST`.
+    json: Option<Bytes>,
     secret_key: SecretKey,
     timeout: Duration,
     max_body: usize,
@@ -181,22 +183,28 @@ fn build_client() -> awc::Client {
         .finish()
 }
 
-/// One `GET` on the client thread.
+/// One `GET` (or `POST` with a JSON body) on the client thread.
 async fn send(client: &awc::Client, job: &Job) -> Result<Bytes, ApiError> {
-    let mut res = client
-        .get(&job.url)
-        .timeout(job.timeout)
-        .bearer_auth(job.secret_key.expose())
-        .insert_header(("Clerk-API-Version", CLERK_API_VERSION))
-        .send()
-        .await
-        .map_err(|e| {
-            ApiError::Unreachable(match e {
-                awc::error::SendRequestError::Timeout => "timeout",
-                awc::error::SendRequestError::Connect(_) => "connect error",
-                _ => "request failed",
-            })
-        })?;
+    let request = match &job.json {
+        None => client.get(&job.url),
+        Some(_) => client
+            .post(&job.url)
+            .insert_header((actix_web::http::header::CONTENT_TYPE, "application/json")),
+    }
+    .timeout(job.timeout)
+    .bearer_auth(job.secret_key.expose())
+    .insert_header(("Clerk-API-Version", CLERK_API_VERSION));
+    let sent = match &job.json {
+        None => request.send().await,
+        Some(body) => request.send_body(body.clone()).await,
+    };
+    let mut res = sent.map_err(|e| {
+        ApiError::Unreachable(match e {
+            awc::error::SendRequestError::Timeout => "timeout",
+            awc::error::SendRequestError::Connect(_) => "connect error",
+            _ => "request failed",
+        })
+    })?;
     let status = res.status();
     if status == StatusCode::TOO_MANY_REQUESTS {
         let retry_after = parse_retry_after(
@@ -239,6 +247,18 @@ pub(crate) async fn get(
     timeout: Duration,
     max_body: usize,
 ) -> Result<Bytes, ApiError> {
+    call(endpoint, url, None, secret_key, timeout, max_body).await
+}
+
+/// One call, in a `clerk.backend_api` span (endpoint, status class) and its metrics.
+async fn call(
+    endpoint: &'static str,
+    url: &str,
+    json: Option<Bytes>,
+    secret_key: &SecretKey,
+    timeout: Duration,
+    max_body: usize,
+) -> Result<Bytes, ApiError> {
     let span = tracing::debug_span!(
         target: crate::events::TRACING_TARGET,
         "clerk.backend_api",
@@ -246,7 +266,7 @@ pub(crate) async fn get(
         status = tracing::field::Empty,
     );
     let started = Instant::now();
-    let result = send_to_transport(url, secret_key, timeout, max_body)
+    let result = send_to_transport(url, json, secret_key, timeout, max_body)
         .instrument(span.clone())
         .await;
     let status = status_class(&result);
@@ -267,8 +287,22 @@ fn status_class(result: &Result<Bytes, ApiError>) -> &'static str {
     }
 }
 
+/// `POST {url}` with a JSON body and the secret key; the raw body on 2xx. Not retried: the
+/// caller owns the budget of its calls.
+pub(crate) async fn post_json(
+    endpoint: &'static str,
+    url: &str,
+    json: Bytes,
+    secret_key: &SecretKey,
+    timeout: Duration,
+    max_body: usize,
+) -> Result<Bytes, ApiError> {
+    call(endpoint, url, Some(json), secret_key, timeout, max_body).await
+}
+
 async fn send_to_transport(
     url: &str,
+    json: Option<Bytes>,
     secret_key: &SecretKey,
     timeout: Duration,
     max_body: usize,
@@ -276,6 +310,7 @@ async fn send_to_transport(
     let (reply, answer) = oneshot::channel();
     let job = Job {
         url: url.to_owned(),
+        json,
         secret_key: secret_key.clone(),
         timeout,
         max_body,

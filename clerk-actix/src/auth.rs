@@ -9,6 +9,7 @@ use crate::{
     error::{AuthError, AuthErrorKind, AuthErrorReason as R},
     events::TokenCarrier,
     extract::{AuthState, ClerkSession},
+    machine::{MachineAuth, Machines, TokenType, TokenTypes},
 };
 
 /// The session cookie Clerk's frontend SDKs set on the app's domain.
@@ -84,19 +85,33 @@ impl Clerk {
         &self,
         req: &HttpRequest,
     ) -> Result<Option<ClerkSession>, AuthError> {
-        match self.auth_state(req).await? {
+        match self.auth_state(req, TokenTypes::SESSION).await? {
             AuthState::Anonymous => Ok(None),
             state => state.require_session().cloned().map(Some),
         }
     }
 
-    /// The middleware's decision for a request: anonymous, authenticated, pending (when
-    /// pending sessions are treated as signed out), or signed out by an invalid cookie.
-    /// `Err` for an invalid `Authorization` token and for outages.
-    pub(crate) async fn auth_state(&self, req: &HttpRequest) -> Result<AuthState, AuthError> {
-        let Some((token, carrier)) = find_token(req, self.inner.http.accept_cookie)? else {
+    /// The middleware's decision for a request: anonymous, authenticated (a session or, where
+    /// `accepts` allows, a machine token), pending (when pending sessions are treated as signed
+    /// out), or signed out by an invalid cookie. `Err` for an invalid `Authorization` token, a
+    /// token of a type `accepts` leaves out (`token-type-mismatch`, before any verification),
+    /// and outages.
+    pub(crate) async fn auth_state(
+        &self,
+        req: &HttpRequest,
+        accepts: TokenTypes,
+    ) -> Result<AuthState, AuthError> {
+        let sessions = accepts.accepts(TokenType::SessionToken);
+        // Machine tokens come only from the header: a route that takes no sessions reads no cookie.
+        let accept_cookie = sessions && self.inner.http.accept_cookie;
+        let Some((token, carrier)) = find_token(req, accept_cookie)? else {
             return Ok(AuthState::Anonymous);
         };
+        if carrier == TokenCarrier::Header && accepts != TokenTypes::SESSION {
+            if let Some(machine) = self.machine_state(token.as_str(), accepts).await? {
+                return Ok(machine);
+            }
+        }
         let session = match self.authenticate_token(token.as_str(), carrier).await {
             Ok(session) => session,
             // A refused cookie (an idle tab's expired token, ...) signs the request out; an
@@ -114,6 +129,55 @@ impl Clerk {
         Ok(AuthState::Authenticated(session))
     }
 
+    /// A header token on a route that accepts more than sessions: a machine token of an
+    /// accepted type verified (opaque through the Backend API, JWT with the instance keys), a
+    /// token of a type not accepted refused with `token-type-mismatch` before any call, or
+    /// `None` for a session token the route accepts (verified by the session path).
+    async fn machine_state(
+        &self,
+        token: &str,
+        accepts: TokenTypes,
+    ) -> Result<Option<AuthState>, AuthError> {
+        let machines = &self.inner.machines;
+        let mismatch = |t: TokenType| {
+            machines.failed(
+                AuthError::new(R::TokenTypeMismatch, mismatch_detail(t)),
+                token,
+            )
+        };
+        if let Some(token_type) = Machines::opaque_type(token) {
+            if !accepts.accepts(token_type) {
+                return Err(mismatch(token_type));
+            }
+            return machines
+                .verify_opaque(token, token_type)
+                .await
+                .map(|m| Some(AuthState::Machine(m)));
+        }
+        let sessions = accepts.accepts(TokenType::SessionToken);
+        if sessions && !accepts.accepts_machine_jwts() {
+            return Ok(None);
+        }
+        // A cached session token is known to be one: no decoding.
+        if sessions && self.inner.sessions.is_cached(token) {
+            return Ok(None);
+        }
+        let decoded = match self.inner.sessions.verifier.decode(token) {
+            Ok(decoded) => decoded,
+            Err(err) => return Err(machines.failed(err, token)),
+        };
+        match Machines::jwt_type(&decoded) {
+            TokenType::SessionToken if sessions => Ok(None),
+            token_type if token_type != TokenType::SessionToken && accepts.accepts(token_type) => {
+                machines
+                    .verify_jwt(token, decoded, token_type)
+                    .await
+                    .map(|m| Some(AuthState::Machine(m)))
+            }
+            token_type => Err(mismatch(token_type)),
+        }
+    }
+
     /// Verifies one session token with the configured keys, caches and events, at the current
     /// time. Machine and JWT-template tokens are refused (`token-type-mismatch`). A `Send`
     /// future: usable from any task, e.g. for a token from a query string or a WebSocket.
@@ -123,5 +187,35 @@ impl Clerk {
         carrier: TokenCarrier,
     ) -> Result<ClerkSession, AuthError> {
         self.inner.sessions.authenticate(token, carrier).await
+    }
+
+    /// Verifies a machine token (API key, M2M or OAuth, opaque or JWT) of a type in `accepts`,
+    /// as the middleware does for a header token: a session token or a type outside `accepts`
+    /// is `token-type-mismatch`, without any Backend API call. A `Send` future.
+    pub async fn authenticate_machine_token(
+        &self,
+        token: &str,
+        accepts: TokenTypes,
+    ) -> Result<MachineAuth, AuthError> {
+        let accepts = accepts.machines_only();
+        match self.machine_state(token, accepts).await? {
+            Some(AuthState::Machine(machine)) => Ok(machine),
+            _ => Err(self.inner.machines.failed(
+                AuthError::new(
+                    R::TokenTypeMismatch,
+                    mismatch_detail(TokenType::SessionToken),
+                ),
+                token,
+            )),
+        }
+    }
+}
+
+fn mismatch_detail(token_type: TokenType) -> &'static str {
+    match token_type {
+        TokenType::SessionToken => "this route does not accept session tokens",
+        TokenType::ApiKey => "this route does not accept API keys",
+        TokenType::M2mToken => "this route does not accept M2M tokens",
+        TokenType::OAuthToken => "this route does not accept OAuth access tokens",
     }
 }

@@ -18,6 +18,7 @@ use crate::{
     events::{ClerkEvent, EventListener, Events},
     jwks::{JwksPolicy, RemoteJwks},
     keys::{KeyError, VerificationKeys},
+    machine::{MachinePolicy, Machines},
     replication::{self, FeedHandle, Targets},
     revocation::Revocations,
     session::Sessions,
@@ -125,6 +126,8 @@ pub(crate) struct ClerkInner {
     pub(crate) api_url: String,
     /// Session tokens: keys, verification, the verified-token cache (`session`).
     pub(crate) sessions: Sessions,
+    /// Machine tokens: API keys, M2M and OAuth tokens (`machine`).
+    pub(crate) machines: Machines,
     /// Users: the Backend API and a user sync per registered model (`sync`).
     pub(crate) users: Users,
     /// Users whose tokens are refused (banned, deleted); shared with the services.
@@ -317,6 +320,7 @@ pub struct ClerkBuilder {
     user_stores: Vec<SyncFactory>,
     webhook_secret: Option<String>,
     deleted_policy: DeletedUserPolicy,
+    machine_policy: MachinePolicy,
     deferred: Option<ConfigError>,
 }
 
@@ -342,6 +346,7 @@ impl Default for ClerkBuilder {
             user_stores: Vec::new(),
             webhook_secret: None,
             deleted_policy: DeletedUserPolicy::default(),
+            machine_policy: MachinePolicy::default(),
             deferred: None,
         }
     }
@@ -658,6 +663,14 @@ impl ClerkBuilder {
         self
     }
 
+    /// How machine tokens (API keys, M2M, OAuth) are verified and cached: cache times and the
+    /// verify budget for unknown tokens ([`MachinePolicy`]). Which routes accept them is
+    /// [`ClerkMiddleware::accepts_token`](crate::ClerkMiddleware::accepts_token).
+    pub fn machine_tokens(mut self, policy: MachinePolicy) -> Self {
+        self.machine_policy = policy;
+        self
+    }
+
     /// Checks the configuration and builds the [`Clerk`] handle.
     pub fn build(self) -> Result<Clerk, ConfigError> {
         if let Some(err) = self.deferred {
@@ -746,6 +759,14 @@ impl ClerkBuilder {
             inner: Arc::new(ClerkInner {
                 secret_key,
                 api_url: self.api_url,
+                machines: Machines::new(
+                    api.clone(),
+                    TokenVerifier::new(verify.clone()),
+                    static_keys.clone(),
+                    jwks.clone(),
+                    events.clone(),
+                    self.machine_policy,
+                ),
                 sessions: Sessions {
                     verifier: TokenVerifier::new(verify),
                     static_keys,

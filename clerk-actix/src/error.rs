@@ -31,8 +31,15 @@ pub enum AuthErrorReason {
     /// `token-type-mismatch`: a machine token (M2M, OAuth, API key) or a JWT-template token was
     /// presented where a session token is required.
     TokenTypeMismatch,
+    /// `token-revoked` (not a Clerk code): Clerk answered that the machine token (API key, M2M,
+    /// OAuth) was revoked.
+    TokenRevoked,
     /// `secret-key-invalid`: the Backend API refused the secret key.
     InvalidSecretKey,
+    /// `machine-verify-unavailable` (not a Clerk code): an opaque machine token could not be
+    /// verified (the Backend API is down or rate-limited, or unknown tokens are arriving faster
+    /// than the verify budget).
+    MachineVerifyUnavailable,
     /// `jwk-remote-failed-to-load`: the JWKS could not be fetched (network, timeout, 5xx, 429).
     RemoteJwkFailedToLoad,
     /// `jwk-remote-invalid`: the JWKS response was not a usable key set.
@@ -80,7 +87,9 @@ impl AuthErrorReason {
             Self::TokenIatInTheFuture => "token-iat-in-the-future",
             Self::TokenVerificationFailed => "token-verification-failed",
             Self::TokenTypeMismatch => "token-type-mismatch",
+            Self::TokenRevoked => "token-revoked",
             Self::InvalidSecretKey => "secret-key-invalid",
+            Self::MachineVerifyUnavailable => "machine-verify-unavailable",
             Self::RemoteJwkFailedToLoad => "jwk-remote-failed-to-load",
             Self::RemoteJwkInvalid => "jwk-remote-invalid",
             Self::JwkFailedToResolve => "jwk-failed-to-resolve",
@@ -105,6 +114,7 @@ impl AuthErrorReason {
             Self::RemoteJwkFailedToLoad
             | Self::RemoteJwkInvalid
             | Self::UserSyncFailed
+            | Self::MachineVerifyUnavailable
             | Self::UserStoreUnavailable => AuthErrorKind::Unavailable,
             Self::InvalidSecretKey
             | Self::JwkFailedToResolve

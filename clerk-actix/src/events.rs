@@ -191,6 +191,18 @@ pub enum ClerkEvent {
         /// A short SHA-256 prefix of the token, never the token itself.
         token_hash: String,
     },
+    /// A machine token (API key, M2M, OAuth) was accepted. Its failures are
+    /// [`AuthFailed`](Self::AuthFailed), like session tokens'.
+    MachineAuthenticated {
+        /// `api_key`, `m2m_token` or `oauth_token`.
+        token_type: &'static str,
+        /// The token's id (`ak_…`, `mt_…`, `oat_…`), never the token.
+        id: String,
+        /// Who it acts for (`user_…`, `org_…`, `mch_…`).
+        subject: String,
+        /// Cached answer or a fresh verification.
+        source: AuthSource,
+    },
     /// A token was not in the verified-token cache (the seed's `clerk_cache_miss`).
     TokenCacheMiss {
         /// A short SHA-256 prefix of the token.
@@ -480,6 +492,19 @@ fn trace_event(event: &ClerkEvent, suppressed: u64) {
             token_hash = token_hash.as_str(),
             suppressed,
             "clerk auth failed"
+        ),
+        ClerkEvent::MachineAuthenticated {
+            token_type,
+            id,
+            subject,
+            source,
+        } => tracing::debug!(
+            target: TRACING_TARGET,
+            token_type = *token_type,
+            id = id.as_str(),
+            subject = subject.as_str(),
+            source = source.as_str(),
+            "clerk machine authenticated"
         ),
         ClerkEvent::TokenCacheMiss { token_hash } => tracing::trace!(
             target: TRACING_TARGET,

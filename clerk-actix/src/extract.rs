@@ -15,6 +15,7 @@ use crate::{
     config::Clerk,
     error::{AuthError, AuthErrorReason as R},
     events::ClerkEvent,
+    machine::MachineAuth,
     sync::{SyncError, SyncedUser, UserSource, UserSync},
 };
 
@@ -28,6 +29,9 @@ pub enum AuthState {
     Authenticated(ClerkSession),
     /// A valid token of a session with pending tasks, treated as signed out.
     Pending(ClerkSession),
+    /// A valid machine token (API key, M2M, OAuth) on a route whose middleware accepts its
+    /// type ([`ClerkMiddleware::accepts_token`](crate::ClerkMiddleware::accepts_token)).
+    Machine(MachineAuth),
     /// The `__session` cookie was refused (expired, bad signature, ...): in optional mode the
     /// request goes on signed out, keeping the reason. Browsers send expired session cookies
     /// routinely (an idle tab), so a public page must not answer 401 for one. An invalid
@@ -56,7 +60,113 @@ impl AuthState {
                 "the session has pending tasks",
             )),
             Self::SignedOut(err) => Err(err.clone()),
+            Self::Machine(_) => Err(machine_on_session_route()),
         }
+    }
+
+    /// The machine caller, or the error a machine-only route answers with: 401 without a
+    /// token, 401 `token-type-mismatch` for a session token.
+    pub fn require_machine(&self) -> Result<&MachineAuth, AuthError> {
+        match self {
+            Self::Machine(m) => Ok(m),
+            Self::Anonymous => Err(AuthError::missing()),
+            Self::SignedOut(err) => Err(err.clone()),
+            Self::Authenticated(_) | Self::Pending(_) => Err(AuthError::new(
+                R::TokenTypeMismatch,
+                "this route accepts machine tokens, not session tokens",
+            )),
+        }
+    }
+
+    /// A session or a machine caller, or why neither.
+    pub fn require_any(&self) -> Result<ClerkAuth, AuthError> {
+        match self {
+            Self::Machine(m) => Ok(ClerkAuth::Machine(m.clone())),
+            other => other.require_session().cloned().map(ClerkAuth::Session),
+        }
+    }
+}
+
+fn machine_on_session_route() -> AuthError {
+    AuthError::new(
+        R::TokenTypeMismatch,
+        "this route accepts session tokens only",
+    )
+}
+
+/// A session or a machine caller, for routes whose middleware accepts both
+/// ([`ClerkMiddleware::accepts_token`](crate::ClerkMiddleware::accepts_token)). An extractor:
+/// 401 when anonymous.
+///
+/// ```no_run
+/// use actix_web::{get, HttpResponse};
+/// use clerk_actix::extract::ClerkAuth;
+///
+/// #[get("/reports")]
+/// async fn reports(auth: ClerkAuth) -> HttpResponse {
+///     let owner = match &auth {
+///         ClerkAuth::Session(session) => session.user_id().to_owned(),
+///         ClerkAuth::Machine(machine) => machine.subject().to_owned(),
+///     };
+///     HttpResponse::Ok().body(owner)
+/// }
+/// ```
+#[derive(Debug, Clone)]
+pub enum ClerkAuth {
+    /// A user's session token.
+    Session(ClerkSession),
+    /// A machine token: API key, M2M or OAuth.
+    Machine(MachineAuth),
+}
+
+impl FromRequest for ClerkAuth {
+    type Error = actix_web::Error;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(with_auth(req, |auth| auth.state.require_any()))
+    }
+}
+
+/// The machine caller of a request (API key, M2M or OAuth token): 401 when anonymous, 401
+/// `token-type-mismatch` for a session token. The middleware must accept the machine types
+/// ([`ClerkMiddleware::accepts_token`](crate::ClerkMiddleware::accepts_token)). Derefs to
+/// [`MachineAuth`].
+///
+/// ```no_run
+/// use actix_web::{get, web, Responder};
+/// use clerk_actix::extract::ClerkMachine;
+///
+/// #[get("/machine")]
+/// async fn machine(caller: ClerkMachine) -> impl Responder {
+///     web::Json(caller.into_inner()) // {"token_type", "id", "subject", "scopes", ...}
+/// }
+/// ```
+#[derive(Debug, Clone)]
+pub struct ClerkMachine(pub MachineAuth);
+
+impl ClerkMachine {
+    /// The machine caller.
+    pub fn into_inner(self) -> MachineAuth {
+        self.0
+    }
+}
+
+impl Deref for ClerkMachine {
+    type Target = MachineAuth;
+    fn deref(&self) -> &MachineAuth {
+        &self.0
+    }
+}
+
+impl FromRequest for ClerkMachine {
+    type Error = actix_web::Error;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(with_auth(req, |auth| {
+            auth.state.require_machine().cloned().map(ClerkMachine)
+        }))
     }
 }
 
@@ -147,8 +257,9 @@ impl FromRequest for OptionalClerkSession {
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(with_auth(req, |auth| {
-            Ok(OptionalClerkSession(auth.state.session().cloned()))
+        ready(with_auth(req, |auth| match &auth.state {
+            AuthState::Machine(_) => Err(machine_on_session_route()),
+            state => Ok(OptionalClerkSession(state.session().cloned())),
         }))
     }
 }

@@ -68,6 +68,7 @@ pub mod guard;
 pub mod health;
 pub mod jwks;
 pub mod keys;
+pub mod machine;
 pub mod middleware;
 #[cfg(feature = "postgres")]
 mod pg_connect;
@@ -119,8 +120,11 @@ pub mod __private {
 pub use config::{Clerk, ClerkBuilder, ConfigError};
 pub use error::{AuthError, AuthErrorKind, AuthErrorReason};
 pub use events::{AuthSource, ClerkEvent, EventListener, TokenCarrier};
-pub use extract::{AuthState, ClerkSession, ClerkUser, OptionalClerkSession};
+pub use extract::{
+    AuthState, ClerkAuth, ClerkMachine, ClerkSession, ClerkUser, OptionalClerkSession,
+};
 pub use keys::{KeyError, VerificationKeys};
+pub use machine::{MachineAuth, TokenType, TokenTypes};
 pub use middleware::ClerkMiddleware;
 pub use sync::{DeletedUserPolicy, SyncError, SyncedUser, UserSource, UserStore};
 pub use user::ClerkUserData;

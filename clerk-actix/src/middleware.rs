@@ -18,9 +18,11 @@ use crate::{
     config::Clerk,
     error::AuthError,
     extract::{AuthState, RequestAuth},
+    machine::TokenTypes,
 };
 
-/// Authenticates requests with Clerk session tokens.
+/// Authenticates requests with Clerk session tokens (and, where
+/// [`accepts_token`](Self::accepts_token) allows, machine tokens).
 ///
 /// - No token: *optional* mode (the default) lets the request through as
 ///   [`AuthState::Anonymous`]; [`required`](Self::required) mode answers 401.
@@ -51,6 +53,7 @@ use crate::{
 pub struct ClerkMiddleware {
     clerk: Clerk,
     required: bool,
+    accepts: TokenTypes,
 }
 
 impl ClerkMiddleware {
@@ -59,7 +62,28 @@ impl ClerkMiddleware {
         Self {
             clerk,
             required: false,
+            accepts: TokenTypes::SESSION,
         }
+    }
+
+    /// The token types this middleware accepts in the `Authorization` header (Clerk's
+    /// `acceptsToken`); default [`TokenTypes::SESSION`]. A token of another type is 401
+    /// `token-type-mismatch` before any verification or Backend API call. Machine tokens are
+    /// never read from cookies; a set without sessions reads no cookie at all.
+    ///
+    /// ```no_run
+    /// use actix_web::{web, App};
+    /// use clerk_actix::{Clerk, ClerkMiddleware, TokenTypes};
+    /// # fn app(clerk: Clerk) {
+    /// let app = App::new().service(
+    ///     web::scope("/api/v1")
+    ///         .wrap(ClerkMiddleware::new(clerk).accepts_token(TokenTypes::API_KEY | TokenTypes::M2M)),
+    /// );
+    /// # }
+    /// ```
+    pub fn accepts_token(mut self, accepts: TokenTypes) -> Self {
+        self.accepts = accepts;
+        self
     }
 
     /// Required mode: every request (but CORS preflight) must carry a valid session token.
@@ -85,6 +109,7 @@ where
             service: Rc::new(service),
             clerk: self.clerk.clone(),
             required: self.required,
+            accepts: self.accepts,
         }))
     }
 }
@@ -95,6 +120,7 @@ pub struct ClerkMiddlewareService<S> {
     service: Rc<S>,
     clerk: Clerk,
     required: bool,
+    accepts: TokenTypes,
 }
 
 fn is_preflight(req: &ServiceRequest) -> bool {
@@ -119,6 +145,7 @@ where
         let service = Rc::clone(&self.service);
         let clerk = self.clerk.clone();
         let required = self.required;
+        let accepts = self.accepts;
         Box::pin(async move {
             if is_preflight(&req) {
                 req.extensions_mut().insert(RequestAuth {
@@ -130,13 +157,13 @@ where
                     .await
                     .map(ServiceResponse::map_into_left_body);
             }
-            let state = match clerk.auth_state(req.request()).await {
+            let state = match clerk.auth_state(req.request(), accepts).await {
                 Ok(state) => state,
                 Err(err) => return Ok(refuse(req, &clerk, err)),
             };
             if required {
                 // Anonymous, pending and signed-out requests answer as a protected route would.
-                if let Err(err) = state.require_session() {
+                if let Err(err) = state.require_any() {
                     return Ok(refuse(req, &clerk, err));
                 }
             }

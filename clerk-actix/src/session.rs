@@ -180,6 +180,11 @@ impl Sessions {
         result
     }
 
+    /// Whether `token` is in the verified-token cache (a session token, then).
+    pub(crate) fn is_cached(&self, token: &str) -> bool {
+        self.cache.get(token, SystemTime::now()).is_some()
+    }
+
     /// The answer without verification, when there is one: a token over the size limit (before
     /// the cache: a token the verifier would refuse never answers from it), or a cached token.
     fn answer_without_verifying(

@@ -188,8 +188,26 @@ impl DecodedToken<'_> {
         self.header.get("kid").and_then(Value::as_str)
     }
 
-    fn header_str(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header_str(&self, name: &str) -> Option<&str> {
         self.header.get(name).and_then(Value::as_str)
+    }
+
+    /// An OAuth access token (RFC 9068 `typ`).
+    pub(crate) fn is_oauth_jwt(&self) -> bool {
+        matches!(
+            self.header_str("typ"),
+            Some("at+jwt" | "application/at+jwt")
+        )
+    }
+
+    /// An M2M token: the M2M category, or a `mch_` subject.
+    pub(crate) fn is_m2m_jwt(&self) -> bool {
+        self.header_str("cat") == Some(CATEGORY_M2M)
+            || self
+                .payload
+                .get("sub")
+                .and_then(Value::as_str)
+                .is_some_and(|s| s.starts_with("mch_"))
     }
 
     /// Clerk's `authenticateRequest` refusal of non-session JWTs on session routes.
@@ -365,6 +383,61 @@ impl TokenVerifier {
                 return Err(invalid("invalid JWT type"));
             }
         }
+        check_signature(&decoded, key)?;
+        self.check_claims(decoded.payload, now)
+    }
+
+    /// A JWT-form machine token (M2M or OAuth, spec §5.3): the same keys, `alg`, signature
+    /// and time rules as session tokens; `typ` must be `at+jwt` for OAuth and `JWT` (or
+    /// absent) for M2M; a `cat` other than M2M's is refused. `azp` is not a machine claim.
+    /// Returns the verified payload.
+    pub(crate) fn verify_machine_jwt(
+        &self,
+        decoded: DecodedToken<'_>,
+        oauth: bool,
+        keys: &VerificationKeys,
+        now: SystemTime,
+    ) -> Result<Map<String, Value>, AuthError> {
+        let Some(key) = keys.key_for(decoded.kid()) else {
+            return Err(AuthError::new(
+                R::JwkKidMismatch,
+                "no JWK matches the token's kid",
+            ));
+        };
+        if oauth {
+            if !decoded.is_oauth_jwt() {
+                return Err(invalid("invalid JWT type"));
+            }
+        } else {
+            if decoded
+                .header
+                .get("typ")
+                .is_some_and(|t| t.as_str() != Some("JWT"))
+            {
+                return Err(invalid("invalid JWT type"));
+            }
+            if decoded
+                .header
+                .get("cat")
+                .is_some_and(|c| c.as_str() != Some(CATEGORY_M2M))
+            {
+                return Err(invalid("invalid machine token category"));
+            }
+        }
+        check_signature(&decoded, key)?;
+        let failed = |detail| AuthError::new(R::TokenVerificationFailed, detail);
+        match decoded.payload.get("sub").and_then(Value::as_str) {
+            Some(sub) if !sub.is_empty() => {}
+            _ => return Err(failed("subject claim (sub) is required")),
+        }
+        self.check_times(&decoded.payload, now)?;
+        Ok(decoded.payload)
+    }
+}
+
+/// `alg` must be RS256 and the signature must match.
+fn check_signature(decoded: &DecodedToken<'_>, key: &DecodingKey) -> Result<(), AuthError> {
+    {
         if decoded.header_str("alg") != Some("RS256") {
             return Err(AuthError::new(
                 R::TokenInvalidAlgorithm,
@@ -392,9 +465,11 @@ impl TokenVerifier {
                 ))
             }
         }
-        self.check_claims(decoded.payload, now)
+        Ok(())
     }
+}
 
+impl TokenVerifier {
     fn check_claims(
         &self,
         payload: Map<String, Value>,
@@ -435,6 +510,21 @@ impl TokenVerifier {
             }
         }
 
+        let exp_ms = self.check_times(&payload, now)?;
+        if let Some(issuer) = &opts.issuer {
+            if payload.get("iss").and_then(Value::as_str) != Some(&**issuer) {
+                return Err(failed("issuer (iss) does not match"));
+            }
+        }
+
+        let exp_s = (exp_ms / 1000.0) as i64;
+        Ok(ClerkClaims::from_payload(payload, sub, exp_s))
+    }
+
+    /// `exp` (required), `nbf`, `iat` with the clock skew, in Clerk's order; `exp` in ms.
+    fn check_times(&self, payload: &Map<String, Value>, now: SystemTime) -> Result<f64, AuthError> {
+        let failed = |detail| AuthError::new(R::TokenVerificationFailed, detail);
+        let opts = &self.options;
         let now_ms = now
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_millis() as f64);
@@ -471,13 +561,6 @@ impl TokenVerifier {
                 ));
             }
         }
-        if let Some(issuer) = &opts.issuer {
-            if payload.get("iss").and_then(Value::as_str) != Some(&**issuer) {
-                return Err(failed("issuer (iss) does not match"));
-            }
-        }
-
-        let exp_s = (exp_ms / 1000.0) as i64;
-        Ok(ClerkClaims::from_payload(payload, sub, exp_s))
+        Ok(exp_ms)
     }
 }

@@ -36,15 +36,31 @@ pub enum Endpoint {
     FrontendJwks,
     /// `GET /v1/users/{id}` (Backend API, bearer secret key).
     User,
+    /// `POST /v1/api_keys/verify` (Backend API, bearer secret key).
+    ApiKeysVerify,
+    /// `POST /v1/m2m_tokens/verify` (Backend API, bearer secret key).
+    M2mTokensVerify,
+    /// `POST /v1/oauth_applications/access_tokens/verify` (Backend API, bearer secret key).
+    OAuthTokensVerify,
 }
 
 impl Endpoint {
-    const ALL: [Endpoint; 3] = [Self::Jwks, Self::FrontendJwks, Self::User];
+    const ALL: [Endpoint; 6] = [
+        Self::Jwks,
+        Self::FrontendJwks,
+        Self::User,
+        Self::ApiKeysVerify,
+        Self::M2mTokensVerify,
+        Self::OAuthTokensVerify,
+    ];
     fn index(self) -> usize {
         match self {
             Self::Jwks => 0,
             Self::FrontendJwks => 1,
             Self::User => 2,
+            Self::ApiKeysVerify => 3,
+            Self::M2mTokensVerify => 4,
+            Self::OAuthTokensVerify => 5,
         }
     }
 }
@@ -72,8 +88,10 @@ struct MockState {
     active: AtomicUsize,
     published: Mutex<Vec<usize>>,
     faults: Mutex<HashMap<Endpoint, Fault>>,
-    counters: [AtomicU64; 3],
+    counters: [AtomicU64; 6],
     users: Mutex<HashMap<String, Value>>,
+    /// Opaque machine tokens by secret: the object the verify endpoint answers with.
+    machine_tokens: Mutex<HashMap<String, Value>>,
     missing_users: Mutex<HashSet<String>>,
 }
 
@@ -193,6 +211,71 @@ async fn user(
     HttpResponse::Ok().json(user)
 }
 
+/// `POST /v1/{api_keys,m2m_tokens,oauth_applications/access_tokens}/verify`: the token in the
+/// OAS body field; 404 for an unknown token (or one of another type), else the object with
+/// its current `revoked` / `expired`.
+async fn verify(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<MockState>,
+    endpoint: Endpoint,
+) -> HttpResponse {
+    if let Some(res) = state.enter(endpoint).await {
+        return res;
+    }
+    if !state.authorized(&req) {
+        return invalid_key();
+    }
+    let (field, object) = match endpoint {
+        Endpoint::ApiKeysVerify => ("secret", "api_key"),
+        Endpoint::M2mTokensVerify => ("token", "machine_to_machine_token"),
+        _ => ("access_token", "clerk_idp_oauth_access_token"),
+    };
+    let Some(token) = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v.get(field).and_then(Value::as_str).map(str::to_owned))
+    else {
+        return clerk_error(
+            StatusCode::BAD_REQUEST,
+            "form_param_missing",
+            "Missing token",
+        );
+    };
+    let found = lock(&state.machine_tokens)
+        .get(&token)
+        .filter(|o| o["object"] == object)
+        .cloned();
+    match found {
+        None => clerk_error(
+            StatusCode::NOT_FOUND,
+            "resource_not_found",
+            "Token not found",
+        ),
+        Some(mut o) => {
+            let expiration = o["expiration"].as_i64();
+            if expiration.is_some_and(|e| e <= unix_now() * 1000) {
+                o["expired"] = true.into();
+            }
+            HttpResponse::Ok().json(o)
+        }
+    }
+}
+
+/// A random opaque secret: `prefix` and 32 alphanumerics.
+fn random_secret(prefix: &str) -> String {
+    let tail: String = std::iter::repeat_with(fastrand::alphanumeric)
+        .take(32)
+        .collect();
+    format!("{prefix}{tail}")
+}
+
+fn random_id(prefix: &str) -> String {
+    let tail: String = std::iter::repeat_with(|| fastrand::digit(16))
+        .take(32)
+        .collect();
+    format!("{prefix}{tail}")
+}
+
 /// A realistic Backend API user object (spec §6.2 shape, times in Unix milliseconds) for `id`:
 /// primary email `<rest-of-id>@example.com` (lowercased), names derived from the id.
 pub fn mock_user_json(id: &str) -> Value {
@@ -297,6 +380,7 @@ impl MockClerk {
             faults: Mutex::new(HashMap::new()),
             counters: Default::default(),
             users: Mutex::new(HashMap::new()),
+            machine_tokens: Mutex::new(HashMap::new()),
             missing_users: Mutex::new(HashSet::new()),
         });
         let (tx, rx) = std::sync::mpsc::channel();
@@ -311,6 +395,20 @@ impl MockClerk {
                             .route("/v1/jwks", web::get().to(backend_jwks))
                             .route("/.well-known/jwks.json", web::get().to(frontend_jwks))
                             .route("/v1/users/{id}", web::get().to(user))
+                            .route(
+                                "/v1/api_keys/verify",
+                                web::post().to(|r, b, s| verify(r, b, s, Endpoint::ApiKeysVerify)),
+                            )
+                            .route(
+                                "/v1/m2m_tokens/verify",
+                                web::post()
+                                    .to(|r, b, s| verify(r, b, s, Endpoint::M2mTokensVerify)),
+                            )
+                            .route(
+                                "/v1/oauth_applications/access_tokens/verify",
+                                web::post()
+                                    .to(|r, b, s| verify(r, b, s, Endpoint::OAuthTokensVerify)),
+                            )
                     })
                     .workers(1)
                     .disable_signals()
@@ -330,6 +428,127 @@ impl MockClerk {
             handle,
             thread: Some(thread),
         })
+    }
+
+    fn add_machine_token(&self, secret: &str, object: Value) {
+        lock(&self.state.machine_tokens).insert(secret.to_owned(), object);
+    }
+
+    /// Creates an API key for `subject` (`user_…` or `org_…`) with `scopes`, valid until
+    /// revoked; returns its secret (`ak_…`), to send as `Authorization: Bearer <secret>`.
+    pub fn create_api_key(&self, subject: &str, name: &str, scopes: &[&str]) -> String {
+        let secret = random_secret("ak_");
+        let now = unix_now() * 1000;
+        self.add_machine_token(
+            &secret,
+            json!({
+                "object": "api_key", "id": random_id("ak_"), "type": "api_key",
+                "subject": subject, "name": name, "description": null, "claims": null,
+                "scopes": scopes, "revoked": false, "revocation_reason": null, "expired": false,
+                "expiration": null, "created_by": null, "last_used_at": null,
+                "created_at": now, "updated_at": now,
+            }),
+        );
+        secret
+    }
+
+    /// Creates an opaque M2M token for machine `machine_id` (`mch_…`) that may call the
+    /// machines in `scopes`, expiring in `expires_in_secs`; returns its secret (`mt_…`).
+    pub fn create_m2m_token(
+        &self,
+        machine_id: &str,
+        scopes: &[&str],
+        expires_in_secs: i64,
+    ) -> String {
+        let secret = random_secret("mt_");
+        let now = unix_now() * 1000;
+        self.add_machine_token(
+            &secret,
+            json!({
+                "object": "machine_to_machine_token", "id": random_id("mt_"),
+                "subject": machine_id, "claims": null, "scopes": scopes, "revoked": false,
+                "revocation_reason": null, "expired": false,
+                "expiration": now + expires_in_secs * 1000, "last_used_at": null,
+                "created_at": now, "updated_at": now,
+            }),
+        );
+        secret
+    }
+
+    /// Creates an opaque OAuth access token of client `client_id` for `user_id` with
+    /// `scopes`, expiring in `expires_in_secs`; returns it (`oat_…`).
+    pub fn create_oauth_token(
+        &self,
+        client_id: &str,
+        user_id: &str,
+        scopes: &[&str],
+        expires_in_secs: i64,
+    ) -> String {
+        let secret = random_secret("oat_");
+        let now = unix_now() * 1000;
+        self.add_machine_token(
+            &secret,
+            json!({
+                "object": "clerk_idp_oauth_access_token", "id": random_id("oat_"),
+                "client_id": client_id, "subject": user_id, "scopes": scopes, "revoked": false,
+                "revocation_reason": null, "expired": false,
+                "expiration": now + expires_in_secs * 1000, "created_at": now, "updated_at": now,
+            }),
+        );
+        secret
+    }
+
+    /// Revokes an opaque machine token: the verify endpoint answers `revoked: true`.
+    pub fn revoke_machine_token(&self, secret: &str) {
+        if let Some(o) = lock(&self.state.machine_tokens).get_mut(secret) {
+            o["revoked"] = true.into();
+            o["revocation_reason"] = "revoked in a test".into();
+        }
+    }
+
+    /// Expires an opaque machine token now: the verify endpoint answers `expired: true`.
+    pub fn expire_machine_token(&self, secret: &str) {
+        if let Some(o) = lock(&self.state.machine_tokens).get_mut(secret) {
+            o["expired"] = true.into();
+            o["expiration"] = (unix_now() * 1000 - 1000).into();
+        }
+    }
+
+    /// A JWT-form M2M token (spec §5.3) signed with the active key: `sub` = `machine_id`,
+    /// `jti` = `mt_…`, space-separated `scopes`, header `cat` = M2M, `exp` in
+    /// `expires_in_secs` (negative for an expired one).
+    pub fn m2m_jwt(&self, machine_id: &str, scopes: &[&str], expires_in_secs: i64) -> String {
+        self.token()
+            .subject(machine_id)
+            .without_claim("sid")
+            .without_claim("azp")
+            .header("cat", crate::verify::CATEGORY_M2M)
+            .claim("aud", json!(scopes))
+            .claim("jti", random_id("mt_"))
+            .claim("scopes", scopes.join(" "))
+            .expires_in(expires_in_secs)
+            .build()
+    }
+
+    /// A JWT-form OAuth access token (RFC 9068, `typ: at+jwt`) signed with the active key, of
+    /// client `client_id` for `user_id`, with a space-separated `scope`.
+    pub fn oauth_jwt(
+        &self,
+        client_id: &str,
+        user_id: &str,
+        scopes: &[&str],
+        expires_in_secs: i64,
+    ) -> String {
+        self.token()
+            .subject(user_id)
+            .without_claim("sid")
+            .without_claim("azp")
+            .header("typ", "at+jwt")
+            .claim("client_id", client_id)
+            .claim("jti", random_id("oat_"))
+            .claim("scope", scopes.join(" "))
+            .expires_in(expires_in_secs)
+            .build()
     }
 
     /// `http://127.0.0.1:<port>`.

@@ -1,7 +1,8 @@
 //! The README's first command: `cargo run --bin quickstart`.
 //!
-//! An actix server on 127.0.0.1:8080 (`PORT` overrides) with `GET /` (public) and `GET /me`
-//! (protected: the synced local user and the verified claims as JSON).
+//! An actix server on 127.0.0.1:8080 (`PORT` overrides) with `GET /` (public), `GET /me`
+//! (protected: the synced local user and the verified claims as JSON; session tokens only) and
+//! `GET /machine` (API keys and M2M tokens, opaque or JWT; session tokens are refused).
 //!
 //! Users are synced into an embedded SQLite file (`quickstart.sqlite`, or `SQLITE_PATH`) or,
 //! with `DATABASE_URL=postgres://...`, into PostgreSQL; the `clerk_users` migrations run at
@@ -25,10 +26,15 @@ use clerk_actix::{
     health,
     store::{ClerkUserRecord, DieselUserStore},
     testing::{unix_now, MockClerk},
-    webhooks, ClerkMiddleware, ClerkUser, OptionalClerkSession,
+    webhooks, ClerkMachine, ClerkMiddleware, ClerkUser, OptionalClerkSession, TokenTypes,
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::Deserialize;
+
+/// Machine callers: `{"token_type", "id", "subject", "scopes"}` (and `name` for API keys).
+async fn machine(caller: ClerkMachine) -> impl Responder {
+    web::Json(caller.into_inner())
+}
 
 /// Dev tokens live an hour so the printed commands keep working while you try them; real Clerk
 /// session tokens live 60 s.
@@ -171,23 +177,33 @@ async fn main() -> std::io::Result<()> {
         let clerk = clerk.clone();
         let mock = mock.clone();
         HttpServer::new(move || {
-            // One registration: the middleware is all that extractors and guards need.
-            let mut app = App::new()
+            // `/machine` takes API keys and M2M tokens, under a middleware of its own; everything
+            // else takes session tokens (the default), under the second one.
+            let machines = ClerkMiddleware::new(clerk.clone())
+                .accepts_token(TokenTypes::API_KEY | TokenTypes::M2M);
+            let mut sessions = web::scope("")
                 .wrap(ClerkMiddleware::new(clerk.clone()))
                 .service(index)
-                .service(me)
+                .service(me);
+            if let Some(mock) = &mock {
+                sessions = sessions
+                    .app_data(mock.clone())
+                    .route("/dev/token", web::get().to(dev_token));
+            }
+            let mut app = App::new()
+                .service(
+                    web::resource("/machine")
+                        .wrap(machines)
+                        .route(web::get().to(machine)),
+                )
                 .route("/readyz", web::get().to(health::readyz))
                 .app_data(web::Data::new(prometheus.clone()))
                 .route("/metrics", web::get().to(metrics));
             if serve_webhooks {
                 app = app.service(webhooks::resource::<ClerkUserRecord>("/webhooks/clerk"));
             }
-            if let Some(mock) = &mock {
-                app = app
-                    .app_data(mock.clone())
-                    .route("/dev/token", web::get().to(dev_token));
-            }
-            app
+            app.app_data(web::Data::new(clerk.clone()))
+                .service(sessions)
         })
         .workers(2)
         .shutdown_timeout(5)
@@ -224,6 +240,16 @@ async fn main() -> std::io::Result<()> {
         println!("  curl -i {base}/me");
         println!("A fresh token for another user:");
         println!("  curl -s '{base}/dev/token?sub=user_alice'");
+        let api_key = mock.create_api_key("user_quickstart", "quickstart", &["read:reports"]);
+        let m2m =
+            mock.create_m2m_token("mch_quickstart", &["mch_reports"], DEV_TOKEN_LIFETIME_SECS);
+        let m2m_jwt = mock.m2m_jwt("mch_quickstart", &["mch_reports"], DEV_TOKEN_LIFETIME_SECS);
+        println!("Machine route with a dev API key, an M2M token and an M2M JWT:");
+        println!("  curl -i {base}/machine -H 'Authorization: Bearer {api_key}'");
+        println!("  curl -i {base}/machine -H 'Authorization: Bearer {m2m}'");
+        println!("  curl -i {base}/machine -H 'Authorization: Bearer {m2m_jwt}'");
+        println!("A session token there (401 token-type-mismatch):");
+        println!("  curl -i {base}/machine -H 'Authorization: Bearer {token}'");
         println!();
     }
     server.run().await

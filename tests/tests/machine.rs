@@ -1,0 +1,498 @@
+//! Machine tokens (issue 11, spec §5) end to end against MockClerk: every type, opaque and JWT,
+//! valid / revoked / expired / unknown / wrong type / secret key refused / Backend API down /
+//! 429, the cache and its coalescing, and the abuse bound — with the calls to the mock counted.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use actix_web::{
+    dev::{Service, ServiceResponse},
+    http::{header, StatusCode},
+    test, web, App, HttpResponse,
+};
+use clerk_actix::{
+    extract::{ClerkAuth, ClerkMachine},
+    machine::MachinePolicy,
+    testing::{Endpoint, Fault, MockClerk},
+    AuthErrorReason, ClerkEvent, ClerkMiddleware, ClerkSession, TokenType, TokenTypes,
+};
+use clerk_actix_tests::{bearer, Recorder};
+use serde_json::Value;
+
+const VERIFY: [Endpoint; 3] = [
+    Endpoint::ApiKeysVerify,
+    Endpoint::M2mTokensVerify,
+    Endpoint::OAuthTokensVerify,
+];
+
+fn verify_calls(mock: &MockClerk) -> u64 {
+    VERIFY.iter().map(|e| mock.requests(*e)).sum()
+}
+
+/// `/machine` (machine types in `accepts`, `ClerkMachine`), `/any` (everything, `ClerkAuth`)
+/// and `/me` (the default: sessions only).
+async fn app(
+    clerk: clerk_actix::Clerk,
+    accepts: TokenTypes,
+) -> impl Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error> {
+    test::init_service(
+        App::new()
+            .service(
+                web::scope("/machine")
+                    .wrap(ClerkMiddleware::new(clerk.clone()).accepts_token(accepts))
+                    .route(
+                        "",
+                        web::get().to(|m: ClerkMachine| async move {
+                            HttpResponse::Ok().json(m.into_inner())
+                        }),
+                    ),
+            )
+            .service(
+                web::scope("/any")
+                    .wrap(ClerkMiddleware::new(clerk.clone()).accepts_token(TokenTypes::ANY))
+                    .route(
+                        "",
+                        web::get().to(|auth: ClerkAuth| async move {
+                            let who = match &auth {
+                                ClerkAuth::Session(s) => format!("session:{}", s.user_id()),
+                                ClerkAuth::Machine(m) => format!("machine:{}", m.subject()),
+                            };
+                            HttpResponse::Ok().body(who)
+                        }),
+                    ),
+            )
+            .service(web::scope("").wrap(ClerkMiddleware::new(clerk)).route(
+                "/me",
+                web::get().to(|s: ClerkSession| async move {
+                    HttpResponse::Ok().body(s.user_id().to_owned())
+                }),
+            )),
+    )
+    .await
+}
+
+async fn call(
+    app: &impl Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error>,
+    path: &str,
+    token: &str,
+) -> (StatusCode, Option<String>, Value) {
+    let res = test::call_service(
+        app,
+        test::TestRequest::get()
+            .uri(path)
+            .insert_header(bearer(token))
+            .to_request(),
+    )
+    .await;
+    let status = res.status();
+    let retry = res
+        .headers()
+        .get(header::RETRY_AFTER)
+        .map(|v| v.to_str().unwrap().to_owned());
+    let bytes = actix_web::body::to_bytes(res.into_body()).await.unwrap();
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    (status, retry, body)
+}
+
+fn reason(body: &Value) -> &str {
+    body["reason"].as_str().unwrap_or("<no reason>")
+}
+
+#[actix_web::test]
+async fn each_opaque_type_verifies_with_one_call_then_from_the_cache() {
+    let mock = MockClerk::start();
+    let app = app(mock.clerk_builder().build().unwrap(), TokenTypes::MACHINE).await;
+    let ak = mock.create_api_key("user_alice", "ci", &["read:reports"]);
+    let mt = mock.create_m2m_token("mch_billing", &["mch_reports"], 3600);
+    let oat = mock.create_oauth_token("client_app", "user_bob", &["profile", "email"], 3600);
+    for (token, ty, subject, endpoint) in [
+        (&ak, "api_key", "user_alice", Endpoint::ApiKeysVerify),
+        (&mt, "m2m_token", "mch_billing", Endpoint::M2mTokensVerify),
+        (&oat, "oauth_token", "user_bob", Endpoint::OAuthTokensVerify),
+    ] {
+        let (status, _, body) = call(&app, "/machine", token).await;
+        assert_eq!(status, StatusCode::OK, "{ty}: {body}");
+        assert_eq!(body["token_type"], ty);
+        assert_eq!(body["subject"], subject);
+        assert!(body["id"].as_str().unwrap().len() > 4);
+        assert!(
+            !body.to_string().contains(token.as_str()),
+            "the token is never echoed"
+        );
+        assert_eq!(mock.requests(endpoint), 1, "{ty}: one verify call");
+        // Repeated: answered from the cache.
+        let (status, _, _) = call(&app, "/machine", token).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(mock.requests(endpoint), 1, "{ty}: cached");
+    }
+    let (_, _, body) = call(&app, "/machine", &ak).await;
+    assert_eq!(body["scopes"], serde_json::json!(["read:reports"]));
+    assert_eq!(body["name"], "ci");
+    let (_, _, body) = call(&app, "/machine", &oat).await;
+    assert_eq!(body["client_id"], "client_app");
+}
+
+#[actix_web::test]
+async fn revoked_expired_and_unknown_opaque_tokens_are_401_with_their_reason() {
+    let mock = MockClerk::start();
+    let clerk = mock
+        .clerk_builder()
+        .machine_tokens(MachinePolicy::default().cache_ttl(Duration::ZERO))
+        .build()
+        .unwrap();
+    let app = app(clerk, TokenTypes::MACHINE).await;
+    for make in [
+        |m: &MockClerk| m.create_api_key("user_1", "k", &[]),
+        |m: &MockClerk| m.create_m2m_token("mch_1", &[], 3600),
+        |m: &MockClerk| m.create_oauth_token("c", "user_1", &[], 3600),
+    ] {
+        let revoked = make(&mock);
+        assert_eq!(call(&app, "/machine", &revoked).await.0, StatusCode::OK);
+        mock.revoke_machine_token(&revoked);
+        let (status, _, body) = call(&app, "/machine", &revoked).await;
+        assert_eq!(
+            (status, reason(&body)),
+            (StatusCode::UNAUTHORIZED, "token-revoked")
+        );
+
+        let expired = make(&mock);
+        mock.expire_machine_token(&expired);
+        let (status, _, body) = call(&app, "/machine", &expired).await;
+        assert_eq!(
+            (status, reason(&body)),
+            (StatusCode::UNAUTHORIZED, "token-expired")
+        );
+    }
+    let before = verify_calls(&mock);
+    for unknown in [
+        "ak_0000000000000000000000000000000000",
+        "mt_0000000000000000000000000000000000",
+        "oat_000000000000000000000000000000000",
+    ] {
+        let (status, _, body) = call(&app, "/machine", unknown).await;
+        assert_eq!(
+            (status, reason(&body)),
+            (StatusCode::UNAUTHORIZED, "token-invalid")
+        );
+        // The negative answer is cached.
+        call(&app, "/machine", unknown).await;
+    }
+    assert_eq!(verify_calls(&mock) - before, 3);
+    // Badly shaped: refused before any call.
+    for bad in [
+        "ak_short",
+        "ak_has spaces in it 12345",
+        "mt_!!!!!!!!!!!!!!!!!!!!",
+    ] {
+        let (status, _, body) = call(&app, "/machine", bad).await;
+        assert_eq!(
+            (status, reason(&body)),
+            (StatusCode::UNAUTHORIZED, "token-invalid")
+        );
+    }
+    assert_eq!(verify_calls(&mock) - before, 3);
+}
+
+#[actix_web::test]
+async fn a_revoked_key_stops_working_within_the_cache_ttl() {
+    let mock = MockClerk::start();
+    let clerk = mock
+        .clerk_builder()
+        .machine_tokens(MachinePolicy::default().cache_ttl(Duration::from_millis(300)))
+        .build()
+        .unwrap();
+    let app = app(clerk, TokenTypes::API_KEY).await;
+    let ak = mock.create_api_key("user_1", "k", &[]);
+    assert_eq!(call(&app, "/machine", &ak).await.0, StatusCode::OK);
+    mock.revoke_machine_token(&ak);
+    // Within the TTL the cached answer stands; after it, Clerk's answer.
+    assert_eq!(call(&app, "/machine", &ak).await.0, StatusCode::OK);
+    actix_web::rt::time::sleep(Duration::from_millis(400)).await;
+    let (status, _, body) = call(&app, "/machine", &ak).await;
+    assert_eq!(
+        (status, reason(&body)),
+        (StatusCode::UNAUTHORIZED, "token-revoked")
+    );
+    assert_eq!(mock.requests(Endpoint::ApiKeysVerify), 2);
+}
+
+#[actix_web::test]
+async fn jwt_machine_tokens_verify_without_any_backend_api_call() {
+    let mock = MockClerk::start();
+    let clerk = mock.clerk_builder().build().unwrap();
+    let app = app(clerk, TokenTypes::M2M | TokenTypes::OAUTH).await;
+    // Warm the JWKS.
+    let _ = call(&app, "/me", &mock.token().build()).await;
+    mock.reset_counters();
+
+    let m2m = mock.m2m_jwt("mch_billing", &["mch_reports", "mch_ledger"], 60);
+    let (status, _, body) = call(&app, "/machine", &m2m).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["token_type"], "m2m_token");
+    assert_eq!(body["subject"], "mch_billing");
+    assert_eq!(
+        body["scopes"],
+        serde_json::json!(["mch_reports", "mch_ledger"])
+    );
+    assert!(body["id"].as_str().unwrap().starts_with("mt_"));
+
+    let oauth = mock.oauth_jwt("client_app", "user_bob", &["read:foo", "write:bar"], 60);
+    let (status, _, body) = call(&app, "/machine", &oauth).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["token_type"], "oauth_token");
+    assert_eq!(
+        (body["subject"].as_str(), body["client_id"].as_str()),
+        (Some("user_bob"), Some("client_app"))
+    );
+    assert_eq!(body["scopes"], serde_json::json!(["read:foo", "write:bar"]));
+
+    // Expired, forged, wrong category.
+    let (status, _, body) = call(&app, "/machine", &mock.m2m_jwt("mch_1", &[], -60)).await;
+    assert_eq!(
+        (status, reason(&body)),
+        (StatusCode::UNAUTHORIZED, "token-expired")
+    );
+    let mut forged = mock.oauth_jwt("c", "user_1", &[], 60);
+    forged.pop();
+    forged.push(if forged.ends_with('A') { 'B' } else { 'A' });
+    let (status, _, body) = call(&app, "/machine", &forged).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(reason(&body).starts_with("token-"), "{body}");
+    let wrong_cat = mock
+        .token()
+        .subject("mch_1")
+        .header("cat", "cl_B7d4PD222AAA")
+        .build();
+    let (status, _, body) = call(&app, "/machine", &wrong_cat).await;
+    assert_eq!(
+        (status, reason(&body)),
+        (StatusCode::UNAUTHORIZED, "token-invalid")
+    );
+
+    assert_eq!(verify_calls(&mock), 0);
+    assert_eq!(mock.requests(Endpoint::Jwks), 0);
+}
+
+#[actix_web::test]
+async fn wrong_types_are_token_type_mismatch_without_any_call() {
+    let mock = MockClerk::start();
+    let clerk = mock.clerk_builder().build().unwrap();
+    let app = app(clerk, TokenTypes::API_KEY).await;
+    let session = mock.token().subject("user_alice").build();
+    assert_eq!(call(&app, "/me", &session).await.0, StatusCode::OK);
+    let ak = mock.create_api_key("user_1", "k", &[]);
+    let mt = mock.create_m2m_token("mch_1", &[], 60);
+    mock.reset_counters();
+
+    // A session token on a machine-only route; machine tokens on the session-only route; an
+    // M2M token (opaque and JWT) where only API keys are accepted.
+    for (path, token) in [
+        ("/machine", session.as_str()),
+        ("/me", ak.as_str()),
+        ("/me", mt.as_str()),
+        ("/me", &mock.m2m_jwt("mch_1", &[], 60)),
+        ("/me", &mock.oauth_jwt("c", "user_1", &[], 60)),
+        ("/machine", mt.as_str()),
+        ("/machine", &mock.m2m_jwt("mch_1", &[], 60)),
+    ] {
+        let (status, _, body) = call(&app, path, token).await;
+        assert_eq!(
+            (status, reason(&body)),
+            (StatusCode::UNAUTHORIZED, "token-type-mismatch"),
+            "{path}"
+        );
+    }
+    assert_eq!(verify_calls(&mock), 0);
+    assert_eq!(mock.requests(Endpoint::Jwks), 0);
+
+    // `/any` takes both, and the handler matches on which.
+    assert_eq!(call(&app, "/any", &session).await.2, "session:user_alice");
+    assert_eq!(call(&app, "/any", &ak).await.2, "machine:user_1");
+}
+
+#[actix_web::test]
+async fn outages_are_503_and_a_refused_secret_key_is_a_server_error() {
+    let mock = MockClerk::start();
+    let clerk = mock.clerk_builder().build().unwrap();
+    let app = app(clerk, TokenTypes::MACHINE).await;
+    for (endpoint, token) in [
+        (
+            Endpoint::ApiKeysVerify,
+            mock.create_api_key("user_1", "k", &[]),
+        ),
+        (
+            Endpoint::M2mTokensVerify,
+            mock.create_m2m_token("mch_1", &[], 60),
+        ),
+        (
+            Endpoint::OAuthTokensVerify,
+            mock.create_oauth_token("c", "user_1", &[], 60),
+        ),
+    ] {
+        mock.set_fault(endpoint, Fault::Status(502));
+        let (status, retry, body) = call(&app, "/machine", &token).await;
+        assert_eq!(
+            (status, reason(&body)),
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "machine-verify-unavailable"
+            )
+        );
+        assert!(retry.is_some());
+        mock.set_fault(
+            endpoint,
+            Fault::RateLimited {
+                retry_after_secs: 7,
+            },
+        );
+        let (status, retry, body) = call(&app, "/machine", &token).await;
+        assert_eq!(
+            (status, reason(&body)),
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "machine-verify-unavailable"
+            )
+        );
+        assert_eq!(retry.as_deref(), Some("7"));
+        // Outages are not cached: the token works as soon as Clerk answers.
+        mock.clear_fault(endpoint);
+        assert_eq!(call(&app, "/machine", &token).await.0, StatusCode::OK);
+    }
+
+    let wrong_key = mock
+        .clerk_builder()
+        .secret_key("sk_test_wrong")
+        .build()
+        .unwrap();
+    let app = self::app(wrong_key, TokenTypes::MACHINE).await;
+    let ak = mock.create_api_key("user_1", "k", &[]);
+    let (status, _, body) = call(&app, "/machine", &ak).await;
+    assert_eq!(
+        (status, reason(&body)),
+        (StatusCode::INTERNAL_SERVER_ERROR, "secret-key-invalid")
+    );
+}
+
+#[actix_web::test]
+async fn concurrent_checks_of_one_token_share_one_call() {
+    let mock = MockClerk::start();
+    let clerk = mock.clerk_builder().build().unwrap();
+    let app = app(clerk, TokenTypes::API_KEY).await;
+    let ak = mock.create_api_key("user_1", "k", &[]);
+    mock.set_fault(
+        Endpoint::ApiKeysVerify,
+        Fault::Delay(Duration::from_millis(300)),
+    );
+    let started = std::time::Instant::now();
+    let answers =
+        futures_util::future::join_all((0..20).map(|_| call(&app, "/machine", &ak))).await;
+    assert!(answers.iter().all(|(s, _, _)| *s == StatusCode::OK));
+    assert_eq!(mock.requests(Endpoint::ApiKeysVerify), 1);
+    // They overlapped: twenty sequential checks would take 20 × 300 ms.
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[actix_web::test]
+async fn ten_thousand_random_keys_make_a_bounded_number_of_calls_and_a_genuine_key_keeps_working() {
+    let mock = MockClerk::start();
+    let events = Recorder::default();
+    let clerk = mock
+        .clerk_builder()
+        .machine_tokens(MachinePolicy::default().cache_ttl(Duration::from_millis(200)))
+        .on_event(events.listener())
+        .build()
+        .unwrap();
+    let app = app(clerk, TokenTypes::API_KEY).await;
+    let genuine = mock.create_api_key("user_real", "prod", &[]);
+    assert_eq!(call(&app, "/machine", &genuine).await.0, StatusCode::OK);
+    mock.reset_counters();
+
+    let started = std::time::Instant::now();
+    let mut statuses = std::collections::BTreeMap::<u16, u64>::new();
+    let mut genuine_ok = 0;
+    for i in 0..10_000 {
+        let random: String = std::iter::repeat_with(fastrand::alphanumeric)
+            .take(32)
+            .collect();
+        let (status, _, _) = call(&app, "/machine", &format!("ak_{random}")).await;
+        *statuses.entry(status.as_u16()).or_default() += 1;
+        if i % 500 == 0 {
+            // The genuine key's cache entry expires during the flood: it is re-verified past
+            // the unknown-token budget.
+            actix_web::rt::time::sleep(Duration::from_millis(250)).await;
+            let (status, _, body) = call(&app, "/machine", &genuine).await;
+            assert_eq!(status, StatusCode::OK, "genuine key refused at {i}: {body}");
+            genuine_ok += 1;
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let calls = mock.requests(Endpoint::ApiKeysVerify);
+    // Budget: a burst of 20, then 10 per second; plus one per genuine re-verification.
+    let bound = 20 + (elapsed * 10.0).ceil() as u64 + genuine_ok;
+    println!("10,000 random keys in {elapsed:.1} s: {calls} verify calls (bound {bound}), statuses {statuses:?}");
+    assert!(calls <= bound, "{calls} calls > {bound}");
+    assert!(calls < 10_000 / 10);
+    assert_eq!(genuine_ok, 20);
+    // Refused as unknown (401) or held back (503); never 200.
+    assert_eq!(statuses.get(&200), None);
+    assert_eq!(statuses.values().sum::<u64>(), 10_000);
+    let held_back = events
+        .take()
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                ClerkEvent::AuthFailed {
+                    reason: AuthErrorReason::MachineVerifyUnavailable,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert!(held_back > 0 && held_back as u64 == statuses[&503]);
+}
+
+#[actix_web::test]
+async fn a_machine_token_in_a_cookie_is_never_read() {
+    let mock = MockClerk::start();
+    let clerk = mock.clerk_builder().build().unwrap();
+    let app = app(clerk, TokenTypes::ANY).await;
+    let ak = mock.create_api_key("user_1", "k", &[]);
+    let res = test::call_service(
+        &app,
+        test::TestRequest::get()
+            .uri("/machine")
+            .cookie(actix_web::cookie::Cookie::new("__session", ak.clone()))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(mock.requests(Endpoint::ApiKeysVerify), 0);
+}
+
+#[actix_web::test]
+async fn authenticate_machine_token_outside_the_middleware() {
+    let mock = MockClerk::start();
+    let clerk = mock.clerk_builder().build().unwrap();
+    let ak = mock.create_api_key("org_acme", "k", &["a", "b"]);
+    let m = clerk
+        .authenticate_machine_token(&ak, TokenTypes::API_KEY)
+        .await
+        .unwrap();
+    assert_eq!(m.token_type(), TokenType::ApiKey);
+    assert_eq!(m.subject(), "org_acme");
+    assert!(m.has_scopes(&["a", "b"]) && !m.has_scope("c"));
+    let session = mock.token().build();
+    let err = clerk
+        .authenticate_machine_token(&session, TokenTypes::ANY)
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), AuthErrorReason::TokenTypeMismatch);
+    let err = clerk
+        .authenticate_machine_token(&ak, TokenTypes::M2M)
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), AuthErrorReason::TokenTypeMismatch);
+}
