@@ -221,21 +221,13 @@ impl DecodedToken<'_> {
                 ));
             }
         }
-        if matches!(
-            self.header_str("typ"),
-            Some("at+jwt" | "application/at+jwt")
-        ) {
+        if self.is_oauth_jwt() {
             return Err(AuthError::new(
                 R::TokenTypeMismatch,
                 "an OAuth access token is not a session token",
             ));
         }
-        if self
-            .payload
-            .get("sub")
-            .and_then(Value::as_str)
-            .is_some_and(|s| s.starts_with("mch_"))
-        {
+        if self.is_m2m_jwt() {
             return Err(AuthError::new(
                 R::TokenTypeMismatch,
                 "a machine token is not a session token",
