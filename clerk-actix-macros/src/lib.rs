@@ -37,13 +37,25 @@ pub fn derive_clerk_user(input: TokenStream) -> TokenStream {
 /// - `#[clerk_protected(role = "org:admin")]`, `permission = "org:invoices:read"`,
 ///   `feature = "o:billing"`, `plan = "pro"`; several keys: all of them;
 /// - `any(...)` / `all(...)` nest: `#[clerk_protected(any(role = "org:admin", permission = "org:x:y"))]`;
+/// - `accepts_token = "api_key"` or a list (`"session_token"`, `"api_key"`, `"m2m_token"`,
+///   `"oauth_token"`, `"any"`): the token types the handler takes, sessions only when absent.
+///   This is the per-handler opt-in to machine tokens under an app-wide (optional-mode)
+///   session middleware: a token the middleware deferred is verified here;
+/// - `scope = "read:reports"`: the machine token was granted this scope (checks combine with
+///   `any(...)` / `all(...)` like the others);
 /// - `crate = path` when `clerk_actix` is renamed in your `Cargo.toml`.
 ///
+/// Checks that can never hold are compile errors: a `scope` on a handler that takes sessions
+/// only, a `role`, `permission`, `feature`, `plan` or `reverification` on one that takes
+/// machine tokens only.
+///
 /// It adds a first parameter `clerk_actix::guard::Protected<R>` (a zero-sized requirement `R`
-/// holding the rule in a `const`), so the check runs before any other extractor. Anonymous →
-/// 401, lacking → 403 `insufficient_scope`, both through the global error hook. The handler's
-/// return type and body are untouched; it works above or below `#[get(...)]` and on handlers
-/// registered with `.route(...)`. Stacked attributes combine as "all".
+/// holding the rule and the accepted types in `const`s), so the check runs before any other
+/// extractor. Anonymous → 401, a token of a type the handler does not take → 401
+/// `token-type-mismatch`, lacking → 403 `insufficient_scope`, all through the global error
+/// hook. The handler's return type and body are untouched; it works above or below
+/// `#[get(...)]` and on handlers registered with `.route(...)`. Stacked attributes combine as
+/// "all" (each with its own `accepts_token`: a machine token passes only if every one takes it).
 #[proc_macro_attribute]
 pub fn clerk_protected(args: TokenStream, item: TokenStream) -> TokenStream {
     protected::expand(args.into(), item.into()).into()

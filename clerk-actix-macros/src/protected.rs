@@ -10,16 +10,83 @@ use syn::{
     Token,
 };
 
-const KEYS: [&str; 8] = [
+const KEYS: [&str; 10] = [
     "role",
     "permission",
     "feature",
     "plan",
     "reverification",
+    "scope",
+    "accepts_token",
     "any",
     "all",
     "crate",
 ];
+
+/// The checks that read a session's claims (a machine token has none of these).
+const SESSION_CHECKS: [&str; 5] = ["role", "permission", "feature", "plan", "reverification"];
+
+/// Clerk's `acceptsToken` names and the `TokenTypes` constants they stand for.
+const TOKEN_TYPES: [(&str, &str); 5] = [
+    ("session_token", "SESSION"),
+    ("api_key", "API_KEY"),
+    ("m2m_token", "M2M"),
+    ("oauth_token", "OAUTH"),
+    ("any", "ANY"),
+];
+
+/// The attribute's top-level settings.
+#[derive(Default)]
+struct TopLevel {
+    krate: Option<Path>,
+    /// The accepted token types (`TokenTypes` constants), when the handler opts in.
+    accepts: Option<Vec<&'static str>>,
+}
+
+impl TopLevel {
+    fn accepts_sessions(&self) -> bool {
+        self.accepts
+            .as_ref()
+            .is_none_or(|a| a.iter().any(|t| matches!(*t, "SESSION" | "ANY")))
+    }
+
+    fn accepts_machines(&self) -> bool {
+        self.accepts
+            .as_ref()
+            .is_some_and(|a| a.iter().any(|t| *t != "SESSION"))
+    }
+}
+
+/// `accepts_token = "api_key"` or `accepts_token = ["api_key", "m2m_token"]`.
+fn parse_accepts(expr: &Expr) -> Result<Vec<&'static str>> {
+    let literals: Vec<&Expr> = match expr {
+        Expr::Array(array) => array.elems.iter().collect(),
+        other => vec![other],
+    };
+    if literals.is_empty() {
+        return Err(Error::custom(
+            "`accepts_token` needs at least one token type, e.g. `accepts_token = \"api_key\"`",
+        )
+        .with_span(expr));
+    }
+    let mut errors = Error::accumulator();
+    let mut types = Vec::new();
+    for lit in literals {
+        let Some(value) = errors.handle(string_value(lit)) else {
+            continue;
+        };
+        match TOKEN_TYPES.iter().find(|(name, _)| *name == value.value()) {
+            Some((_, constant)) => types.push(*constant),
+            None => errors.push(
+                Error::custom(
+                    "a token type is \"session_token\", \"api_key\", \"m2m_token\", \"oauth_token\" or \"any\"",
+                )
+                .with_span(&value),
+            ),
+        }
+    }
+    errors.finish_with(types)
+}
 
 /// Clerk's reverification presets and what they mean, as `Reverification` variants.
 const REVERIFICATION_PRESETS: [(&str, &str); 4] = [
@@ -95,6 +162,8 @@ fn validate(key: &'static str, lit: &LitStr) -> Result<()> {
                 ),
             }
         }
+        // OAuth and API key scopes are free-form (`read:reports`, `openid`, ...).
+        "scope" => Ok(()),
         "reverification" => match parse_reverification(&value) {
             Some(_) => Ok(()),
             None => bad(
@@ -132,7 +201,7 @@ fn unknown(path: &Path) -> Error {
 fn parse_list(
     metas: Punctuated<Meta, Token![,]>,
     top_level: bool,
-    krate: &mut Option<Path>,
+    top: &mut TopLevel,
     errors: &mut darling::error::Accumulator,
 ) -> Vec<Rule> {
     let mut rules = Vec::new();
@@ -153,18 +222,32 @@ fn parse_list(
                             None
                         }
                     };
-                    *krate = path;
+                    top.krate = path;
                 }
-                Some(key @ ("role" | "permission" | "feature" | "plan" | "reverification")) => {
+                Some("accepts_token") if top_level => {
+                    if top.accepts.is_some() {
+                        errors.push(
+                            Error::custom("`accepts_token` is given twice: list every type once, e.g. `accepts_token = [\"api_key\", \"m2m_token\"]`")
+                                .with_span(&nv.path),
+                        );
+                    } else if let Some(types) = errors.handle(parse_accepts(&nv.value)) {
+                        top.accepts = Some(types);
+                    }
+                }
+                Some(
+                    key @ ("role" | "permission" | "feature" | "plan" | "reverification" | "scope"),
+                ) => {
                     if let Some(value) = errors.handle(string_value(&nv.value)) {
                         if errors.handle(validate(key, &value)).is_some() {
                             rules.push(Rule::Check { key, value });
                         }
                     }
                 }
-                Some("crate") => errors.push(
-                    Error::custom("`crate = ...` goes at the top level of #[clerk_protected]")
-                        .with_span(&nv.path),
+                Some(key @ ("crate" | "accepts_token")) => errors.push(
+                    Error::custom(format!(
+                        "`{key} = ...` goes at the top level of #[clerk_protected]"
+                    ))
+                    .with_span(&nv.path),
                 ),
                 Some(key) => errors.push(
                     Error::custom(format!(
@@ -189,7 +272,7 @@ fn parse_list(
                         );
                         continue;
                     }
-                    let children = parse_list(inner, false, krate, errors);
+                    let children = parse_list(inner, false, top, errors);
                     rules.push(if key == "any" {
                         Rule::Any(children)
                     } else {
@@ -234,6 +317,10 @@ fn rule_tokens(rule: &Rule, krate: &TokenStream) -> TokenStream {
             };
             quote!(#krate::guard::Rule::Check(#krate::Has::reverification(#level)))
         }
+        Rule::Check {
+            key: "scope",
+            value,
+        } => quote!(#krate::guard::Rule::Scope(#value)),
         Rule::Check { key, value } => {
             let ctor = format_ident!("{}", key);
             quote!(#krate::guard::Rule::Check(#krate::Has::#ctor(#value)))
@@ -245,6 +332,40 @@ fn rule_tokens(rule: &Rule, krate: &TokenStream) -> TokenStream {
         Rule::Any(children) => {
             let c = children.iter().map(|r| rule_tokens(r, krate));
             quote!(#krate::guard::Rule::Any(&[#(#c),*]))
+        }
+    }
+}
+
+/// Every `key = "value"` check in `rules`, nested ones included.
+fn checks<'r>(rules: &'r [Rule], out: &mut Vec<(&'static str, &'r LitStr)>) {
+    for rule in rules {
+        match rule {
+            Rule::Check { key, value } => out.push((key, value)),
+            Rule::All(children) | Rule::Any(children) => checks(children, out),
+        }
+    }
+}
+
+/// Checks that can never hold for the accepted token types are mistakes: a `scope` on a
+/// sessions-only handler, a `role` (...) on a machine-only one.
+fn check_token_types(rules: &[Rule], top: &TopLevel, errors: &mut darling::error::Accumulator) {
+    let mut all = Vec::new();
+    checks(rules, &mut all);
+    for (key, value) in all {
+        if key == "scope" && !top.accepts_machines() {
+            errors.push(
+                Error::custom(
+                    "`scope` checks machine tokens, and this handler accepts session tokens only: add e.g. `accepts_token = \"api_key\"` (or \"m2m_token\", \"oauth_token\", \"any\")",
+                )
+                .with_span(value),
+            );
+        } else if SESSION_CHECKS.contains(&key) && !top.accepts_sessions() {
+            errors.push(
+                Error::custom(format!(
+                    "`{key}` checks sessions, and this handler accepts machine tokens only: add \"session_token\" to `accepts_token`, or check a `scope`"
+                ))
+                .with_span(value),
+            );
         }
     }
 }
@@ -268,10 +389,11 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
             .parse2(args.clone())
             .map_err(Error::from),
     );
-    let mut krate = None;
+    let mut top = TopLevel::default();
     let rules = metas
-        .map(|m| parse_list(m, true, &mut krate, &mut errors))
+        .map(|m| parse_list(m, true, &mut top, &mut errors))
         .unwrap_or_default();
+    check_token_types(&rules, &top, &mut errors);
 
     let func: ItemFn = match syn::parse2(item.clone()) {
         Ok(f) => f,
@@ -301,10 +423,15 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
         return quote!(#item #errs);
     }
 
-    let krate = match krate {
+    let krate = match &top.krate {
         Some(path) => quote!(#path),
         None => quote!(::clerk_actix),
     };
+    let accepts = top.accepts.as_ref().map(|types| {
+        let mut constants = types.iter().map(|t| format_ident!("{}", t));
+        let first = constants.next();
+        quote!(const ACCEPTS: #krate::TokenTypes = #krate::TokenTypes::#first #(.with(#krate::TokenTypes::#constants))*;)
+    });
     let rule = match rules.as_slice() {
         [] => quote!(#krate::guard::Rule::Authenticated),
         [one] => rule_tokens(one, &krate),
@@ -334,6 +461,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
         #vis struct #requirement;
         impl #krate::guard::Requirement for #requirement {
             const RULE: #krate::guard::Rule = #rule;
+            #accepts
         }
     };
     quote! {
@@ -377,6 +505,16 @@ mod tests {
             quote!(role = "admin", permission = "invoices:read"),
             quote!(reverification = "strict"),
             quote!(reverification = "multi_factor:30"),
+            quote!(accepts_token = "api_key"),
+            quote!(
+                accepts_token = ["api_key", "m2m_token"],
+                scope = "read:reports"
+            ),
+            quote!(
+                accepts_token = ["session_token", "oauth_token"],
+                any(role = "org:admin", scope = "openid")
+            ),
+            quote!(accepts_token = "any", scope = "x"),
         ] {
             let out = errors_of(args.clone());
             assert!(!out.contains("compile_error"), "{args}: {out}");
@@ -400,11 +538,35 @@ mod tests {
             (quote!(any()), "at least one"),
             (quote!(role = 5), "string literal"),
             (quote!(feature = "lol:x"), "scopes"),
+            (quote!(accepts_token = "api_keys"), "m2m_token"),
+            (quote!(accepts_token = []), "at least one token type"),
+            (
+                quote!(accepts_token = "api_key", accepts_token = "m2m_token"),
+                "twice",
+            ),
+            (quote!(any(accepts_token = "api_key")), "top level"),
+            (quote!(scope = "read"), "session tokens only"),
+            (
+                quote!(accepts_token = "api_key", role = "org:admin"),
+                "machine tokens only",
+            ),
+            (quote!(accepts_token = "m2m_token", scope = ""), "non-empty"),
         ] {
             let out = errors_of(args.clone());
             assert!(out.contains("compile_error"), "{args}");
             assert!(out.contains(needle), "{args}: {out}");
         }
+    }
+
+    #[test]
+    fn accepted_token_types_become_a_const() {
+        let out = errors_of(quote!(accepts_token = ["api_key", "m2m_token"]));
+        let squashed: String = out.split_whitespace().collect();
+        assert!(
+            squashed.contains("constACCEPTS:::clerk_actix::TokenTypes=::clerk_actix::TokenTypes::API_KEY.with(::clerk_actix::TokenTypes::M2M);"),
+            "{out}"
+        );
+        assert!(!errors_of(quote!(role = "admin")).contains("ACCEPTS"));
     }
 
     #[test]

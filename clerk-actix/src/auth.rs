@@ -85,7 +85,7 @@ impl Clerk {
         &self,
         req: &HttpRequest,
     ) -> Result<Option<ClerkSession>, AuthError> {
-        match self.auth_state(req, TokenTypes::SESSION).await? {
+        match self.auth_state(req, TokenTypes::SESSION, false).await? {
             AuthState::Anonymous => Ok(None),
             state => state.require_session().cloned().map(Some),
         }
@@ -96,10 +96,15 @@ impl Clerk {
     /// out), or signed out by an invalid cookie. `Err` for an invalid `Authorization` token, a
     /// token of a type `accepts` leaves out (`token-type-mismatch`, before any verification),
     /// and outages.
+    ///
+    /// With `defer`, a machine token of a type `accepts` leaves out is not refused here but
+    /// becomes [`AuthState::NotAccepted`], unreported, for the handler's guard to accept
+    /// (`#[clerk_protected(accepts_token = ...)]`) or an extractor to refuse (and report).
     pub(crate) async fn auth_state(
         &self,
         req: &HttpRequest,
         accepts: TokenTypes,
+        defer: bool,
     ) -> Result<AuthState, AuthError> {
         let sessions = accepts.accepts(TokenType::SessionToken);
         // Machine tokens come only from the header: a route that takes no sessions reads no cookie.
@@ -107,18 +112,48 @@ impl Clerk {
         let Some((token, carrier)) = find_token(req, accept_cookie)? else {
             return Ok(AuthState::Anonymous);
         };
-        if carrier == TokenCarrier::Header && accepts != TokenTypes::SESSION {
-            if let Some(machine) = self.machine_state(token.as_str(), accepts).await? {
-                return Ok(machine);
+        self.token_state(token.as_str(), carrier, accepts, defer)
+            .await
+    }
+
+    /// [`auth_state`](Self::auth_state) for a token already found.
+    pub(crate) async fn token_state(
+        &self,
+        token: &str,
+        carrier: TokenCarrier,
+        accepts: TokenTypes,
+        defer: bool,
+    ) -> Result<AuthState, AuthError> {
+        let header = carrier == TokenCarrier::Header;
+        if header && accepts != TokenTypes::SESSION {
+            match self.machine_state(token, accepts, defer).await {
+                Ok(Some(machine)) => return Ok(machine),
+                Ok(None) => {}
+                Err(err) if defer && err.reason() == R::TokenTypeMismatch => {
+                    return Ok(AuthState::NotAccepted(err));
+                }
+                Err(err) => return Err(err),
             }
         }
-        let session = match self.authenticate_token(token.as_str(), carrier).await {
+        let session = match self.inner.sessions.authenticate(token, carrier).await {
             Ok(session) => session,
+            // A machine token (or a JWT of another category) on a session route.
+            Err(err) if err.reason() == R::TokenTypeMismatch && header => {
+                if defer {
+                    return Ok(AuthState::NotAccepted(err));
+                }
+                return Err(self.report_refused(err, token));
+            }
             // A refused cookie (an idle tab's expired token, ...) signs the request out; an
             // outage stays an error (503), never a silent sign-out.
             Err(err)
                 if carrier == TokenCarrier::Cookie && err.kind() == AuthErrorKind::InvalidToken =>
             {
+                let err = if err.reason() == R::TokenTypeMismatch {
+                    self.report_refused(err, token)
+                } else {
+                    err
+                };
                 return Ok(AuthState::SignedOut(err));
             }
             Err(err) => return Err(err),
@@ -133,17 +168,22 @@ impl Clerk {
     /// accepted type verified (opaque through the Backend API, JWT with the instance keys), a
     /// token of a type not accepted refused with `token-type-mismatch` before any call, or
     /// `None` for a session token the route accepts (verified by the session path).
+    ///
+    /// With `defer`, a type mismatch is returned unreported (the caller defers it).
     async fn machine_state(
         &self,
         token: &str,
         accepts: TokenTypes,
+        defer: bool,
     ) -> Result<Option<AuthState>, AuthError> {
         let machines = &self.inner.machines;
         let mismatch = |t: TokenType| {
-            machines.failed(
-                AuthError::new(R::TokenTypeMismatch, mismatch_detail(t)),
-                token,
-            )
+            let err = AuthError::new(R::TokenTypeMismatch, mismatch_detail(t));
+            if defer {
+                err
+            } else {
+                machines.failed(err, token)
+            }
         };
         if let Some(token_type) = Machines::opaque_type(token) {
             if !accepts.accepts(token_type) {
@@ -186,7 +226,25 @@ impl Clerk {
         token: &str,
         carrier: TokenCarrier,
     ) -> Result<ClerkSession, AuthError> {
-        self.inner.sessions.authenticate(token, carrier).await
+        match self.inner.sessions.authenticate(token, carrier).await {
+            Err(err) if err.reason() == R::TokenTypeMismatch => {
+                Err(self.report_refused(err, token))
+            }
+            outcome => outcome,
+        }
+    }
+
+    /// Reports a refused token (`AuthFailed`, the failure counter) and hands the error back.
+    pub(crate) fn report_refused(&self, err: AuthError, token: &str) -> AuthError {
+        self.inner.machines.failed(err, token)
+    }
+
+    /// [`report_refused`](Self::report_refused) for the request's `Authorization` token.
+    pub(crate) fn report_refused_request(&self, err: AuthError, req: &HttpRequest) -> AuthError {
+        match find_token(req, false) {
+            Ok(Some((token, _))) => self.report_refused(err, token.as_str()),
+            _ => err,
+        }
     }
 
     /// Verifies a machine token (API key, M2M or OAuth, opaque or JWT) of a type in `accepts`,
@@ -198,9 +256,9 @@ impl Clerk {
         accepts: TokenTypes,
     ) -> Result<MachineAuth, AuthError> {
         let accepts = accepts.machines_only();
-        match self.machine_state(token, accepts).await? {
+        match self.machine_state(token, accepts, false).await? {
             Some(AuthState::Machine(machine)) => Ok(machine),
-            _ => Err(self.inner.machines.failed(
+            _ => Err(self.report_refused(
                 AuthError::new(
                     R::TokenTypeMismatch,
                     mismatch_detail(TokenType::SessionToken),

@@ -8,7 +8,7 @@ use std::{
 };
 
 use actix_web::{dev::Payload, web, FromRequest, HttpMessage, HttpRequest};
-use futures_util::future::LocalBoxFuture;
+use futures_util::future::{Either, LocalBoxFuture, Shared};
 
 pub use crate::session::ClerkSession;
 use crate::{
@@ -32,6 +32,12 @@ pub enum AuthState {
     /// A valid machine token (API key, M2M, OAuth) on a route whose middleware accepts its
     /// type ([`ClerkMiddleware::accepts_token`](crate::ClerkMiddleware::accepts_token)).
     Machine(MachineAuth),
+    /// A machine token (or another JWT category) of a type the middleware does not accept, in
+    /// optional mode. Every extractor refuses it with this 401 `token-type-mismatch`, except a
+    /// `#[clerk_protected(accepts_token = ...)]` guard whose handler accepts its type: that
+    /// guard verifies it (the handler-level opt-in under an app-wide session middleware). A
+    /// handler without Clerk extractors ignores it, as it ignores authentication.
+    NotAccepted(AuthError),
     /// The `__session` cookie was refused (expired, bad signature, ...): in optional mode the
     /// request goes on signed out, keeping the reason. Browsers send expired session cookies
     /// routinely (an idle tab), so a public page must not answer 401 for one. An invalid
@@ -59,7 +65,7 @@ impl AuthState {
                 R::SessionPending,
                 "the session has pending tasks",
             )),
-            Self::SignedOut(err) => Err(err.clone()),
+            Self::SignedOut(err) | Self::NotAccepted(err) => Err(err.clone()),
             Self::Machine(_) => Err(machine_on_session_route()),
         }
     }
@@ -70,7 +76,7 @@ impl AuthState {
         match self {
             Self::Machine(m) => Ok(m),
             Self::Anonymous => Err(AuthError::missing()),
-            Self::SignedOut(err) => Err(err.clone()),
+            Self::SignedOut(err) | Self::NotAccepted(err) => Err(err.clone()),
             Self::Authenticated(_) | Self::Pending(_) => Err(AuthError::new(
                 R::TokenTypeMismatch,
                 "this route accepts machine tokens, not session tokens",
@@ -121,10 +127,10 @@ pub enum ClerkAuth {
 
 impl FromRequest for ClerkAuth {
     type Error = actix_web::Error;
-    type Future = Ready<Result<Self, Self::Error>>;
+    type Future = AuthFuture<Self>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(with_auth(req, |auth| auth.state.require_any()))
+        extract_with(req, |auth| auth.state.require_any())
     }
 }
 
@@ -161,20 +167,83 @@ impl Deref for ClerkMachine {
 
 impl FromRequest for ClerkMachine {
     type Error = actix_web::Error;
-    type Future = Ready<Result<Self, Self::Error>>;
+    type Future = AuthFuture<Self>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(with_auth(req, |auth| {
+        extract_with(req, |auth| {
             auth.state.require_machine().cloned().map(ClerkMachine)
-        }))
+        })
     }
 }
 
 /// Stored in request extensions by the middleware.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct RequestAuth {
     pub(crate) state: AuthState,
     pub(crate) clerk: Clerk,
+    /// A deferred token being verified by a handler's guard that accepts its type. actix calls
+    /// every extractor's `from_request` before polling any, so the handler's other extractors
+    /// wait on this rather than read the state before the guard has written it. It holds no
+    /// request (no reference cycle through the extensions).
+    pub(crate) resolving: Option<Resolving>,
+}
+
+impl std::fmt::Debug for RequestAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestAuth")
+            .field("state", &self.state)
+            .field("resolving", &self.resolving.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The verification of a deferred token, shared by the extractors of one request.
+pub(crate) type Resolving = Shared<LocalBoxFuture<'static, Result<AuthState, AuthError>>>;
+
+/// The future of the request-state extractors: ready, unless a deferred token is being verified.
+pub type AuthFuture<T> = Either<
+    Ready<Result<T, actix_web::Error>>,
+    LocalBoxFuture<'static, Result<T, actix_web::Error>>,
+>;
+
+/// Waits for a deferred token's verification, if one is under way, and leaves its outcome in
+/// the request's state; its error (a refused or unverifiable token) is the request's answer.
+pub(crate) async fn resolved(req: &HttpRequest) -> Result<(), actix_web::Error> {
+    let resolving = req
+        .extensions()
+        .get::<RequestAuth>()
+        .and_then(|auth| Some((auth.resolving.clone()?, auth.clerk.clone())));
+    let Some((resolving, clerk)) = resolving else {
+        return Ok(());
+    };
+    match resolving.await {
+        Ok(state) => {
+            if let Some(auth) = req.extensions_mut().get_mut::<RequestAuth>() {
+                auth.state = state;
+            }
+            Ok(())
+        }
+        Err(err) => Err(reject(err, req, Some(&clerk))),
+    }
+}
+
+/// Runs `f` on the request's authentication: at once, or after a deferred token's verification.
+pub(crate) fn extract_with<T: 'static>(
+    req: &HttpRequest,
+    f: impl FnOnce(&RequestAuth) -> Result<T, AuthError> + 'static,
+) -> AuthFuture<T> {
+    let resolving = req
+        .extensions()
+        .get::<RequestAuth>()
+        .is_some_and(|auth| auth.resolving.is_some());
+    if !resolving {
+        return Either::Left(ready(with_auth(req, f)));
+    }
+    let req = req.clone();
+    Either::Right(Box::pin(async move {
+        resolved(&req).await?;
+        with_auth(&req, f)
+    }))
 }
 
 fn middleware_missing() -> AuthError {
@@ -212,7 +281,16 @@ pub(crate) fn with_auth<T>(
 ) -> Result<T, actix_web::Error> {
     // The extensions borrow ends before the error hook runs: a hook may use the request freely.
     let outcome = match req.extensions().get::<RequestAuth>() {
-        Some(auth) => f(auth).map_err(|e| (e, Some(auth.clerk.clone()))),
+        Some(auth) => f(auth).map_err(|e| {
+            // The middleware deferred this token to the handler; it is refused now, so reported now.
+            let e = match &auth.state {
+                AuthState::NotAccepted(_) if e.reason() == R::TokenTypeMismatch => {
+                    auth.clerk.report_refused_request(e, req)
+                }
+                _ => e,
+            };
+            (e, Some(auth.clerk.clone()))
+        }),
         None => Err((middleware_missing(), None)),
     };
     outcome.map_err(|(e, clerk)| reject(e, req, clerk.as_ref()))
@@ -220,19 +298,19 @@ pub(crate) fn with_auth<T>(
 
 impl FromRequest for ClerkSession {
     type Error = actix_web::Error;
-    type Future = Ready<Result<Self, Self::Error>>;
+    type Future = AuthFuture<Self>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(with_auth(req, |auth| auth.state.require_session().cloned()))
+        extract_with(req, |auth| auth.state.require_session().cloned())
     }
 }
 
 impl FromRequest for AuthState {
     type Error = actix_web::Error;
-    type Future = Ready<Result<Self, Self::Error>>;
+    type Future = AuthFuture<Self>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(with_auth(req, |auth| Ok(auth.state.clone())))
+        extract_with(req, |auth| Ok(auth.state.clone()))
     }
 }
 
@@ -254,13 +332,14 @@ impl Deref for OptionalClerkSession {
 
 impl FromRequest for OptionalClerkSession {
     type Error = actix_web::Error;
-    type Future = Ready<Result<Self, Self::Error>>;
+    type Future = AuthFuture<Self>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(with_auth(req, |auth| match &auth.state {
+        extract_with(req, |auth| match &auth.state {
             AuthState::Machine(_) => Err(machine_on_session_route()),
+            AuthState::NotAccepted(err) => Err(err.clone()),
             state => Ok(OptionalClerkSession(state.session().cloned())),
-        }))
+        })
     }
 }
 
@@ -327,6 +406,7 @@ impl<U: SyncedUser> FromRequest for ClerkUser<U> {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move {
+            resolved(&req).await?;
             let (session, clerk) = with_auth(&req, |auth| {
                 Ok((auth.state.require_session()?.clone(), auth.clerk.clone()))
             })?;

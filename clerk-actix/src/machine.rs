@@ -22,7 +22,7 @@ use serde_json::{Map, Value};
 use crate::{
     api::{self, ApiError, BackendApi},
     error::{AuthError, AuthErrorReason as R},
-    events::{token_hash, AuthSource, ClerkEvent, Events},
+    events::{AuthSource, ClerkEvent, Events},
     jwks::RemoteJwks,
     keys::VerificationKeys,
     telemetry,
@@ -748,12 +748,7 @@ impl Machines {
 
     /// Reports a refused token and hands the error back.
     pub(crate) fn failed(&self, err: AuthError, token: &str) -> AuthError {
-        telemetry::auth_failed(err.reason());
-        self.events.emit(ClerkEvent::AuthFailed {
-            reason: err.reason(),
-            token_hash: token_hash(token),
-        });
-        err
+        telemetry::refused(&self.events, err, token)
     }
 
     fn succeeded(&self, auth: &MachineAuth, source: AuthSource) {

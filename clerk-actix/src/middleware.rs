@@ -31,6 +31,10 @@ use crate::{
 /// - A `__session` cookie that fails verification (expired, ...): optional mode lets the request
 ///   through as [`AuthState::SignedOut`] with the reason (public pages keep working for a
 ///   browser with a stale cookie); required mode answers 401 `invalid_token`.
+/// - A machine token of a type [`accepts_token`](Self::accepts_token) leaves out: required mode
+///   answers 401 `token-type-mismatch`; optional mode leaves [`AuthState::NotAccepted`], which
+///   every extractor refuses the same way, except a handler that opts in with
+///   `#[clerk_protected(accepts_token = "api_key")]` (no verification or Backend API call before).
 /// - Clerk unreachable with no usable cached keys: 503 with `Retry-After`.
 /// - CORS preflight (`OPTIONS` with `Access-Control-Request-Method`) passes untouched.
 ///
@@ -151,13 +155,16 @@ where
                 req.extensions_mut().insert(RequestAuth {
                     state: AuthState::Anonymous,
                     clerk,
+                    resolving: None,
                 });
                 return service
                     .call(req)
                     .await
                     .map(ServiceResponse::map_into_left_body);
             }
-            let state = match clerk.auth_state(req.request(), accepts).await {
+            // Optional mode defers a machine token of a type not accepted here to the handler,
+            // whose guard may accept it (`#[clerk_protected(accepts_token = ...)]`).
+            let state = match clerk.auth_state(req.request(), accepts, !required).await {
                 Ok(state) => state,
                 Err(err) => return Ok(refuse(req, &clerk, err)),
             };
@@ -167,7 +174,11 @@ where
                     return Ok(refuse(req, &clerk, err));
                 }
             }
-            req.extensions_mut().insert(RequestAuth { state, clerk });
+            req.extensions_mut().insert(RequestAuth {
+                state,
+                clerk,
+                resolving: None,
+            });
             service
                 .call(req)
                 .await

@@ -237,12 +237,12 @@ impl Sessions {
 
     /// Reports a refused token and hands the error back.
     fn failed(&self, err: AuthError, token: &str) -> AuthError {
-        telemetry::auth_failed(err.reason());
-        self.events.emit(ClerkEvent::AuthFailed {
-            reason: err.reason(),
-            token_hash: token_hash(token),
-        });
-        err
+        // A machine token on a session route is reported by the caller, which may hand it to a
+        // handler that accepts it (`#[clerk_protected(accepts_token = ...)]`).
+        if err.reason() == R::TokenTypeMismatch {
+            return err;
+        }
+        telemetry::refused(&self.events, err, token)
     }
 
     async fn verify_uncached(

@@ -24,9 +24,20 @@
 use std::time::Duration;
 
 use crate::{
-    error::AuthErrorReason,
-    events::{AuthSource, UserSource},
+    error::{AuthError, AuthErrorReason},
+    events::{token_hash, AuthSource, ClerkEvent, Events, UserSource},
 };
+
+/// Reports a refused token (the `AuthFailed` event, with a hash of the token, never the token;
+/// the failure counter) and hands the error back.
+pub(crate) fn refused(events: &Events, err: AuthError, token: &str) -> AuthError {
+    auth_failed(err.reason());
+    events.emit(ClerkEvent::AuthFailed {
+        reason: err.reason(),
+        token_hash: token_hash(token),
+    });
+    err
+}
 
 /// A successful authentication.
 pub(crate) fn auth_succeeded(source: AuthSource) {

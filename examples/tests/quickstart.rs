@@ -37,6 +37,16 @@ fn free_port() -> u16 {
 
 /// Starts the quickstart and returns it with the token from its printed `curl` command.
 fn start(port: u16, db: &TestDb) -> (Server, String) {
+    let (server, tokens) = start_printing(port, db);
+    let token = tokens
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the quickstart printed a curl command with a token");
+    (server, token)
+}
+
+/// Starts the quickstart; every token of its printed `curl` commands arrives on the channel,
+/// in the order printed.
+fn start_printing(port: u16, db: &TestDb) -> (Server, mpsc::Receiver<String>) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_quickstart"));
     cmd.env("PORT", port.to_string())
         .env_remove("CLERK_SECRET_KEY")
@@ -59,10 +69,7 @@ fn start(port: u16, db: &TestDb) -> (Server, String) {
             }
         }
     });
-    let token = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the quickstart printed a curl command with a token");
-    (server, token)
+    (server, rx)
 }
 
 #[actix_web::test]
@@ -137,6 +144,111 @@ async fn quickstart_serves_me_with_the_printed_token_and_syncs_the_user() {
         drop(_server);
         db.cleanup().await;
     }
+}
+
+#[actix_web::test]
+async fn quickstart_machine_route_takes_api_keys_and_m2m_tokens_and_refuses_the_rest() {
+    let (db, _store) = TestDb::new(Backend::Sqlite).await;
+    let port = free_port();
+    let (_server, printed) = start_printing(port, &db);
+    let next = || {
+        printed
+            .recv_timeout(Duration::from_secs(60))
+            .expect("a printed curl command")
+    };
+    // Printed in this order: /me's session token, then /machine's API key, M2M token, M2M JWT,
+    // and the session token again.
+    let session = next();
+    let (api_key, m2m, m2m_jwt) = (next(), next(), next());
+    assert_eq!(next(), session);
+    assert!(
+        api_key.starts_with("ak_") && m2m.starts_with("mt_"),
+        "{api_key} {m2m}"
+    );
+    assert_eq!(m2m_jwt.split('.').count(), 3);
+
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .finish();
+    let base = format!("http://127.0.0.1:{port}");
+    wait_ready(&client, &base).await;
+    let call = |token: String| {
+        let client = client.clone();
+        let url = format!("{base}/machine");
+        async move {
+            let mut res = client.get(url).bearer_auth(token).send().await.unwrap();
+            let body: serde_json::Value = res.json().await.unwrap();
+            (res.status().as_u16(), body)
+        }
+    };
+
+    for (token, token_type, subject, scopes) in [
+        (
+            &api_key,
+            "api_key",
+            "user_quickstart",
+            serde_json::json!(["read:reports"]),
+        ),
+        (
+            &m2m,
+            "m2m_token",
+            "mch_quickstart",
+            serde_json::json!(["mch_reports"]),
+        ),
+        (
+            &m2m_jwt,
+            "m2m_token",
+            "mch_quickstart",
+            serde_json::json!(["mch_reports"]),
+        ),
+    ] {
+        let (status, body) = call(token.clone()).await;
+        assert_eq!(status, 200, "{token_type}: {body}");
+        assert_eq!(body["token_type"], token_type);
+        assert_eq!(body["subject"], subject);
+        assert_eq!(body["scopes"], scopes);
+        assert!(
+            body["id"].as_str().is_some_and(|id| !id.is_empty()),
+            "{body}"
+        );
+    }
+
+    // Revoked, expired (opaque and JWT) from the dev endpoint; unknown; a session token; an
+    // OAuth token type the handler does not take.
+    let dev = |query: &'static str| {
+        let client = client.clone();
+        let url = format!("{base}/dev/machine-token?{query}");
+        async move {
+            let mut res = client.get(url).send().await.unwrap();
+            assert_eq!(res.status().as_u16(), 200, "{query}");
+            String::from_utf8(res.body().await.unwrap().to_vec()).unwrap()
+        }
+    };
+    for (token, reason) in [
+        (dev("type=api_key&state=revoked").await, "token-revoked"),
+        (dev("type=m2m_token&state=revoked").await, "token-revoked"),
+        (dev("type=api_key&state=expired").await, "token-expired"),
+        (dev("type=m2m_jwt&state=expired").await, "token-expired"),
+        ("ak_0000000000000000unknown".to_owned(), "token-invalid"),
+        (session.clone(), "token-type-mismatch"),
+        (
+            "oat_0000000000000000unknown".to_owned(),
+            "token-type-mismatch",
+        ),
+    ] {
+        let (status, body) = call(token.clone()).await;
+        assert_eq!(
+            (status, body["reason"].as_str()),
+            (401, Some(reason)),
+            "{body}"
+        );
+    }
+    // And a valid one still answers; `/me` keeps taking sessions only.
+    assert_eq!(call(dev("type=m2m_jwt").await).await.0, 200);
+    assert_eq!(status(&client, &base, &session).await, 200);
+    assert_eq!(status(&client, &base, &api_key).await, 401);
+    drop(_server);
+    db.cleanup().await;
 }
 
 /// A quickstart process against a shared Clerk (here the test's MockClerk) and database, as one

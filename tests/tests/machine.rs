@@ -12,6 +12,7 @@ use actix_web::{
     test, web, App, HttpResponse,
 };
 use clerk_actix::{
+    clerk_protected,
     extract::{ClerkAuth, ClerkMachine},
     machine::MachinePolicy,
     testing::{Endpoint, Fault, MockClerk},
@@ -72,8 +73,8 @@ async fn app(
     .await
 }
 
-async fn call(
-    app: &impl Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error>,
+async fn call<B: actix_web::body::MessageBody>(
+    app: &impl Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     path: &str,
     token: &str,
 ) -> (StatusCode, Option<String>, Value) {
@@ -90,7 +91,9 @@ async fn call(
         .headers()
         .get(header::RETRY_AFTER)
         .map(|v| v.to_str().unwrap().to_owned());
-    let bytes = actix_web::body::to_bytes(res.into_body()).await.unwrap();
+    let Ok(bytes) = actix_web::body::to_bytes(res.into_body()).await else {
+        panic!("the body could not be read");
+    };
     let body = serde_json::from_slice(&bytes)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
     (status, retry, body)
@@ -254,9 +257,11 @@ async fn jwt_machine_tokens_verify_without_any_backend_api_call() {
         (status, reason(&body)),
         (StatusCode::UNAUTHORIZED, "token-expired")
     );
-    let mut forged = mock.oauth_jwt("c", "user_1", &[], 60);
-    forged.pop();
-    forged.push(if forged.ends_with('A') { 'B' } else { 'A' });
+    // A character inside the signature (the last one may carry only padding bits).
+    let mut forged = mock.oauth_jwt("c", "user_1", &[], 60).into_bytes();
+    let at = forged.len() - 10;
+    forged[at] = if forged[at] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
     let (status, _, body) = call(&app, "/machine", &forged).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(reason(&body).starts_with("token-"), "{body}");
@@ -495,4 +500,167 @@ async fn authenticate_machine_token_outside_the_middleware() {
         .await
         .unwrap_err();
     assert_eq!(err.reason(), AuthErrorReason::TokenTypeMismatch);
+}
+
+// Per-handler opt-in under one app-wide, sessions-only middleware.
+
+#[clerk_protected(accepts_token = ["api_key", "m2m_token"], scope = "read:reports")]
+async fn reports(caller: ClerkMachine) -> HttpResponse {
+    HttpResponse::Ok().json(caller.into_inner())
+}
+
+#[clerk_protected(accepts_token = ["session_token", "api_key"])]
+async fn either(auth: ClerkAuth) -> HttpResponse {
+    match auth {
+        ClerkAuth::Session(s) => HttpResponse::Ok().body(format!("session:{}", s.user_id())),
+        ClerkAuth::Machine(m) => HttpResponse::Ok().body(format!("machine:{}", m.subject())),
+    }
+}
+
+#[clerk_protected(accepts_token = "oauth_token", any(scope = "openid", scope = "admin"))]
+async fn oauth_only() -> &'static str {
+    "oauth"
+}
+
+#[actix_web::test]
+async fn a_handler_opts_in_to_machine_tokens_under_an_app_wide_session_middleware() {
+    let mock = MockClerk::start();
+    let events = Recorder::default();
+    let clerk = mock
+        .clerk_builder()
+        .on_event(events.listener())
+        .build()
+        .unwrap();
+    let app = test::init_service(
+        App::new()
+            .wrap(ClerkMiddleware::new(clerk))
+            .route("/reports", web::get().to(reports))
+            .route("/either", web::get().to(either))
+            .route("/oauth", web::get().to(oauth_only))
+            .route(
+                "/me",
+                web::get().to(|s: ClerkSession| async move {
+                    HttpResponse::Ok().body(s.user_id().to_owned())
+                }),
+            )
+            .route(
+                "/machine-extractor",
+                web::get().to(|m: ClerkMachine| async move {
+                    HttpResponse::Ok().body(m.subject().to_owned())
+                }),
+            )
+            .route("/public", web::get().to(|| async { "public" })),
+    )
+    .await;
+    let session = mock.token().subject("user_alice").build();
+    assert_eq!(call(&app, "/me", &session).await.0, StatusCode::OK);
+    let reader = mock.create_api_key("user_1", "reader", &["read:reports"]);
+    let writer = mock.create_api_key("user_2", "writer", &["write:reports"]);
+    let m2m = mock.m2m_jwt("mch_billing", &["read:reports"], 60);
+    let oat = mock.create_oauth_token("client_app", "user_3", &["openid"], 3600);
+    mock.reset_counters();
+    events.take();
+
+    // The opted-in handler verifies its types (one Backend API call for the opaque key, none
+    // for the JWT) and checks the scope.
+    let (status, _, body) = call(&app, "/reports", &reader).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (body["token_type"].as_str(), body["subject"].as_str()),
+        (Some("api_key"), Some("user_1"))
+    );
+    assert_eq!(mock.requests(Endpoint::ApiKeysVerify), 1);
+    let (status, _, body) = call(&app, "/reports", &m2m).await;
+    assert_eq!(
+        (status, body["subject"].as_str()),
+        (StatusCode::OK, Some("mch_billing"))
+    );
+    let (status, _, body) = call(&app, "/reports", &writer).await;
+    assert_eq!(
+        (status, reason(&body)),
+        (StatusCode::FORBIDDEN, "insufficient-scope"),
+        "{body}"
+    );
+    let seen = events.take();
+    assert!(
+        !seen
+            .iter()
+            .any(|e| matches!(e, ClerkEvent::AuthFailed { .. })),
+        "an accepted machine token is not reported as refused: {seen:?}"
+    );
+    assert_eq!(
+        seen.iter()
+            .filter(|e| matches!(e, ClerkEvent::MachineAuthenticated { .. }))
+            .count(),
+        3
+    );
+    mock.reset_counters();
+
+    // Types the handler leaves out, and every handler that did not opt in: 401
+    // token-type-mismatch, no verification, reported once each.
+    for (path, token) in [
+        ("/reports", oat.as_str()),
+        ("/reports", session.as_str()),
+        ("/oauth", reader.as_str()),
+        ("/me", reader.as_str()),
+        ("/me", m2m.as_str()),
+        ("/machine-extractor", reader.as_str()),
+    ] {
+        let (status, _, body) = call(&app, path, token).await;
+        assert_eq!(
+            (status, reason(&body)),
+            (StatusCode::UNAUTHORIZED, "token-type-mismatch"),
+            "{path}"
+        );
+    }
+    assert_eq!(verify_calls(&mock), 0);
+    let refused = events
+        .take()
+        .into_iter()
+        .filter(|e| {
+            matches!(e, ClerkEvent::AuthFailed { reason, .. } if *reason == AuthErrorReason::TokenTypeMismatch)
+        })
+        .count();
+    assert_eq!(
+        refused, 5,
+        "the session on /reports is refused by the guard, unreported by the middleware"
+    );
+
+    // Sessions where the handler takes them; a page without Clerk extractors ignores the token.
+    assert_eq!(
+        call(&app, "/either", &session).await.2,
+        "session:user_alice"
+    );
+    assert_eq!(call(&app, "/either", &reader).await.2, "machine:user_1");
+    assert_eq!(call(&app, "/oauth", &oat).await.2, "oauth");
+    assert_eq!(call(&app, "/public", &reader).await.0, StatusCode::OK);
+    assert_eq!(mock.requests(Endpoint::OAuthTokensVerify), 1);
+
+    // An invalid key on the opted-in handler is refused with its own reason.
+    let (status, _, body) = call(&app, "/reports", "ak_doesnotexist0000").await;
+    assert_eq!(
+        (status, reason(&body)),
+        (StatusCode::UNAUTHORIZED, "token-invalid"),
+        "{body}"
+    );
+}
+
+#[actix_web::test]
+async fn a_required_middleware_refuses_machine_tokens_it_does_not_accept() {
+    let mock = MockClerk::start();
+    let clerk = mock.clerk_builder().build().unwrap();
+    let app = test::init_service(
+        App::new()
+            .wrap(ClerkMiddleware::new(clerk).required())
+            .route("/reports", web::get().to(reports)),
+    )
+    .await;
+    let reader = mock.create_api_key("user_1", "reader", &["read:reports"]);
+    mock.reset_counters();
+    let (status, _, body) = call(&app, "/reports", &reader).await;
+    assert_eq!(
+        (status, reason(&body)),
+        (StatusCode::UNAUTHORIZED, "token-type-mismatch")
+    );
+    assert_eq!(verify_calls(&mock), 0);
 }

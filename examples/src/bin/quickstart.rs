@@ -2,7 +2,8 @@
 //!
 //! An actix server on 127.0.0.1:8080 (`PORT` overrides) with `GET /` (public), `GET /me`
 //! (protected: the synced local user and the verified claims as JSON; session tokens only) and
-//! `GET /machine` (API keys and M2M tokens, opaque or JWT; session tokens are refused).
+//! `GET /machine` (API keys and M2M tokens, opaque or JWT, opted in on the handler under the
+//! app-wide session middleware; session tokens are refused).
 //!
 //! Users are synced into an embedded SQLite file (`quickstart.sqlite`, or `SQLITE_PATH`) or,
 //! with `DATABASE_URL=postgres://...`, into PostgreSQL; the `clerk_users` migrations run at
@@ -11,7 +12,9 @@
 //! - With `CLERK_SECRET_KEY` or `CLERK_JWT_KEY` set, it verifies real Clerk session tokens
 //!   (configuration from the environment, see the README).
 //! - Without, it starts a dev `MockClerk` in-process on 127.0.0.1 and prints ready-to-paste
-//!   `curl` commands carrying a valid token. `GET /dev/token?sub=user_x` mints a fresh one.
+//!   `curl` commands carrying a valid token. `GET /dev/token?sub=user_x` mints a fresh one,
+//!   `GET /dev/machine-token?type=api_key|m2m_token|m2m_jwt&state=valid|revoked|expired` a
+//!   machine token.
 //! - `POST /webhooks/clerk` keeps the user table in sync with Clerk's (Svix-signed) webhooks
 //!   whenever a signing secret is configured (`CLERK_WEBHOOK_SIGNING_SECRET`; always in dev
 //!   mode, with the dev Clerk's secret).
@@ -23,17 +26,64 @@
 
 use actix_web::{get, web, App, HttpResponse, HttpServer, Responder};
 use clerk_actix::{
-    health,
+    clerk_protected, health,
     store::{ClerkUserRecord, DieselUserStore},
     testing::{unix_now, MockClerk},
-    webhooks, ClerkMachine, ClerkMiddleware, ClerkUser, OptionalClerkSession, TokenTypes,
+    webhooks, ClerkMachine, ClerkMiddleware, ClerkUser, OptionalClerkSession,
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::Deserialize;
 
-/// Machine callers: `{"token_type", "id", "subject", "scopes"}` (and `name` for API keys).
+/// Machine callers: `{"token_type", "id", "subject", "scopes"}` (and `name` for API keys). The
+/// app-wide middleware takes session tokens only; this handler opts in to API keys and M2M
+/// tokens (opaque or JWT). A session token here is 401 `token-type-mismatch`.
+#[clerk_protected(accepts_token = ["api_key", "m2m_token"])]
 async fn machine(caller: ClerkMachine) -> impl Responder {
     web::Json(caller.into_inner())
+}
+
+#[derive(Deserialize)]
+struct MachineTokenQuery {
+    r#type: Option<String>,
+    state: Option<String>,
+}
+
+/// Dev mode only: a machine token from the in-process mock Clerk, `type` `api_key` (default),
+/// `m2m_token` or `m2m_jwt`, `state` `valid` (default), `revoked` or `expired`.
+async fn dev_machine_token(
+    mock: web::Data<MockClerk>,
+    q: web::Query<MachineTokenQuery>,
+) -> impl Responder {
+    let kind = q.r#type.as_deref().unwrap_or("api_key");
+    let state = q.state.as_deref().unwrap_or("valid");
+    let lifetime = if state == "expired" {
+        -60
+    } else {
+        DEV_TOKEN_LIFETIME_SECS
+    };
+    let token = match (kind, state) {
+        ("api_key", "valid" | "revoked" | "expired") => {
+            Some(mock.create_api_key("user_quickstart", "quickstart", &["read:reports"]))
+        }
+        ("m2m_token", "valid" | "revoked" | "expired") => {
+            Some(mock.create_m2m_token("mch_quickstart", &["mch_reports"], lifetime))
+        }
+        ("m2m_jwt", "valid" | "expired") => {
+            Some(mock.m2m_jwt("mch_quickstart", &["mch_reports"], lifetime))
+        }
+        _ => None,
+    };
+    let Some(token) = token else {
+        return HttpResponse::BadRequest().json(serde_json::json!({
+            "error": "type is api_key, m2m_token or m2m_jwt; state is valid, revoked or expired (a JWT cannot be revoked)"
+        }));
+    };
+    match state {
+        "revoked" => mock.revoke_machine_token(&token),
+        "expired" if kind != "m2m_jwt" => mock.expire_machine_token(&token),
+        _ => {}
+    }
+    HttpResponse::Ok().body(token)
 }
 
 /// Dev tokens live an hour so the printed commands keep working while you try them; real Clerk
@@ -177,33 +227,26 @@ async fn main() -> std::io::Result<()> {
         let clerk = clerk.clone();
         let mock = mock.clone();
         HttpServer::new(move || {
-            // `/machine` takes API keys and M2M tokens, under a middleware of its own; everything
-            // else takes session tokens (the default), under the second one.
-            let machines = ClerkMiddleware::new(clerk.clone())
-                .accepts_token(TokenTypes::API_KEY | TokenTypes::M2M);
-            let mut sessions = web::scope("")
+            // One middleware for the whole app: session tokens (the default); `/machine` opts
+            // in to API keys and M2M tokens on its handler.
+            let mut app = App::new()
                 .wrap(ClerkMiddleware::new(clerk.clone()))
                 .service(index)
-                .service(me);
-            if let Some(mock) = &mock {
-                sessions = sessions
-                    .app_data(mock.clone())
-                    .route("/dev/token", web::get().to(dev_token));
-            }
-            let mut app = App::new()
-                .service(
-                    web::resource("/machine")
-                        .wrap(machines)
-                        .route(web::get().to(machine)),
-                )
+                .service(me)
+                .route("/machine", web::get().to(machine))
                 .route("/readyz", web::get().to(health::readyz))
                 .app_data(web::Data::new(prometheus.clone()))
                 .route("/metrics", web::get().to(metrics));
+            if let Some(mock) = &mock {
+                app = app
+                    .app_data(mock.clone())
+                    .route("/dev/token", web::get().to(dev_token))
+                    .route("/dev/machine-token", web::get().to(dev_machine_token));
+            }
             if serve_webhooks {
                 app = app.service(webhooks::resource::<ClerkUserRecord>("/webhooks/clerk"));
             }
             app.app_data(web::Data::new(clerk.clone()))
-                .service(sessions)
         })
         .workers(2)
         .shutdown_timeout(5)
@@ -250,6 +293,8 @@ async fn main() -> std::io::Result<()> {
         println!("  curl -i {base}/machine -H 'Authorization: Bearer {m2m_jwt}'");
         println!("A session token there (401 token-type-mismatch):");
         println!("  curl -i {base}/machine -H 'Authorization: Bearer {token}'");
+        println!("A revoked or expired machine token (401 token-revoked / token-expired):");
+        println!("  curl -s '{base}/dev/machine-token?type=api_key&state=revoked'");
         println!();
     }
     server.run().await

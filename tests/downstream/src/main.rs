@@ -4,7 +4,7 @@ use clerk_actix::{
     actix_web::{web, App, HttpResponse},
     clerk_protected,
     store::DieselUserStore,
-    Clerk, ClerkMiddleware, ClerkUser, ClerkUserData,
+    Clerk, ClerkAuth, ClerkMachine, ClerkMiddleware, ClerkUser, ClerkUserData,
 };
 
 diesel::table! {
@@ -51,6 +51,20 @@ async fn write() -> &'static str {
     "written"
 }
 
+// The README's per-handler machine-token example.
+#[clerk_protected(accepts_token = ["api_key", "m2m_token"], scope = "read:reports")]
+async fn reports(caller: ClerkMachine) -> HttpResponse {
+    HttpResponse::Ok().json(caller.into_inner())
+}
+
+#[clerk_protected(accepts_token = ["session_token", "oauth_token"], any(role = "org:admin", scope = "admin"))]
+async fn people_or_apps(auth: ClerkAuth) -> HttpResponse {
+    match auth {
+        ClerkAuth::Session(s) => HttpResponse::Ok().body(s.user_id().to_owned()),
+        ClerkAuth::Machine(m) => HttpResponse::Ok().body(m.subject().to_owned()),
+    }
+}
+
 fn main() {
     let _ = run;
 }
@@ -67,6 +81,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let _app = App::new()
         .wrap(ClerkMiddleware::new(clerk))
         .route("/admin", web::get().to(admin))
-        .route("/write", web::post().to(write));
+        .route("/write", web::post().to(write))
+        .route("/reports", web::get().to(reports))
+        .route("/people-or-apps", web::get().to(people_or_apps));
     Ok(())
 }

@@ -41,6 +41,20 @@ async fn custom_reverification() -> &'static str {
     "custom"
 }
 
+// Machine tokens, per handler: the guard derefs to the caller.
+#[clerk_protected(accepts_token = ["api_key", "m2m_token"], scope = "read:reports")]
+async fn machine_reports(caller: clerk_actix::ClerkMachine) -> HttpResponse {
+    HttpResponse::Ok().body(caller.subject().to_owned())
+}
+
+#[clerk_protected(accepts_token = ["session_token", "oauth_token"], any(role = "org:admin", scope = "admin"))]
+async fn people_or_apps(auth: clerk_actix::ClerkAuth) -> HttpResponse {
+    match auth {
+        clerk_actix::ClerkAuth::Session(s) => HttpResponse::Ok().body(s.user_id().to_owned()),
+        clerk_actix::ClerkAuth::Machine(m) => HttpResponse::Ok().body(m.subject().to_owned()),
+    }
+}
+
 fn main() {
     let _app = App::new()
         .route("/f", web::get().to(bare_and_fresh))
@@ -49,5 +63,7 @@ fn main() {
         .service(above_route)
         .route("/c", web::post().to(routed))
         .route("/d", web::get().to(with_crate_path))
-        .route("/e", web::get().to(twice));
+        .route("/e", web::get().to(twice))
+        .route("/h", web::get().to(machine_reports))
+        .route("/i", web::get().to(people_or_apps));
 }
