@@ -431,6 +431,24 @@ impl Drop for InFlight {
     }
 }
 
+/// The keys for a token with this `kid`: the configured PEM key(s) when set, else the remote
+/// JWKS; neither is `jwk-failed-to-resolve` (one rule for sessions and machine JWTs).
+pub(crate) async fn resolve_keys(
+    static_keys: Option<&Arc<VerificationKeys>>,
+    jwks: Option<&Arc<RemoteJwks>>,
+    kid: Option<&str>,
+    events: &Events,
+) -> Result<Arc<VerificationKeys>, AuthError> {
+    match (static_keys, jwks) {
+        (Some(keys), _) => Ok(keys.clone()),
+        (None, Some(jwks)) => jwks.keys_for(kid, events).await,
+        (None, None) => Err(AuthError::new(
+            R::JwkFailedToResolve,
+            "set CLERK_SECRET_KEY or CLERK_JWT_KEY",
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,12 +18,13 @@ use actix_web::web::Bytes;
 use moka::{future::Cache, Expiry};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use tracing::Instrument as _;
 
 use crate::{
     api::{self, ApiError, BackendApi},
     error::{AuthError, AuthErrorReason as R},
-    events::{AuthSource, ClerkEvent, Events},
-    jwks::RemoteJwks,
+    events::{AuthSource, ClerkEvent, Events, TRACING_TARGET},
+    jwks::{resolve_keys, RemoteJwks},
     keys::VerificationKeys,
     telemetry,
     verify::{DecodedToken, TokenVerifier},
@@ -593,16 +594,15 @@ impl Machines {
         token: &str,
         token_type: TokenType,
     ) -> Result<MachineAuth, AuthError> {
+        let span = machine_span(token_type, "opaque");
         let prefix = if token.starts_with("m2m_") {
             4
         } else {
             token.find('_').map_or(0, |i| i + 1)
         };
         if !well_formed(token, prefix) {
-            return Err(self.failed(
-                AuthError::new(R::TokenInvalid, "not a well-formed machine token"),
-                token,
-            ));
+            let err = AuthError::new(R::TokenInvalid, "not a well-formed machine token");
+            return self.finish(&span, Err(err), AuthSource::Verified, token);
         }
         let key: Arc<str> = Arc::from(token);
         let mut source = AuthSource::Cache;
@@ -612,14 +612,9 @@ impl Machines {
                 source = AuthSource::Verified;
                 self.ask_clerk(token, token_type).await
             })
+            .instrument(span.clone())
             .await;
-        match answer.result {
-            Ok(auth) => {
-                self.succeeded(&auth, source);
-                Ok(auth)
-            }
-            Err(err) => Err(self.failed(err, token)),
-        }
+        self.finish(&span, answer.result, source, token)
     }
 
     /// One verify call (if the budget allows), as a cacheable answer.
@@ -693,13 +688,37 @@ impl Machines {
         decoded: DecodedToken<'_>,
         token_type: TokenType,
     ) -> Result<MachineAuth, AuthError> {
-        let result = self.verify_jwt_inner(decoded, token_type).await;
+        let span = machine_span(token_type, "jwt");
+        let result = self
+            .verify_jwt_inner(decoded, token_type)
+            .instrument(span.clone())
+            .await;
+        self.finish(&span, result, AuthSource::Verified, token)
+    }
+
+    /// Reports the outcome (event, metrics, span fields) and hands it back.
+    fn finish(
+        &self,
+        span: &tracing::Span,
+        result: Result<MachineAuth, AuthError>,
+        source: AuthSource,
+        token: &str,
+    ) -> Result<MachineAuth, AuthError> {
         match result {
             Ok(auth) => {
-                self.succeeded(&auth, AuthSource::Verified);
+                if !span.is_disabled() {
+                    span.record("source", source.as_str());
+                    span.record("id", auth.id());
+                }
+                self.succeeded(&auth, source);
                 Ok(auth)
             }
-            Err(err) => Err(self.failed(err, token)),
+            Err(err) => {
+                if !span.is_disabled() {
+                    span.record("reason", err.reason().as_str());
+                }
+                Err(self.failed(err, token))
+            }
         }
     }
 
@@ -708,16 +727,13 @@ impl Machines {
         decoded: DecodedToken<'_>,
         token_type: TokenType,
     ) -> Result<MachineAuth, AuthError> {
-        let keys = match (&self.static_keys, &self.jwks) {
-            (Some(keys), _) => keys.clone(),
-            (None, Some(jwks)) => jwks.keys_for(decoded.kid(), &self.events).await?,
-            (None, None) => {
-                return Err(AuthError::new(
-                    R::JwkFailedToResolve,
-                    "set CLERK_SECRET_KEY or CLERK_JWT_KEY",
-                ))
-            }
-        };
+        let keys = resolve_keys(
+            self.static_keys.as_ref(),
+            self.jwks.as_ref(),
+            decoded.kid(),
+            &self.events,
+        )
+        .await?;
         let oauth = token_type == TokenType::OAuthToken;
         let payload = self
             .verifier
@@ -762,6 +778,20 @@ impl Machines {
             });
         }
     }
+}
+
+/// The `clerk.authenticate_machine` span (debug level, target `clerk_actix`): `token_type`,
+/// `form` (`opaque` / `jwt`), then `source` and `id`, or `reason`; never the token.
+fn machine_span(token_type: TokenType, form: &'static str) -> tracing::Span {
+    tracing::debug_span!(
+        target: TRACING_TARGET,
+        "clerk.authenticate_machine",
+        token_type = token_type.as_str(),
+        form,
+        source = tracing::field::Empty,
+        id = tracing::field::Empty,
+        reason = tracing::field::Empty,
+    )
 }
 
 /// A cheap, process-local hash for the "verified lately" set (never logged or sent).

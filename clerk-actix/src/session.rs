@@ -18,7 +18,7 @@ use crate::{
     claims::ClerkClaims,
     error::{AuthError, AuthErrorReason as R},
     events::{token_hash, AuthSource, ClerkEvent, Events, TokenCarrier, TRACING_TARGET},
-    jwks::RemoteJwks,
+    jwks::{resolve_keys, RemoteJwks},
     keys::VerificationKeys,
     revocation::Revocations,
     telemetry,
@@ -256,16 +256,13 @@ impl Sessions {
             token_hash: token_hash(token),
         });
         let decoded = inner.verifier.decode_session(token)?;
-        let keys = match (&inner.static_keys, &inner.jwks) {
-            (Some(keys), _) => keys.clone(),
-            (None, Some(jwks)) => jwks.keys_for(decoded.kid(), &inner.events).await?,
-            (None, None) => {
-                return Err(AuthError::new(
-                    R::JwkFailedToResolve,
-                    "set CLERK_SECRET_KEY or CLERK_JWT_KEY",
-                ))
-            }
-        };
+        let keys = resolve_keys(
+            inner.static_keys.as_ref(),
+            inner.jwks.as_ref(),
+            decoded.kid(),
+            &inner.events,
+        )
+        .await?;
         inner.verifier.verify_decoded(decoded, &keys, now)
     }
 

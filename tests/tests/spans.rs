@@ -9,7 +9,7 @@ use actix_web::{test, web, App, HttpResponse};
 use clerk_actix::{
     store::ClerkUserRecord,
     testing::{unix_now, MockClerk},
-    webhooks, ClerkMiddleware, ClerkUser,
+    webhooks, ClerkMachine, ClerkMiddleware, ClerkUser, TokenTypes,
 };
 use clerk_actix_tests::{
     bearer, call_json,
@@ -38,10 +38,16 @@ impl<'a> MakeWriter<'a> for Captured {
     }
 }
 
-/// The closing line of each span named `name`.
+/// The closing line of each span named `name` (the innermost span of the line's path).
 fn closed<'t>(out: &'t str, name: &str) -> Vec<&'t str> {
     out.lines()
-        .filter(|l| l.contains(&format!("{name}{{")) && l.contains("close"))
+        .filter(|l| {
+            l.split_once(": clerk_actix: close").is_some_and(|(path, _)| {
+                // Spans are `clerk.*`, nested with `:`; field values hold no `clerk.`.
+                let innermost = path.rfind(":clerk.").max(path.rfind(" clerk."));
+                innermost.is_some_and(|at| path[at + 1..].starts_with(&format!("{name}{{")))
+            })
+        })
         .collect()
 }
 
@@ -61,8 +67,13 @@ async fn spans_for_authentication_user_loads_backend_api_calls_and_webhooks() {
     let clerk = mock.clerk_builder().user_store(store).build().unwrap();
     let app = test::init_service(
         App::new()
-            .wrap(ClerkMiddleware::new(clerk))
+            .wrap(ClerkMiddleware::new(clerk).accepts_token(TokenTypes::ANY))
             .service(webhooks::resource::<ClerkUserRecord>("/webhooks/clerk"))
+            .route(
+                "/machine",
+                web::get()
+                    .to(|m: ClerkMachine| async move { HttpResponse::Ok().json(m.into_inner()) }),
+            )
             .route(
                 "/me/user",
                 web::get().to(|u: ClerkUser<ClerkUserRecord>| async move {
@@ -79,6 +90,19 @@ async fn spans_for_authentication_user_loads_backend_api_calls_and_webhooks() {
             .insert_header(bearer(token))
             .to_request();
         call_json(&app, req).await;
+    }
+    let api_key = mock.create_api_key("user_spans", "ci", &[]);
+    let expired_m2m = mock.m2m_jwt("mch_spans", &[], -60);
+    let mut api_key_id = String::new();
+    for token in [&api_key, &api_key, &expired_m2m] {
+        let req = test::TestRequest::get()
+            .uri("/machine")
+            .insert_header(bearer(token))
+            .to_request();
+        let (status, _, body) = call_json(&app, req).await;
+        if status == 200 {
+            api_key_id = body["id"].as_str().unwrap().to_owned();
+        }
     }
     let delivery = mock.webhook("user.updated", user_json("user_spans", i64::MAX / 2, "Ada"));
     let mut req = test::TestRequest::post()
@@ -116,6 +140,26 @@ async fn spans_for_authentication_user_loads_backend_api_calls_and_webhooks() {
         hooks[0].contains("event_type=\"user.updated\"")
             && hooks[0].contains("outcome=\"applied\"")
     );
+    // Machine tokens: one span each, with the type, the form and the outcome.
+    let machines = closed(&out, "clerk.authenticate_machine");
+    assert_eq!(machines.len(), 3, "{out}");
+    assert!(
+        machines[0].contains("token_type=\"api_key\"")
+            && machines[0].contains("form=\"opaque\"")
+            && machines[0].contains("source=\"verified\"")
+            && machines[0].contains(&format!("id=\"{}\"", api_key_id)),
+        "{}",
+        machines[0]
+    );
+    assert!(machines[1].contains("source=\"cache\""), "{}", machines[1]);
+    assert!(
+        machines[2].contains("token_type=\"m2m_token\"")
+            && machines[2].contains("form=\"jwt\"")
+            && machines[2].contains("reason=\"token-expired\""),
+        "{}",
+        machines[2]
+    );
+    assert!(!out.contains(&api_key) && !out.contains(&expired_m2m));
     // Durations come with every closed span; the token never appears.
     assert!(auth.iter().all(|l| l.contains("time.busy")));
     assert!(!out.contains(&good) && !out.contains(&expired));
