@@ -14,7 +14,7 @@
 //! | `clerk_token_cache_entries` | gauge | |
 //! | `clerk_user_sync_total` | counter | `source`: `cache` / `api` / `database` |
 //! | `clerk_user_cache_entries` | gauge | |
-//! | `clerk_backend_api_requests_total` | counter | `endpoint`: `jwks` / `users`; `status`: `2xx`, `404`, `429`, `4xx`, `5xx`, `error` |
+//! | `clerk_backend_api_requests_total` | counter | `endpoint`: `jwks` / `users` / `api_keys_verify` / `m2m_tokens_verify` / `oauth_access_tokens_verify`; `status`: `2xx`, `404`, `429`, `4xx`, `5xx`, `error` |
 //! | `clerk_backend_api_seconds` | histogram | `endpoint` |
 //! | `clerk_jwks_refresh_total` | counter | `result`: `ok` / `error` |
 //! | `clerk_jwks_age_seconds` | gauge | (set at every key lookup and health probe) |
