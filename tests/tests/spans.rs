@@ -42,11 +42,12 @@ impl<'a> MakeWriter<'a> for Captured {
 fn closed<'t>(out: &'t str, name: &str) -> Vec<&'t str> {
     out.lines()
         .filter(|l| {
-            l.split_once(": clerk_actix: close").is_some_and(|(path, _)| {
-                // Spans are `clerk.*`, nested with `:`; field values hold no `clerk.`.
-                let innermost = path.rfind(":clerk.").max(path.rfind(" clerk."));
-                innermost.is_some_and(|at| path[at + 1..].starts_with(&format!("{name}{{")))
-            })
+            l.split_once(": clerk_actix: close")
+                .is_some_and(|(path, _)| {
+                    // Spans are `clerk.*`, nested with `:`; field values hold no `clerk.`.
+                    let innermost = path.rfind(":clerk.").max(path.rfind(" clerk."));
+                    innermost.is_some_and(|at| path[at + 1..].starts_with(&format!("{name}{{")))
+                })
         })
         .collect()
 }

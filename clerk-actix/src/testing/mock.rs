@@ -430,26 +430,43 @@ impl MockClerk {
         })
     }
 
-    fn add_machine_token(&self, secret: &str, object: Value) {
-        lock(&self.state.machine_tokens).insert(secret.to_owned(), object);
+    /// Stores a new opaque machine token: the fields every verify answer shares (`id`, scopes,
+    /// not revoked or expired, times; `expiration` in `expires_in_secs`, none when `None`) plus
+    /// the type's own `fields`. Returns its secret.
+    fn add_machine_token(
+        &self,
+        prefix: &str,
+        scopes: &[&str],
+        expires_in_secs: Option<i64>,
+        fields: Value,
+    ) -> String {
+        let secret = random_secret(prefix);
+        let now = unix_now() * 1000;
+        let mut object = json!({
+            "id": random_id(prefix), "scopes": scopes, "claims": null, "revoked": false,
+            "revocation_reason": null, "expired": false,
+            "expiration": expires_in_secs.map(|secs| now + secs * 1000),
+            "created_at": now, "updated_at": now,
+        });
+        if let (Some(object), Value::Object(fields)) = (object.as_object_mut(), fields) {
+            object.extend(fields);
+        }
+        lock(&self.state.machine_tokens).insert(secret.clone(), object);
+        secret
     }
 
     /// Creates an API key for `subject` (`user_…` or `org_…`) with `scopes`, valid until
     /// revoked; returns its secret (`ak_…`), to send as `Authorization: Bearer <secret>`.
     pub fn create_api_key(&self, subject: &str, name: &str, scopes: &[&str]) -> String {
-        let secret = random_secret("ak_");
-        let now = unix_now() * 1000;
         self.add_machine_token(
-            &secret,
+            "ak_",
+            scopes,
+            None,
             json!({
-                "object": "api_key", "id": random_id("ak_"), "type": "api_key",
-                "subject": subject, "name": name, "description": null, "claims": null,
-                "scopes": scopes, "revoked": false, "revocation_reason": null, "expired": false,
-                "expiration": null, "created_by": null, "last_used_at": null,
-                "created_at": now, "updated_at": now,
+                "object": "api_key", "type": "api_key", "subject": subject, "name": name,
+                "description": null, "created_by": null, "last_used_at": null,
             }),
-        );
-        secret
+        )
     }
 
     /// Creates an opaque M2M token for machine `machine_id` (`mch_…`) that may call the
@@ -460,19 +477,15 @@ impl MockClerk {
         scopes: &[&str],
         expires_in_secs: i64,
     ) -> String {
-        let secret = random_secret("mt_");
-        let now = unix_now() * 1000;
         self.add_machine_token(
-            &secret,
+            "mt_",
+            scopes,
+            Some(expires_in_secs),
             json!({
-                "object": "machine_to_machine_token", "id": random_id("mt_"),
-                "subject": machine_id, "claims": null, "scopes": scopes, "revoked": false,
-                "revocation_reason": null, "expired": false,
-                "expiration": now + expires_in_secs * 1000, "last_used_at": null,
-                "created_at": now, "updated_at": now,
+                "object": "machine_to_machine_token", "subject": machine_id,
+                "last_used_at": null,
             }),
-        );
-        secret
+        )
     }
 
     /// Creates an opaque OAuth access token of client `client_id` for `user_id` with
@@ -484,18 +497,15 @@ impl MockClerk {
         scopes: &[&str],
         expires_in_secs: i64,
     ) -> String {
-        let secret = random_secret("oat_");
-        let now = unix_now() * 1000;
         self.add_machine_token(
-            &secret,
+            "oat_",
+            scopes,
+            Some(expires_in_secs),
             json!({
-                "object": "clerk_idp_oauth_access_token", "id": random_id("oat_"),
-                "client_id": client_id, "subject": user_id, "scopes": scopes, "revoked": false,
-                "revocation_reason": null, "expired": false,
-                "expiration": now + expires_in_secs * 1000, "created_at": now, "updated_at": now,
+                "object": "clerk_idp_oauth_access_token", "client_id": client_id,
+                "subject": user_id,
             }),
-        );
-        secret
+        )
     }
 
     /// Revokes an opaque machine token: the verify endpoint answers `revoked: true`.
