@@ -664,3 +664,70 @@ async fn a_required_middleware_refuses_machine_tokens_it_does_not_accept() {
     );
     assert_eq!(verify_calls(&mock), 0);
 }
+
+#[actix_web::test]
+async fn jwt_machine_tokens_expired_unknown_key_and_jwks_down() {
+    let mock = MockClerk::start();
+    let clerk = mock.clerk_builder().build().unwrap();
+    let app = app(clerk, TokenTypes::MACHINE).await;
+
+    // Clerk's JWKS down before any key is known: 503 with Retry-After, not 401.
+    mock.set_fault(Endpoint::Jwks, Fault::Status(503));
+    for token in [
+        mock.m2m_jwt("mch_1", &[], 60),
+        mock.oauth_jwt("c", "user_1", &[], 60),
+    ] {
+        let (status, retry, body) = call(&app, "/machine", &token).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert!(retry.is_some(), "{body}");
+    }
+    mock.clear_fault(Endpoint::Jwks);
+    // (The JWKS is retried after a back-off: a fresh handle for the rest.)
+    let app = self::app(mock.clerk_builder().build().unwrap(), TokenTypes::MACHINE).await;
+    let (status, _, body) = call(&app, "/machine", &mock.m2m_jwt("mch_1", &[], 60)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Expired OAuth JWT; an M2M JWT signed with a key the instance does not publish.
+    let (status, _, body) = call(&app, "/machine", &mock.oauth_jwt("c", "user_1", &[], -60)).await;
+    assert_eq!(
+        (status, reason(&body)),
+        (StatusCode::UNAUTHORIZED, "token-expired")
+    );
+    let unknown_kid = mock
+        .token()
+        .subject("mch_1")
+        .without_claim("sid")
+        .without_claim("azp")
+        .header("cat", "cl_B7d4PD333AAA")
+        .kid("ins_never_published")
+        .build();
+    let (status, _, body) = call(&app, "/machine", &unknown_kid).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(reason(&body).starts_with("jwk-"), "{body}");
+    // No opaque verify call for any of them.
+    assert_eq!(verify_calls(&mock), 0);
+}
+
+#[actix_web::test]
+async fn a_refused_secret_key_is_a_server_error_for_every_opaque_type() {
+    let mock = MockClerk::start();
+    let wrong_key = mock
+        .clerk_builder()
+        .secret_key("sk_test_wrong")
+        .build()
+        .unwrap();
+    let app = app(wrong_key, TokenTypes::MACHINE).await;
+    for token in [
+        mock.create_api_key("user_1", "k", &[]),
+        mock.create_m2m_token("mch_1", &[], 60),
+        mock.create_oauth_token("c", "user_1", &[], 60),
+    ] {
+        let (status, _, body) = call(&app, "/machine", &token).await;
+        assert_eq!(
+            (status, reason(&body)),
+            (StatusCode::INTERNAL_SERVER_ERROR, "secret-key-invalid"),
+            "{token}"
+        );
+    }
+    assert_eq!(verify_calls(&mock), 3);
+}
