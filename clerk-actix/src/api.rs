@@ -207,19 +207,32 @@ async fn send(client: &awc::Client, job: &Job) -> Result<Bytes, ApiError> {
     })?;
     let status = res.status();
     if status == StatusCode::TOO_MANY_REQUESTS {
-        let retry_after = parse_retry_after(
-            res.headers()
-                .get(actix_web::http::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok()),
-            Duration::from_secs(10),
-        );
-        return Err(ApiError::RateLimited { retry_after });
+        // Not worth reading the body of.
+        let retry_after = res
+            .headers()
+            .get(actix_web::http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        return answer(status, retry_after.as_deref(), Bytes::new());
     }
     let body = res
         .body()
         .limit(job.max_body)
         .await
         .map_err(|_| ApiError::Unreachable("body read failed"))?;
+    answer(status, None, body)
+}
+
+/// A Backend API answer (status, `Retry-After`, body) as the body or the error it stands for.
+pub(crate) fn answer(
+    status: StatusCode,
+    retry_after: Option<&str>,
+    body: Bytes,
+) -> Result<Bytes, ApiError> {
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        let retry_after = parse_retry_after(retry_after, Duration::from_secs(10));
+        return Err(ApiError::RateLimited { retry_after });
+    }
     if status == StatusCode::NOT_FOUND {
         return Err(ApiError::NotFound);
     }

@@ -64,6 +64,9 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod extract;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod guard;
 pub mod health;
 pub mod jwks;

@@ -418,6 +418,21 @@ fn unavailable(detail: &'static str, retry_after: Duration) -> AuthError {
     AuthError::unavailable(R::MachineVerifyUnavailable, detail, retry_after)
 }
 
+/// [`verdict`] on a Backend API answer given by its status and body, as the transport
+/// classifies it (for the fuzz target of the verify answers).
+#[cfg(feature = "fuzzing")]
+pub(crate) fn verdict_for_fuzzing(
+    token_type: TokenType,
+    status: u16,
+    body: &[u8],
+    now_ms: i64,
+) -> Result<MachineAuth, AuthError> {
+    let status = actix_web::http::StatusCode::from_u16(status)
+        .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
+    let answer = crate::api::answer(status, Some("3"), Bytes::copy_from_slice(body));
+    verdict(token_type, answer, now_ms)
+}
+
 /// Clerk's answer to a verify call, as an auth result (spec §5.1 error mapping, with outages
 /// as 503 instead of `unexpected-error`).
 fn verdict(

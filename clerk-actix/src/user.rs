@@ -1,7 +1,7 @@
 //! The Backend API user object (`GET /v1/users/{id}`, webhook `user.*` data), deserialised
 //! leniently: unknown fields ignored, nullable fields nullable, times in Unix milliseconds.
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
 /// `null` (or a missing field) becomes the type's default.
@@ -27,7 +27,8 @@ pub struct EmailAddress {
     #[serde(
         default,
         rename = "verification",
-        deserialize_with = "verification_status"
+        deserialize_with = "verification_status",
+        serialize_with = "verification_object"
     )]
     pub verification_status: Option<String>,
 }
@@ -46,7 +47,8 @@ pub struct PhoneNumber {
     #[serde(
         default,
         rename = "verification",
-        deserialize_with = "verification_status"
+        deserialize_with = "verification_status",
+        serialize_with = "verification_object"
     )]
     pub verification_status: Option<String>,
 }
@@ -57,6 +59,20 @@ fn verification_status<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>
         .and_then(|v| v.get("status"))
         .and_then(Value::as_str)
         .map(str::to_owned))
+}
+
+/// The inverse of [`verification_status`]: Clerk's shape, `{"status": ...}` or `null`, so that a
+/// serialised user parses back to itself (a field written as a bare string was read back as no
+/// status at all; found by the `backend_api` fuzz target's round-trip check).
+fn verification_object<S: Serializer>(status: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Verification<'a> {
+        status: &'a str,
+    }
+    status
+        .as_deref()
+        .map(|status| Verification { status })
+        .serialize(s)
 }
 
 /// A Clerk user as the Backend API returns it (spec §6.2). Only the fields the sync uses are
@@ -171,6 +187,25 @@ impl ClerkUserData {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_serialised_user_parses_back_to_itself() {
+        let json = r#"{"id":"user_1","primary_email_address_id":"idn_1",
+            "email_addresses":[{"id":"idn_1","email_address":"a@x.dev","verification":{"status":"verified"}}],
+            "phone_numbers":[{"id":"idn_2","phone_number":"+15550100","verification":{"status":"unverified"}}]}"#;
+        let user: ClerkUserData = serde_json::from_str(json).unwrap();
+        assert_eq!(
+            user.email_addresses[0].verification_status.as_deref(),
+            Some("verified")
+        );
+        let again: ClerkUserData =
+            serde_json::from_slice(&serde_json::to_vec(&user).unwrap()).unwrap();
+        assert_eq!(again, user);
+        assert_eq!(
+            again.phone_numbers[0].verification_status.as_deref(),
+            Some("unverified")
+        );
+    }
 
     #[test]
     fn the_openapi_webhook_example_parses() {

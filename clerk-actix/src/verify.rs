@@ -462,7 +462,7 @@ fn check_signature(decoded: &DecodedToken<'_>, key: &DecodingKey) -> Result<(), 
 }
 
 impl TokenVerifier {
-    fn check_claims(
+    pub(crate) fn check_claims(
         &self,
         payload: Map<String, Value>,
         now: SystemTime,

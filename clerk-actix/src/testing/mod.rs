@@ -35,5 +35,7 @@ mod webhook;
 
 pub use keys::{TestKey, TEST_KEYS};
 pub use mock::{mock_user_json, Endpoint, Fault, MockClerk, MOCK_SECRET_KEY};
+#[cfg(feature = "fuzzing")]
+pub(crate) use token::sign_rs256;
 pub use token::{unix_now, Breakage, TokenBuilder, TEST_AUTHORIZED_PARTY, TEST_ISSUER};
 pub use webhook::{WebhookDelivery, MOCK_WEBHOOK_SECRET};

@@ -278,7 +278,7 @@ impl TokenBuilder {
     }
 }
 
-fn sign_rs256(message: &str, key: &TestKey) -> String {
+pub(crate) fn sign_rs256(message: &str, key: &TestKey) -> String {
     let Ok(encoding) = EncodingKey::from_rsa_pem(key.private_pem.as_bytes()) else {
         return String::new();
     };

@@ -1,0 +1,599 @@
+//! Fuzz entry points (feature `fuzzing`; not a public API, no semver promise). The targets in
+//! `fuzz/` call these functions with libFuzzer's input, and `tests/fuzz_corpora.rs` replays
+//! every committed corpus file through them on the stable toolchain, so CI guards what fuzzing
+//! found without nightly.
+//!
+//! Each function takes raw bytes (structure-aware targets read them through
+//! [`arbitrary::Unstructured`]) and panics only on a violated invariant: accepting a token whose
+//! signature the test key did not make, a webhook whose HMAC does not match, a machine-token
+//! answer that says revoked or expired, a header parse that invents bytes. Anything else —
+//! every refusal — must come back as an error, never a panic.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix_web::{http::header, test::TestRequest};
+use arbitrary::{Arbitrary, Unstructured};
+use serde_json::{Map, Value};
+
+use crate::{
+    api::ClerkApiErrors,
+    auth::find_token,
+    events::TokenCarrier,
+    keys::VerificationKeys,
+    machine::{self, TokenType},
+    testing::{TokenBuilder, MOCK_WEBHOOK_SECRET, TEST_AUTHORIZED_PARTY, TEST_KEYS},
+    user::ClerkUserData,
+    verify::{TokenVerifier, VerifyOptions},
+    webhooks::WebhookVerifier,
+};
+
+/// The fixed clock of every target: 2026-01-01T00:00:00Z.
+pub const FUZZ_NOW_SECS: i64 = 1_767_225_600;
+
+fn fuzz_now() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(FUZZ_NOW_SECS as u64)
+}
+
+/// The JWKS of the first two test keys (the third is never published: tokens signed with it
+/// are forgeries).
+fn published_keys() -> VerificationKeys {
+    let keys: Vec<Value> = TEST_KEYS[..2]
+        .iter()
+        .map(|k| {
+            serde_json::json!({"kty": "RSA", "use": "sig", "alg": "RS256", "kid": k.kid, "n": k.n, "e": k.e})
+        })
+        .collect();
+    VerificationKeys::from_jwks_json(&serde_json::json!({ "keys": keys }).to_string())
+        .unwrap_or_else(|e| panic!("the test JWKS parses: {e}"))
+}
+
+fn verifier() -> TokenVerifier {
+    TokenVerifier::new(
+        VerifyOptions::default()
+            .authorized_parties([TEST_AUTHORIZED_PARTY])
+            .clock_skew(Duration::from_secs(5)),
+    )
+}
+
+/// `Authorization` and `Cookie` header parsing down to the token (input: the two header values,
+/// separated by the first NUL byte). A token found is a non-empty, trimmed slice of the header
+/// it came from.
+pub fn authorization(data: &[u8]) {
+    let (auth, cookie) = match data.iter().position(|b| *b == 0) {
+        Some(at) => (&data[..at], Some(&data[at + 1..])),
+        None => (data, None),
+    };
+    let mut req = TestRequest::get();
+    if let Ok(value) = header::HeaderValue::from_bytes(auth) {
+        req = req.insert_header((header::AUTHORIZATION, value));
+    }
+    if let Some(Ok(value)) = cookie.map(header::HeaderValue::from_bytes) {
+        req = req.insert_header((header::COOKIE, value));
+    }
+    let req = req.to_http_request();
+    for accept_cookie in [false, true] {
+        let Ok(Some((token, carrier))) = find_token(&req, accept_cookie) else {
+            continue;
+        };
+        let token = token.as_str();
+        assert!(!token.is_empty(), "an empty token was found");
+        assert_eq!(token, token.trim(), "a token with surrounding whitespace");
+        let source = match carrier {
+            TokenCarrier::Header => auth,
+            TokenCarrier::Cookie => {
+                assert!(accept_cookie, "a cookie was read where cookies are off");
+                cookie.unwrap_or_default()
+            }
+        };
+        assert!(
+            source.windows(token.len()).any(|w| w == token.as_bytes()),
+            "the token is not in the header it came from"
+        );
+    }
+}
+
+/// Whether `token`'s signature is the one the named test key makes over its first two segments
+/// (RS256 with PKCS#1 v1.5 is deterministic: there is exactly one).
+fn genuinely_signed(token: &str) -> bool {
+    let mut parts = token.rsplitn(2, '.');
+    let (Some(signature), Some(message)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    let Some(header) = message.split('.').next() else {
+        return false;
+    };
+    use base64::Engine as _;
+    let header: Value = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .ok()
+        .and_then(|h| serde_json::from_slice(&h).ok())
+        .unwrap_or_default();
+    let kid = header.get("kid").and_then(Value::as_str);
+    TEST_KEYS[..2]
+        .iter()
+        .filter(|k| kid.is_none() || kid == Some(k.kid))
+        .any(|k| crate::testing::sign_rs256(message, k) == signature)
+}
+
+/// Session-token decoding and verification with the published test keys and the fixed clock,
+/// then the machine-JWT paths (M2M and OAuth) on the same input. Accepting a token the keys
+/// did not sign is a crash; so is accepting an expired one.
+pub fn session_token(data: &[u8]) {
+    let Ok(token) = std::str::from_utf8(data) else {
+        return;
+    };
+    let keys = published_keys();
+    let verifier = verifier();
+    let now = fuzz_now();
+    if let Ok(claims) = verifier.verify_session_at(token, &keys, now) {
+        assert!(
+            genuinely_signed(token),
+            "a forged session token was accepted"
+        );
+        assert!(!claims.user_id().is_empty(), "a session without a subject");
+        assert!(
+            claims.expires_at() >= FUZZ_NOW_SECS - 5,
+            "an expired session token was accepted"
+        );
+        assert_eq!(
+            claims.authorized_party(),
+            Some(TEST_AUTHORIZED_PARTY),
+            "azp not enforced"
+        );
+    }
+    for oauth in [false, true] {
+        let Ok(decoded) = verifier.decode(token) else {
+            continue;
+        };
+        if verifier
+            .verify_machine_jwt(decoded, oauth, &keys, now)
+            .is_ok()
+        {
+            assert!(genuinely_signed(token), "a forged machine JWT was accepted");
+        }
+    }
+}
+
+/// A time claim as a token may carry it.
+#[derive(Debug, Arbitrary)]
+enum TimeClaim {
+    Missing,
+    /// Seconds from the fixed clock.
+    Offset(i32),
+    Float(f64),
+    Text(String),
+    Null,
+    Bool(bool),
+    Huge(i64),
+}
+
+impl TimeClaim {
+    fn value(&self) -> Option<Value> {
+        match self {
+            Self::Missing => None,
+            Self::Offset(s) => Some((FUZZ_NOW_SECS + i64::from(*s)).into()),
+            Self::Float(f) => serde_json::Number::from_f64(*f).map(Value::Number),
+            Self::Text(t) => Some(t.clone().into()),
+            Self::Null => Some(Value::Null),
+            Self::Bool(b) => Some((*b).into()),
+            Self::Huge(n) => Some((*n).into()),
+        }
+    }
+}
+
+/// Session claims, structured so the rules (times, `azp`, `sub`, organisation claims, v2
+/// claims) are reached; random bytes would rarely make valid JSON.
+#[derive(Debug, Arbitrary)]
+struct Claims {
+    sub: Option<String>,
+    azp: Option<String>,
+    exp: TimeClaim,
+    nbf: TimeClaim,
+    iat: TimeClaim,
+    v2: bool,
+    org: Option<(String, String, String, String)>,
+    extra: Vec<(String, String)>,
+}
+
+/// Clerk's claim rules on an unsigned payload (the signature is the other target's concern):
+/// whatever passes has a subject, the authorized party, and times within the skew.
+pub fn claims(data: &[u8]) {
+    let Ok(c) = Claims::arbitrary_take_rest(Unstructured::new(data)) else {
+        return;
+    };
+    let mut payload = Map::new();
+    for (k, v) in &c.extra {
+        payload.insert(k.clone(), v.clone().into());
+    }
+    if let Some(sub) = &c.sub {
+        payload.insert("sub".into(), sub.clone().into());
+    }
+    if let Some(azp) = &c.azp {
+        payload.insert("azp".into(), azp.clone().into());
+    }
+    for (name, claim) in [("exp", &c.exp), ("nbf", &c.nbf), ("iat", &c.iat)] {
+        if let Some(v) = claim.value() {
+            payload.insert(name.into(), v);
+        }
+    }
+    if c.v2 {
+        payload.insert("v".into(), 2.into());
+    }
+    if let Some((id, rol, per, fpm)) = &c.org {
+        if c.v2 {
+            payload.insert(
+                "o".into(),
+                serde_json::json!({"id": id, "rol": rol, "per": per, "fpm": fpm}),
+            );
+        } else {
+            payload.insert("org_id".into(), id.clone().into());
+            payload.insert("org_role".into(), rol.clone().into());
+            payload.insert("org_permissions".into(), serde_json::json!([per, fpm]));
+        }
+    }
+    let Ok(claims) = verifier().check_claims(payload, fuzz_now()) else {
+        return;
+    };
+    assert!(!claims.user_id().is_empty() || c.sub.as_deref() == Some(""));
+    assert_eq!(claims.authorized_party(), Some(TEST_AUTHORIZED_PARTY));
+    assert!(
+        claims.expires_at() >= FUZZ_NOW_SECS - 5,
+        "expired claims passed"
+    );
+    // Whatever passed answers has() without panicking.
+    let _ = claims.has(crate::claims::Has::role("org:admin"));
+    let _ = claims.has(crate::claims::Has::permission("org:a:b"));
+    let _ = claims.has(crate::claims::Has::feature("o:x"));
+}
+
+/// JWKS (JSON) and PEM parsing: any input is a key set or an error.
+pub fn keys(data: &[u8]) {
+    if let Ok(keys) = VerificationKeys::from_jwks_bytes(data) {
+        let kids: Vec<String> = keys.kids().map(str::to_owned).collect();
+        for kid in &kids {
+            assert!(keys.contains(Some(kid)), "a listed kid is not found");
+        }
+    }
+    if let Ok(text) = std::str::from_utf8(data) {
+        if let Ok(keys) = VerificationKeys::from_pem(text) {
+            assert!(keys.is_pem());
+        }
+    }
+}
+
+/// How the delivery's signature header is made.
+#[derive(Debug, Arbitrary)]
+enum Signature {
+    /// The correct `v1,<mac>` (so the body parser is reached).
+    Correct,
+    /// The correct one among other entries, with arbitrary separators.
+    Among(Vec<String>, bool),
+    /// Whatever the fuzzer makes.
+    Raw(String),
+}
+
+/// A delivery: Svix headers and a body.
+#[derive(Debug, Arbitrary)]
+struct Delivery {
+    msg_id: String,
+    /// Seconds from the fixed clock.
+    ts_offset: i16,
+    ts_raw: Option<String>,
+    signature: Signature,
+    /// A well-formed event to send instead of `body`.
+    event: Option<Event>,
+    body: Vec<u8>,
+}
+
+/// An event body: a kind selector, the user id and extra string fields of `data`.
+type Event = (u8, String, Vec<(String, String)>);
+
+/// Webhook verification (headers and body) and event parsing: whatever verifies carries an
+/// HMAC of the secret over its id, timestamp and body; whatever parses is one of the event kinds.
+pub fn webhook(data: &[u8]) {
+    let Ok(d) = Delivery::arbitrary_take_rest(Unstructured::new(data)) else {
+        return;
+    };
+    let Ok(verifier) = WebhookVerifier::new(MOCK_WEBHOOK_SECRET) else {
+        panic!("the mock secret is valid");
+    };
+    let ts = d
+        .ts_raw
+        .clone()
+        .unwrap_or_else(|| (FUZZ_NOW_SECS + i64::from(d.ts_offset)).to_string());
+    let body = match &d.event {
+        Some((kind, id, fields)) => {
+            let event_type = [
+                "user.created",
+                "user.updated",
+                "user.deleted",
+                "session.created",
+            ][usize::from(*kind) % 4];
+            let mut data: Map<String, Value> = fields
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect();
+            data.insert("id".into(), id.clone().into());
+            serde_json::to_vec(&serde_json::json!({"type": event_type, "object": "event", "data": data, "timestamp": FUZZ_NOW_SECS * 1000}))
+                .unwrap_or_default()
+        }
+        None => d.body.clone(),
+    };
+    let correct = || match ts.parse::<i64>() {
+        Ok(t) => verifier.sign(d.msg_id.trim(), t, &body),
+        Err(_) => String::new(),
+    };
+    let signatures = match &d.signature {
+        Signature::Correct => correct(),
+        Signature::Among(others, first) => {
+            let mut all = others.clone();
+            if *first {
+                all.insert(0, correct());
+            } else {
+                all.push(correct());
+            }
+            all.join(" ")
+        }
+        Signature::Raw(raw) => raw.clone(),
+    };
+    let outcome = verifier.verify_parts(
+        Some(&d.msg_id),
+        Some(&ts),
+        Some(&signatures),
+        &body,
+        fuzz_now(),
+    );
+    if let Ok(event) = outcome {
+        // The timestamp that verified is the one signed over (as text, trimmed).
+        let expected = verifier.sign(d.msg_id.trim(), event.timestamp(), &body);
+        assert!(
+            ts.trim() == event.timestamp().to_string()
+                && signatures.split(' ').any(|s| s == expected),
+            "a webhook verified without the secret's signature"
+        );
+        assert!((event.timestamp() - FUZZ_NOW_SECS).abs() <= 5 * 60 + 1);
+        let _ = event.kind();
+    }
+}
+
+/// Backend API bodies: the user object (`GET /v1/users/{id}`) and error bodies.
+pub fn backend_api(data: &[u8]) {
+    if let Ok(user) = serde_json::from_slice::<ClerkUserData>(data) {
+        let _ = (user.primary_email(), user.primary_phone(), user.is_active());
+        // What parsed serialises again and parses to the same user.
+        let again = serde_json::to_vec(&user).unwrap_or_default();
+        let reparsed: Result<ClerkUserData, _> = serde_json::from_slice(&again);
+        assert!(
+            reparsed.is_ok_and(|u| same_user(&u, &user)),
+            "a user does not round-trip"
+        );
+    }
+    if let Ok(errors) = serde_json::from_slice::<ClerkApiErrors>(data) {
+        let _ = crate::api::ApiError::Status {
+            status: actix_web::http::StatusCode::UNAUTHORIZED,
+            body: errors,
+        }
+        .is_invalid_secret_key();
+    }
+}
+
+/// Equal, except that floats in metadata may differ in their last digit (serde_json's default
+/// float parsing is not exactly round-trip; metadata is the application's, passed through).
+fn same_user(a: &ClerkUserData, b: &ClerkUserData) -> bool {
+    fn same(a: &Value, b: &Value) -> bool {
+        match (a, b) {
+            (Value::Number(x), Value::Number(y)) => match (x.as_f64(), y.as_f64()) {
+                (Some(x), Some(y))
+                    if x.is_finite()
+                        && y.is_finite()
+                        && (x.fract() != 0.0 || y.fract() != 0.0 || x.abs() > 9e15) =>
+                {
+                    (x - y).abs() <= f64::EPSILON * 4.0 * x.abs().max(y.abs())
+                }
+                _ => x == y,
+            },
+            (Value::Array(x), Value::Array(y)) => {
+                x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same(x, y))
+            }
+            (Value::Object(x), Value::Object(y)) => {
+                x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+            }
+            _ => a == b,
+        }
+    }
+    let metadata = |u: &ClerkUserData| {
+        let mut u = u.clone();
+        u.public_metadata = Value::Null;
+        u.private_metadata = Value::Null;
+        u.unsafe_metadata = Value::Null;
+        u
+    };
+    metadata(a) == metadata(b)
+        && same(&a.public_metadata, &b.public_metadata)
+        && same(&a.private_metadata, &b.private_metadata)
+        && same(&a.unsafe_metadata, &b.unsafe_metadata)
+}
+
+/// Machine-token verify answers (status and body) as verdicts: an accepted token was not
+/// revoked, expired or inactive in the answer, and its expiration (if any) is in the future.
+pub fn machine_answer(data: &[u8]) {
+    let Some((&selector, body)) = data.split_first() else {
+        return;
+    };
+    let token_type = [
+        TokenType::ApiKey,
+        TokenType::M2mToken,
+        TokenType::OAuthToken,
+    ][usize::from(selector & 3) % 3];
+    let status =
+        [200, 400, 401, 403, 404, 422, 429, 500, 502, 503][usize::from(selector >> 4) % 10];
+    let now_ms = FUZZ_NOW_SECS * 1000;
+    let verdict = machine::verdict_for_fuzzing(token_type, status, body, now_ms);
+    if let Ok(auth) = verdict {
+        assert_eq!(status, 200, "a refused answer was accepted");
+        let answer: Value = serde_json::from_slice(body).unwrap_or_default();
+        assert_ne!(
+            answer.get("revoked"),
+            Some(&Value::Bool(true)),
+            "revoked accepted"
+        );
+        assert_ne!(
+            answer.get("expired"),
+            Some(&Value::Bool(true)),
+            "expired accepted"
+        );
+        assert_ne!(
+            answer.get("active"),
+            Some(&Value::Bool(false)),
+            "inactive accepted"
+        );
+        if let Some(exp) = auth.expiration_ms() {
+            assert!(exp > now_ms, "an answer past its expiration was accepted");
+        }
+        assert_eq!(auth.token_type(), token_type);
+    }
+}
+
+/// Seeds for each target, from the test vectors: `(target, name, bytes)`. Written to
+/// `fuzz/corpus/<target>/` by `CLERK_FUZZ_WRITE_SEEDS=1 cargo test --all-features --test
+/// fuzz_corpora`.
+pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
+    let at = |b: TokenBuilder| {
+        b.issued_at(FUZZ_NOW_SECS - 10)
+            .not_before(FUZZ_NOW_SECS - 10)
+            .expires_at(FUZZ_NOW_SECS + 60)
+    };
+    let mut out = Vec::new();
+    let tokens = [
+        ("v1", at(TokenBuilder::new()).build()),
+        (
+            "v2_org",
+            at(TokenBuilder::new()
+                .v2()
+                .org_v2("org_1", "admin", "acme", "read,write", "3"))
+            .build(),
+        ),
+        (
+            "v1_org",
+            at(TokenBuilder::new().org_v1("org_1", "org:admin", "acme", &["org:a:b"])).build(),
+        ),
+        (
+            "second_key",
+            at(TokenBuilder::with_key(TEST_KEYS[1])).build(),
+        ),
+        (
+            "unpublished_key",
+            at(TokenBuilder::with_key(TEST_KEYS[2])).build(),
+        ),
+        (
+            "expired",
+            at(TokenBuilder::new())
+                .expires_at(FUZZ_NOW_SECS - 60)
+                .build(),
+        ),
+        (
+            "m2m_jwt",
+            at(TokenBuilder::new()
+                .subject("mch_1")
+                .without_claim("sid")
+                .without_claim("azp")
+                .header("cat", crate::verify::CATEGORY_M2M))
+            .build(),
+        ),
+        (
+            "oauth_jwt",
+            at(TokenBuilder::new()
+                .header("typ", "at+jwt")
+                .without_claim("azp")
+                .claim("client_id", "c"))
+            .build(),
+        ),
+        (
+            "alg_none",
+            at(TokenBuilder::new().broken(crate::testing::Breakage::AlgNone)).build(),
+        ),
+        (
+            "hs256",
+            at(TokenBuilder::new().broken(crate::testing::Breakage::Hs256WithPublicKey)).build(),
+        ),
+    ];
+    for (name, token) in tokens {
+        out.push(("session_token", name.to_owned(), token.clone().into_bytes()));
+        out.push((
+            "authorization",
+            format!("bearer_{name}"),
+            format!("Bearer {token}").into_bytes(),
+        ));
+        out.push((
+            "authorization",
+            format!("cookie_{name}"),
+            format!("\0a=b; __session={token}; c=d").into_bytes(),
+        ));
+    }
+    out.push(("keys", "jwks".into(), {
+        let keys: Vec<Value> = TEST_KEYS.iter().map(|k| serde_json::json!({"kty": "RSA", "kid": k.kid, "n": k.n, "e": k.e, "alg": "RS256", "use": "sig"})).collect();
+        serde_json::to_vec(&serde_json::json!({"keys": keys})).unwrap_or_default()
+    }));
+    out.push((
+        "keys",
+        "pem".into(),
+        TEST_KEYS[0].public_pem.as_bytes().to_vec(),
+    ));
+    out.push((
+        "backend_api",
+        "user".into(),
+        crate::testing::mock_user_json("user_seed")
+            .to_string()
+            .into_bytes(),
+    ));
+    out.push(("backend_api", "error".into(), br#"{"errors":[{"code":"authentication_invalid","message":"m","long_message":"l"}],"clerk_trace_id":"t"}"#.to_vec()));
+    for (i, answer) in [
+        serde_json::json!({"object":"api_key","id":"ak_1","subject":"user_1","scopes":["a"],"name":"k","revoked":false,"expired":false,"expiration":null}),
+        serde_json::json!({"object":"machine_to_machine_token","id":"mt_1","subject":"mch_1","scopes":["mch_2"],"revoked":true,"expired":false,"expiration":FUZZ_NOW_SECS * 1000 + 60_000}),
+        serde_json::json!({"object":"clerk_idp_oauth_access_token","id":"oat_1","client_id":"c","subject":"user_1","scopes":["x"],"revoked":false,"expired":false,"expiration":FUZZ_NOW_SECS * 1000 - 1}),
+        serde_json::json!({"active": false}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut bytes = vec![u8::try_from(i % 3).unwrap_or(0)];
+        bytes.extend(serde_json::to_vec(&answer).unwrap_or_default());
+        out.push(("machine_answer", format!("answer_{i}"), bytes));
+    }
+    // The structure-aware targets read their input through `arbitrary`: any bytes are a valid
+    // input, and these few patterns start the fuzzer on each enum arm.
+    for target in ["claims", "webhook"] {
+        let patterns: [(&str, Vec<u8>); 4] = [
+            ("zeros", vec![0; 256]),
+            ("ones", vec![1; 256]),
+            ("ramp", (0..=255).collect()),
+            ("high", vec![0xfe; 256]),
+        ];
+        for (name, bytes) in patterns {
+            out.push((target, name.to_owned(), bytes));
+        }
+    }
+    out
+}
+
+/// Whether [`session_token`]'s verifier accepts `data` (for the seed checks).
+pub fn accepts_session_token(data: &[u8]) -> bool {
+    std::str::from_utf8(data).is_ok_and(|token| {
+        verifier()
+            .verify_session_at(token, &published_keys(), fuzz_now())
+            .is_ok()
+    })
+}
+
+/// Whether [`machine_answer`] turns `data` into an accepted machine token.
+pub fn accepts_machine_answer(data: &[u8]) -> bool {
+    let Some((&selector, body)) = data.split_first() else {
+        return false;
+    };
+    let token_type = [
+        TokenType::ApiKey,
+        TokenType::M2mToken,
+        TokenType::OAuthToken,
+    ][usize::from(selector & 3) % 3];
+    machine::verdict_for_fuzzing(token_type, 200, body, FUZZ_NOW_SECS * 1000).is_ok()
+}

@@ -1,0 +1,96 @@
+//! Every committed fuzz corpus file (`fuzz/corpus/<target>/`) and every crash fuzzing found
+//! (`fuzz/regressions/<target>/`) replayed through the same functions the fuzz targets call,
+//! on the stable toolchain: CI guards what fuzzing found without nightly. See RELIABILITY.md.
+//!
+//! `CLERK_FUZZ_WRITE_SEEDS=1` first (re)writes the seed files made from the test vectors.
+
+#![cfg(feature = "fuzzing")]
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+
+use clerk_actix::fuzzing;
+
+fn fuzz_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
+}
+
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    files
+}
+
+/// Replays `target`'s corpus and regressions; returns how many files ran.
+fn replay(target: &str, run: fn(&[u8])) -> usize {
+    if std::env::var_os("CLERK_FUZZ_WRITE_SEEDS").is_some() {
+        for (t, name, bytes) in fuzzing::seeds().into_iter().filter(|(t, ..)| *t == target) {
+            let dir = fuzz_dir().join("corpus").join(t);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join(format!("seed_{name}")), bytes).unwrap();
+        }
+    }
+    let corpus = files(&fuzz_dir().join("corpus").join(target));
+    assert!(!corpus.is_empty(), "no committed corpus for {target}");
+    let regressions = files(&fuzz_dir().join("regressions").join(target));
+    for file in corpus.iter().chain(&regressions) {
+        let bytes = std::fs::read(file).unwrap();
+        let outcome = std::panic::catch_unwind(|| run(&bytes));
+        assert!(outcome.is_ok(), "{} crashes {target}", file.display());
+    }
+    corpus.len() + regressions.len()
+}
+
+macro_rules! replays {
+    ($($target:ident),* $(,)?) => {$(
+        #[test]
+        fn $target() {
+            let n = replay(stringify!($target), fuzzing::$target);
+            assert!(n > 0);
+        }
+    )*};
+}
+
+replays!(
+    authorization,
+    session_token,
+    claims,
+    keys,
+    webhook,
+    backend_api,
+    machine_answer
+);
+
+/// The seeds reach the accepting paths (a corpus of refusals would leave the oracles unused).
+#[test]
+fn the_seeds_include_accepted_inputs() {
+    let seeds = fuzzing::seeds();
+    let token = |name: &str| {
+        seeds
+            .iter()
+            .find(|(t, n, _)| *t == "session_token" && n == name)
+            .map(|(.., b)| b.clone())
+            .unwrap()
+    };
+    assert!(fuzzing::accepts_session_token(&token("v1")));
+    assert!(fuzzing::accepts_session_token(&token("v2_org")));
+    assert!(fuzzing::accepts_session_token(&token("second_key")));
+    for refused in ["unpublished_key", "expired", "alg_none", "hs256", "m2m_jwt"] {
+        assert!(
+            !fuzzing::accepts_session_token(&token(refused)),
+            "{refused}"
+        );
+    }
+    let machine = seeds
+        .iter()
+        .filter(|(t, ..)| *t == "machine_answer")
+        .filter(|(.., b)| fuzzing::accepts_machine_answer(b))
+        .count();
+    assert_eq!(machine, 1, "only the valid API key answer is accepted");
+}
