@@ -57,7 +57,7 @@ fn verifier() -> TokenVerifier {
 
 /// `Authorization` and `Cookie` header parsing down to the token (input: the two header values,
 /// separated by the first NUL byte). A token found is a non-empty, trimmed slice of the header
-/// it came from.
+/// it came from (of the cookie header once percent-decoded).
 pub fn authorization(data: &[u8]) {
     let (auth, cookie) = match data.iter().position(|b| *b == 0) {
         Some(at) => (&data[..at], Some(&data[at + 1..])),
@@ -85,8 +85,12 @@ pub fn authorization(data: &[u8]) {
                 cookie.unwrap_or_default()
             }
         };
+        // Cookie values are percent-decoded, as Clerk's SDKs decode them (`cookie.parse`).
+        let decoded = percent_encoding::percent_decode(source).collect::<Vec<u8>>();
         assert!(
-            source.windows(token.len()).any(|w| w == token.as_bytes()),
+            [source, &decoded[..]]
+                .iter()
+                .any(|s| s.windows(token.len()).any(|w| w == token.as_bytes())),
             "the token is not in the header it came from"
         );
     }

@@ -88,6 +88,21 @@ async fn session_cookie_is_read_when_there_is_no_header() {
     assert_eq!(body["user_id"], "user_cookie");
     assert_eq!(body["carrier"], "cookie");
 
+    // The value is percent-decoded, as Clerk's SDKs decode cookies (`cookie.parse`), and the
+    // first `__session` wins (found by the `authorization` fuzz target: the token need not be
+    // a literal slice of the header).
+    let encoded = token.replacen('.', "%2E", 2);
+    let req = test::TestRequest::get()
+        .uri("/me")
+        .insert_header((
+            "Cookie",
+            format!("a=b; __session={encoded}; __session=garbage"),
+        ))
+        .to_request();
+    let res = test::call_service(&app, req).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(body_json(res).await["user_id"], "user_cookie");
+
     // The header wins over the cookie.
     let header_token = mock.token().subject("user_header").build();
     let req = test::TestRequest::get()

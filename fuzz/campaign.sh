@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs every fuzz target for RUNS executions (default 10 million) on a working copy of its
+# committed corpus, then minimises the grown corpus back into fuzz/corpus/<target>/.
+# Usage: fuzz/campaign.sh [target ...]   (RUNS=..., MAX_TIME=seconds per target)
+# Logs and final stats: fuzz/logs/<target>.log; crashes: fuzz/artifacts/<target>/.
+set -euo pipefail
+cd "$(dirname "$0")"
+RUNS=${RUNS:-10000000}
+MAX_TIME=${MAX_TIME:-3600}
+targets=("$@")
+[ ${#targets[@]} -eq 0 ] && targets=(authorization session_token claims keys webhook backend_api machine_answer)
+cargo +nightly fuzz build -O
+bin=target/x86_64-unknown-linux-gnu/release
+mkdir -p logs
+for t in "${targets[@]}"; do
+  work=$(mktemp -d)
+  cp -r corpus/"$t"/. "$work"/
+  mkdir -p artifacts/"$t"
+  start=$(date +%s)
+  "$bin/$t" "$work" -runs="$RUNS" -max_total_time="$MAX_TIME" -print_final_stats=1 \
+    -artifact_prefix=artifacts/"$t"/ -close_fd_mask=3 >logs/"$t".log 2>&1 || echo "$t: stopped ($?), see logs/$t.log"
+  echo "$t: $(( $(date +%s) - start )) s, $(grep -E '^#[0-9]+' logs/"$t".log | tail -1)"
+  min=$(mktemp -d)
+  "$bin/$t" -merge=1 "$min" "$work" >>logs/"$t".log 2>&1
+  rm -rf corpus/"$t" && mkdir -p corpus/"$t" && cp "$min"/* corpus/"$t"/
+  rm -rf "$work" "$min"
+done
