@@ -18,7 +18,7 @@ for t in "${targets[@]}"; do
   mkdir -p artifacts/"$t"
   start=$(date +%s)
   "$bin/$t" "$work" -runs="$RUNS" -max_total_time="$MAX_TIME" -print_final_stats=1 \
-    -artifact_prefix=artifacts/"$t"/ -close_fd_mask=3 >logs/"$t".log 2>&1 || echo "$t: stopped ($?), see logs/$t.log"
+    -artifact_prefix=artifacts/"$t"/ >logs/"$t".log 2>&1 || echo "$t: stopped ($?), see logs/$t.log"
   echo "$t: $(( $(date +%s) - start )) s, $(grep -E '^#[0-9]+' logs/"$t".log | tail -1)"
   min=$(mktemp -d)
   "$bin/$t" -merge=1 "$min" "$work" >>logs/"$t".log 2>&1

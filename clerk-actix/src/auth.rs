@@ -46,7 +46,7 @@ pub(crate) fn find_token<'r>(
     }
     if accept_cookie {
         if let Some(cookie) = req.cookie(SESSION_COOKIE) {
-            let value = cookie.value().trim();
+            let value = cookie.value().trim_ascii();
             if !value.is_empty() {
                 return Ok(Some((
                     TokenSlice::Owned(value.to_owned()),
