@@ -306,6 +306,7 @@ pub struct ClerkBuilder {
     api_url: String,
     verify: VerifyOptions,
     clock_skew: Duration,
+    clock: crate::clock::Clock,
     jwks: JwksPolicy,
     token_cache_capacity: u64,
     token_cache_max_bytes: u64,
@@ -332,6 +333,7 @@ impl Default for ClerkBuilder {
             api_url: DEFAULT_API_URL.to_owned(),
             verify: VerifyOptions::default(),
             clock_skew: DEFAULT_CLOCK_SKEW,
+            clock: crate::clock::Clock::default(),
             jwks: JwksPolicy::default(),
             token_cache_capacity: DEFAULT_TOKEN_CACHE_CAPACITY,
             token_cache_max_bytes: DEFAULT_TOKEN_CACHE_MAX_BYTES,
@@ -519,6 +521,15 @@ impl ClerkBuilder {
     /// Tolerance for `exp`, `nbf`, `iat` (default 5 s; zero is honoured).
     pub fn clock_skew(mut self, skew: Duration) -> Self {
         self.clock_skew = skew;
+        self
+    }
+
+    /// The clock session tokens are verified against, instead of the system's (testing kit:
+    /// a test crosses a token's expiry without sleeping; see [`TestClock`](crate::testing::TestClock)).
+    /// Caches keep their own monotonic timers.
+    #[cfg(feature = "testing")]
+    pub fn clock(mut self, now: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
+        self.clock = crate::clock::Clock::from_fn(now);
         self
     }
 
@@ -778,6 +789,7 @@ impl ClerkBuilder {
                     ),
                     events: events.clone(),
                     revoked: revoked.clone(),
+                    clock: self.clock,
                 },
                 users: Users {
                     api,

@@ -77,7 +77,11 @@ pub fn authorization(data: &[u8]) {
         };
         let token = token.as_str();
         assert!(!token.is_empty(), "an empty token was found");
-        assert_eq!(token, token.trim_ascii(), "a token with surrounding whitespace");
+        assert_eq!(
+            token,
+            token.trim_ascii(),
+            "a token with surrounding whitespace"
+        );
         let source = match carrier {
             TokenCarrier::Header => auth,
             TokenCarrier::Cookie => {

@@ -129,6 +129,7 @@ pub(crate) struct Sessions {
     pub(crate) cache: TokenCache,
     pub(crate) events: Events,
     pub(crate) revoked: Arc<Revocations>,
+    pub(crate) clock: crate::clock::Clock,
 }
 
 impl Sessions {
@@ -160,7 +161,7 @@ impl Sessions {
             );
             return Err(self.failed(err, token));
         }
-        let now = SystemTime::now();
+        let now = self.clock.now();
         // The hot path is synchronous (size check, cache hit): no future wraps it, and the span
         // (recorded below) is not entered for it, which would cost even when nobody listens.
         let result = match self.answer_without_verifying(token, carrier, now) {
@@ -182,7 +183,7 @@ impl Sessions {
 
     /// Whether `token` is in the verified-token cache (a session token, then).
     pub(crate) fn is_cached(&self, token: &str) -> bool {
-        self.cache.get(token, SystemTime::now()).is_some()
+        self.cache.get(token, self.clock.now()).is_some()
     }
 
     /// The answer without verification, when there is one: a token over the size limit (before

@@ -248,7 +248,8 @@ pub mod db {
         name: String,
     }
 
-    async fn admin() -> AsyncPgConnection {
+    /// A connection to the admin database.
+    pub async fn admin() -> AsyncPgConnection {
         match AsyncPgConnection::establish(PG_ADMIN_URL).await {
             Ok(c) => c,
             Err(e) => panic!(
@@ -258,25 +259,44 @@ pub mod db {
         }
     }
 
-    /// Drops test databases left by earlier runs (test binaries run one after another).
+    /// Drops test databases left by earlier runs: only those whose process (the pid in the
+    /// name) has exited, so concurrent runs (cargo-nextest, two `cargo test`s) keep theirs.
     async fn sweep(conn: &mut AsyncPgConnection) {
         static SWEPT: AtomicBool = AtomicBool::new(false);
         if SWEPT.swap(true, Ordering::SeqCst) {
             return;
         }
+        sweep_dead_owners(conn).await;
+    }
+
+    /// The sweep itself (once per process from [`TestDb::new`]; public for its own test).
+    pub async fn sweep_dead_owners(conn: &mut AsyncPgConnection) {
         #[derive(QueryableByName)]
         struct Name {
             #[diesel(sql_type = diesel::sql_types::Text)]
             datname: String,
         }
-        let mine = format!("{PREFIX}{}_", std::process::id());
+        // The owner is alive: leave it (Linux: /proc/<pid>; elsewhere nothing is swept).
+        let owner_alive = |name: &str| {
+            let pid = name
+                .strip_prefix(PREFIX)
+                .and_then(|rest| rest.split('_').next())
+                .and_then(|pid| pid.parse::<u32>().ok());
+            match pid {
+                Some(pid) => {
+                    !cfg!(target_os = "linux")
+                        || std::path::Path::new(&format!("/proc/{pid}")).exists()
+                }
+                None => true,
+            }
+        };
         let names: Vec<Name> = diesel::sql_query(format!(
             "SELECT datname FROM pg_database WHERE datname LIKE '{PREFIX}%'"
         ))
         .load(conn)
         .await
         .unwrap_or_default();
-        for n in names.into_iter().filter(|n| !n.datname.starts_with(&mine)) {
+        for n in names.into_iter().filter(|n| !owner_alive(&n.datname)) {
             let _ = conn
                 .batch_execute(&format!(
                     "DROP DATABASE IF EXISTS {} WITH (FORCE)",

@@ -511,3 +511,44 @@ async fn public_metadata_is_jsonb_on_postgres_and_existing_rows_are_converted() 
     drop(conn);
     db.cleanup().await;
 }
+
+/// The sweep of leftover test databases drops those of exited runs only: a concurrent run's
+/// databases (its process alive) survive it.
+#[actix_web::test]
+async fn the_test_database_sweep_spares_live_runs() {
+    use diesel::prelude::*;
+    use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
+    #[derive(QueryableByName)]
+    struct Name {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        datname: String,
+    }
+    let mut conn = clerk_actix_tests::db::admin().await;
+    let tag = fastrand::u64(..);
+    // pid 1 is always alive; pids are below 2^22 on Linux, so 999999999 never is.
+    let live = format!("clerk_actix_test_1_{tag}");
+    let dead = format!("clerk_actix_test_999999999_{tag}");
+    for name in [&live, &dead] {
+        conn.batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+    }
+    clerk_actix_tests::db::sweep_dead_owners(&mut conn).await;
+    let left: Vec<String> = diesel::sql_query(format!(
+        "SELECT datname FROM pg_database WHERE datname LIKE 'clerk_actix_test_%_{tag}'"
+    ))
+    .load::<Name>(&mut conn)
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|n| n.datname)
+    .collect();
+    conn.batch_execute(&format!("DROP DATABASE IF EXISTS {live}"))
+        .await
+        .unwrap();
+    assert_eq!(
+        left,
+        vec![live],
+        "the dead run's database is dropped, the live one kept"
+    );
+}

@@ -28,11 +28,13 @@
 //! # });
 //! ```
 
+mod clock;
 mod keys;
 mod mock;
 mod token;
 mod webhook;
 
+pub use clock::TestClock;
 pub use keys::{TestKey, TEST_KEYS};
 pub use mock::{mock_user_json, Endpoint, Fault, MockClerk, MOCK_SECRET_KEY};
 #[cfg(feature = "fuzzing")]
