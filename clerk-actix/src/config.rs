@@ -85,6 +85,7 @@ type ErrorHook = Arc<dyn Fn(&AuthError, &HttpRequest) -> HttpResponse + Send + S
 struct SyncSetup {
     api: Option<BackendApi>,
     ttl: Duration,
+    fallback_ttl: Duration,
     capacity: u64,
     events: Events,
     revoked: Arc<Revocations>,
@@ -316,6 +317,7 @@ pub struct ClerkBuilder {
     accept_cookie: Option<bool>,
     treat_pending_as_signed_out: bool,
     user_cache_ttl: Duration,
+    user_fallback_ttl: Duration,
     user_cache_capacity: u64,
     api_timeout: Duration,
     user_stores: Vec<SyncFactory>,
@@ -343,6 +345,7 @@ impl Default for ClerkBuilder {
             accept_cookie: None,
             treat_pending_as_signed_out: true,
             user_cache_ttl: DEFAULT_USER_CACHE_TTL,
+            user_fallback_ttl: crate::sync::DEFAULT_FALLBACK_TTL,
             user_cache_capacity: DEFAULT_USER_CACHE_CAPACITY,
             api_timeout: Duration::from_secs(5),
             user_stores: Vec::new(),
@@ -569,6 +572,13 @@ impl ClerkBuilder {
         self
     }
 
+    /// How long a stored row served while Clerk is down (source `database`) stays cached before
+    /// Clerk is asked again (default 30 s; never longer than [`user_cache_ttl`](Self::user_cache_ttl)).
+    pub fn user_fallback_ttl(mut self, ttl: Duration) -> Self {
+        self.user_fallback_ttl = ttl;
+        self
+    }
+
     /// How many synced users to keep in the user cache (default 10 000).
     pub fn user_cache_capacity(mut self, capacity: u64) -> Self {
         self.user_cache_capacity = capacity;
@@ -598,7 +608,7 @@ impl ClerkBuilder {
             let sync = Arc::new(UserSync::new(
                 store,
                 setup.api.clone(),
-                setup.ttl,
+                (setup.ttl, setup.fallback_ttl),
                 setup.capacity,
                 setup.events.clone(),
                 setup.revoked.clone(),
@@ -749,6 +759,7 @@ impl ClerkBuilder {
         let setup = SyncSetup {
             api: api.clone(),
             ttl: self.user_cache_ttl,
+            fallback_ttl: self.user_fallback_ttl,
             capacity: self.user_cache_capacity,
             events: events.clone(),
             revoked: revoked.clone(),

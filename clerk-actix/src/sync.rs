@@ -414,6 +414,8 @@ pub(crate) struct UserSync<U: SyncedUser> {
     /// waiter); a request that arrives afterwards tries again.
     failures: moka::sync::Cache<Arc<str>, (SyncError, Instant), foldhash::fast::RandomState>,
     ttl: Duration,
+    /// How long a row served while Clerk is down stays cached (at most `ttl`).
+    fallback_ttl: Duration,
     api: Option<BackendApi>,
     events: Events,
     revoked: Arc<Revocations>,
@@ -427,8 +429,9 @@ impl<U: SyncedUser> fmt::Debug for UserSync<U> {
     }
 }
 
-/// How long a row served from the database during a Clerk outage stays cached.
-const STALE_TTL: Duration = Duration::from_secs(30);
+/// How long a row served from the database during a Clerk outage stays cached, by default
+/// ([`ClerkBuilder::user_fallback_ttl`](crate::ClerkBuilder::user_fallback_ttl)).
+pub(crate) const DEFAULT_FALLBACK_TTL: Duration = Duration::from_secs(30);
 /// How long a failed load is remembered for the requests that were queued behind it (a bound on
 /// memory; a request is queued at most as long as one load takes).
 const FAILURE_TTL: Duration = Duration::from_secs(60);
@@ -474,7 +477,7 @@ impl<U: SyncedUser> UserSync<U> {
     pub(crate) fn new(
         store: Arc<dyn UserStore<User = U>>,
         api: Option<BackendApi>,
-        ttl: Duration,
+        (ttl, fallback_ttl): (Duration, Duration),
         capacity: u64,
         events: Events,
         revoked: Arc<Revocations>,
@@ -493,6 +496,7 @@ impl<U: SyncedUser> UserSync<U> {
             cache,
             failures,
             ttl,
+            fallback_ttl,
             api,
             events,
             revoked,
@@ -586,7 +590,12 @@ impl<U: SyncedUser> UserSync<U> {
             return match self.store.find(user_id).await? {
                 Some(u) => {
                     let version = version_of(&u, i64::MIN);
-                    Ok((u, UserSource::Database, version, self.ttl.min(STALE_TTL)))
+                    Ok((
+                        u,
+                        UserSource::Database,
+                        version,
+                        self.ttl.min(self.fallback_ttl),
+                    ))
                 }
                 None => Err(SyncError::NotFound),
             };
@@ -621,7 +630,12 @@ impl<U: SyncedUser> UserSync<U> {
                         let version = version_of(&user, i64::MIN);
                         // It may be stale: kept briefly, so Clerk is asked again soon after
                         // it recovers.
-                        Ok((user, UserSource::Database, version, self.ttl.min(STALE_TTL)))
+                        Ok((
+                            user,
+                            UserSource::Database,
+                            version,
+                            self.ttl.min(self.fallback_ttl),
+                        ))
                     }
                     Ok(None) => match self.store.deleted_at(user_id).await {
                         Ok(Some(_)) => Err(self.deleted(user_id)),

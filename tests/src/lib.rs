@@ -351,6 +351,30 @@ pub mod db {
             n.expect("count rows")
         }
 
+        /// Sets every row's `synced_at` to 0: the rows are stale, so the next load asks
+        /// Clerk instead of serving them as a recent sync.
+        pub async fn age_rows(&self, store: &DieselUserStore<ClerkUserRecord>) {
+            use clerk_actix::store::clerk_users::dsl::{clerk_users, synced_at};
+            let n = match store.pool() {
+                DbPool::Postgres(pool) => {
+                    let mut c = pool.get().await.expect("pg connection");
+                    diesel::update(clerk_users)
+                        .set(synced_at.eq(0))
+                        .execute(&mut c)
+                        .await
+                }
+                DbPool::Sqlite(pool) => {
+                    let mut c = pool.get().await.expect("sqlite connection");
+                    diesel::update(clerk_users)
+                        .set(synced_at.eq(0))
+                        .execute(&mut c)
+                        .await
+                }
+                _ => unreachable!("both backends are enabled in the tests"),
+            };
+            n.expect("age rows");
+        }
+
         /// Drops the database (PostgreSQL) or deletes the file (SQLite).
         pub async fn cleanup(self) {
             match self.backend {

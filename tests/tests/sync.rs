@@ -552,3 +552,70 @@ async fn the_test_database_sweep_spares_live_runs() {
         "the dead run's database is dropped, the live one kept"
     );
 }
+
+/// The database-fallback window: a stored row served while Clerk is down is cached for
+/// `user_fallback_ttl` only (not the hour of `user_cache_ttl`), then Clerk is asked again;
+/// by default the window is longer than a moment (30 s).
+#[actix_web::test]
+async fn a_row_served_while_clerk_is_down_is_cached_for_the_fallback_window_only() {
+    for backend in BACKENDS {
+        let (db, store) = TestDb::new(backend).await;
+        let mock = MockClerk::start();
+        let short = mock
+            .clerk_builder()
+            .user_store(store)
+            .user_fallback_ttl(Duration::from_secs(1))
+            .build()
+            .unwrap();
+        let other: DieselUserStore<ClerkUserRecord> =
+            DieselUserStore::connect(&db.url).await.unwrap();
+        let aging: DieselUserStore<ClerkUserRecord> =
+            DieselUserStore::connect(&db.url).await.unwrap();
+        let default = mock.clerk_builder().user_store(other).build().unwrap();
+        let (short_app, default_app) = (
+            user_app(short.clone()).await,
+            user_app(default.clone()).await,
+        );
+        let _: ClerkUserRecord = short
+            .sync_user(&user_data("user_fb", 5, Some("Kept")))
+            .await
+            .unwrap();
+        short.invalidate_user::<ClerkUserRecord>("user_fb").await;
+        // Not a recent sync: a handle missing the user asks Clerk first.
+        db.age_rows(&aging).await;
+        let token = mock.token().subject("user_fb").build();
+
+        mock.set_fault(Endpoint::User, Fault::Status(503));
+        for app in [&short_app, &default_app] {
+            let (status, _, body) = get_user(app, &token).await;
+            assert_eq!(status, StatusCode::OK, "{backend:?}: {body}");
+            assert_eq!(body["source"], "database");
+        }
+        let calls = mock.requests(Endpoint::User);
+        assert_eq!(
+            calls, 6,
+            "{backend:?}: each handle tried Clerk (3 attempts)"
+        );
+
+        // Clerk is back; inside the window both answer from the cache, without asking it.
+        mock.clear_faults();
+        for app in [&short_app, &default_app] {
+            assert_eq!(get_user(app, &token).await.0, StatusCode::OK);
+        }
+        assert_eq!(mock.requests(Endpoint::User), calls, "{backend:?}");
+
+        // Past the short window: that handle asks Clerk again; the default one still waits.
+        actix_web::rt::time::sleep(Duration::from_millis(1500)).await;
+        let (status, _, body) = get_user(&short_app, &token).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["source"], "api", "{backend:?}");
+        assert_eq!(mock.requests(Endpoint::User), calls + 1);
+        assert_eq!(get_user(&default_app, &token).await.0, StatusCode::OK);
+        assert_eq!(
+            mock.requests(Endpoint::User),
+            calls + 1,
+            "{backend:?}: the default window is longer than 1.5 s"
+        );
+        db.cleanup().await;
+    }
+}

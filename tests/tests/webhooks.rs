@@ -234,28 +234,49 @@ async fn bad_signatures_are_400_and_write_nothing() {
 
 #[actix_web::test]
 async fn store_down_is_503_so_svix_retries_and_the_retry_applies() {
-    let (db, store) = TestDb::new(Backend::Postgres).await;
-    let mock = MockClerk::start();
-    let probe = Probe::new(store);
-    let clerk = mock
-        .clerk_builder()
-        .user_store(probe.clone())
-        .build()
-        .unwrap();
-    let base = serve(clerk);
-    let hook = format!("{base}/webhooks/clerk");
-    let delivery = mock.webhook("user.created", user_json("user_retry", 1, "Retry"));
-    probe.down.store(true, Ordering::SeqCst);
-    let (status, body) = delivery.send(&hook).await.unwrap();
-    assert_eq!(status, 503);
-    assert_eq!(body["reason"], "user-store-unavailable");
-    assert_eq!(db.count_rows(&probe.inner).await, 0);
-    // Svix retries the same message: not a duplicate, it applies now.
-    probe.down.store(false, Ordering::SeqCst);
-    let (status, body) = delivery.send(&hook).await.unwrap();
-    assert_eq!((status, body["status"].as_str()), (200, Some("applied")));
-    assert_eq!(db.count_rows(&probe.inner).await, 1);
-    db.cleanup().await;
+    for backend in BACKENDS {
+        let (db, store) = TestDb::new(backend).await;
+        let mock = MockClerk::start();
+        let probe = Probe::new(store);
+        let clerk = mock
+            .clerk_builder()
+            .user_store(probe.clone())
+            .build()
+            .unwrap();
+        let base = serve(clerk);
+        let hook = format!("{base}/webhooks/clerk");
+        let delivery = mock.webhook("user.created", user_json("user_retry", 1, "Retry"));
+        probe.down.store(true, Ordering::SeqCst);
+        // By hand, for the headers: a 503 tells Svix when to retry.
+        let mut req = awc::Client::default()
+            .post(&hook)
+            .insert_header(("content-type", "application/json"));
+        for header in delivery.headers() {
+            req = req.insert_header(header);
+        }
+        let mut res = req.send_body(delivery.body.clone()).await.unwrap();
+        assert_eq!(res.status().as_u16(), 503, "{backend:?}");
+        assert_eq!(
+            res.headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok()),
+            Some("30"),
+            "{backend:?}"
+        );
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(body["reason"], "user-store-unavailable");
+        assert_eq!(db.count_rows(&probe.inner).await, 0);
+        // Svix retries the same message: not a duplicate, it applies now.
+        probe.down.store(false, Ordering::SeqCst);
+        let (status, body) = delivery.send(&hook).await.unwrap();
+        assert_eq!(
+            (status, body["status"].as_str()),
+            (200, Some("applied")),
+            "{backend:?}"
+        );
+        assert_eq!(db.count_rows(&probe.inner).await, 1);
+        db.cleanup().await;
+    }
 }
 
 #[actix_web::test]
@@ -331,4 +352,99 @@ async fn an_unconfigured_endpoint_is_a_500_naming_the_fix() {
         .as_str()
         .unwrap()
         .contains("CLERK_WEBHOOK_SIGNING_SECRET"));
+}
+
+/// The revocation lifecycle on each backend: a ban by webhook refuses the user's tokens on
+/// every route; a token issued after the ban passes session-only routes but not the user
+/// routes (the row is banned); an unban admits the old token again and a stale ban arriving
+/// late does not undo it; `revoke_user` / `unrevoke_user` by hand do the same.
+#[actix_web::test]
+async fn ban_unban_and_manual_revocation_lifecycle() {
+    use clerk_actix::testing::unix_now;
+    for backend in BACKENDS {
+        let (db, store) = TestDb::new(backend).await;
+        let mock = MockClerk::start();
+        let clerk = mock.clerk_builder().user_store(store).build().unwrap();
+        let base = serve(clerk.clone());
+        let hook = format!("{base}/webhooks/clerk");
+        let id = "user_lifecycle";
+        let send = |body: serde_json::Value, kind: &'static str| {
+            let delivery = mock.webhook(kind, body);
+            let hook = hook.clone();
+            async move {
+                let (status, body) = delivery.send(&hook).await.unwrap();
+                assert_eq!(status, 200, "{backend:?}: {body}");
+                body["status"].as_str().unwrap().to_owned()
+            }
+        };
+        let answer = |path: &'static str, token: String| {
+            let base = base.clone();
+            async move {
+                let (status, body) = get(&base, path, &token).await;
+                (status, body["reason"].as_str().unwrap_or("").to_owned())
+            }
+        };
+        let ok = (200, String::new());
+        let inactive = (401, "user-inactive".to_owned());
+
+        assert_eq!(
+            send(user_json(id, 1_000, "Ada"), "user.created").await,
+            "applied"
+        );
+        let before = mock.token().subject(id).build();
+        assert_eq!(answer("/api/me", before.clone()).await, ok, "{backend:?}");
+        assert_eq!(answer("/api/me/user", before.clone()).await.0, 200);
+
+        // Banned: the cached token is refused everywhere, at once.
+        let mut banned = user_json(id, 2_000, "Ada");
+        banned["banned"] = json!(true);
+        assert_eq!(send(banned.clone(), "user.updated").await, "applied");
+        assert_eq!(
+            answer("/api/me", before.clone()).await,
+            inactive,
+            "{backend:?}"
+        );
+        assert_eq!(answer("/api/me/user", before.clone()).await, inactive);
+
+        // A token issued after the ban (Clerk would not issue one; a session refreshed just
+        // before it landed): the revocation does not cover it, the banned row still does.
+        let after = mock
+            .token()
+            .subject(id)
+            .claim("iat", unix_now() + 2)
+            .build();
+        assert_eq!(answer("/api/me", after.clone()).await, ok, "{backend:?}");
+        assert_eq!(answer("/api/me/user", after.clone()).await, inactive);
+
+        // Unbanned: the old token works again; a stale ban delivered late changes nothing.
+        assert_eq!(
+            send(user_json(id, 3_000, "Ada"), "user.updated").await,
+            "applied"
+        );
+        assert_eq!(answer("/api/me", before.clone()).await, ok, "{backend:?}");
+        assert_eq!(answer("/api/me/user", before.clone()).await.0, 200);
+        let mut stale = banned.clone();
+        stale["updated_at"] = json!(2_500);
+        // Acknowledged as applied (the newer row is kept as it is, see WebhookOutcome).
+        assert_eq!(send(stale, "user.updated").await, "applied");
+        assert_eq!(answer("/api/me", before.clone()).await, ok, "{backend:?}");
+        assert_eq!(answer("/api/me/user", before.clone()).await.0, 200);
+
+        // By hand: tokens issued up to now are refused, later ones admitted, until lifted.
+        clerk.revoke_user(id);
+        assert_eq!(
+            answer("/api/me", before.clone()).await,
+            inactive,
+            "{backend:?}"
+        );
+        let fresh = mock
+            .token()
+            .subject(id)
+            .claim("iat", unix_now() + 2)
+            .build();
+        assert_eq!(answer("/api/me", fresh).await, ok);
+        clerk.unrevoke_user(id);
+        assert_eq!(answer("/api/me", before.clone()).await, ok, "{backend:?}");
+        db.cleanup().await;
+    }
 }

@@ -420,11 +420,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         counting.upserts.load(Ordering::Relaxed),
         rows
     );
+    // The storm's claims, checked: a miscount fails the run instead of printing quietly.
+    let calls = mock.requests(Endpoint::User);
+    let upserts = counting.upserts.load(Ordering::Relaxed);
+    let storm_ok = storm == (10_000, 0) && calls == 1000 && upserts == 1000 && rows == 1000;
     {
         let mut admin = clerk_actix::store::establish_postgres(&admin_url).await?;
         let _ = admin
             .batch_execute("DROP DATABASE IF EXISTS clerk_actix_loadbench WITH (FORCE)")
             .await;
+    }
+    let run_errors: usize = results.iter().flatten().map(|r| r.errors).sum();
+    if run_errors > 0 {
+        return Err(format!("{run_errors} requests of the measured runs failed").into());
+    }
+    if !storm_ok {
+        return Err(format!(
+            "first-login storm: expected 10000 ok, 0 errors, 1000 Backend API calls, 1000 upserts, \
+             1000 rows; got {} ok, {} errors, {calls} calls, {upserts} upserts, {rows} rows",
+            storm.0, storm.1
+        )
+        .into());
     }
     Ok(())
 }
