@@ -199,55 +199,57 @@ async fn fifty_concurrent_first_logins_make_one_row_one_api_call() {
 
 #[actix_web::test]
 async fn a_cached_user_costs_no_api_call_and_no_sql() {
-    let (db, store) = TestDb::new(Backend::Sqlite).await;
-    let mock = MockClerk::start();
-    let probe = Probe::new(store);
-    let rec = Recorder::default();
-    let clerk = mock
-        .clerk_builder()
-        .user_store(probe.clone())
-        .on_event(rec.listener())
-        .build()
-        .unwrap();
-    let app = user_app(clerk).await;
-    let token = mock.token().subject("user_warm").build();
-    assert_eq!(get_user(&app, &token).await.2["source"], "api");
-    mock.reset_counters();
-    probe.calls.store(0, Ordering::SeqCst);
-    rec.take();
-    for i in 0..25 {
-        // Fresh tokens too: the user cache is keyed by user, not by token.
-        let t = if i % 2 == 0 {
-            token.clone()
-        } else {
-            mock.token().subject("user_warm").session_id("s2").build()
-        };
-        let (status, _, body) = get_user(&app, &t).await;
-        assert_eq!(status, StatusCode::OK);
-        assert_eq!(body["source"], "cache");
+    for backend in BACKENDS {
+        let (db, store) = TestDb::new(backend).await;
+        let mock = MockClerk::start();
+        let probe = Probe::new(store);
+        let rec = Recorder::default();
+        let clerk = mock
+            .clerk_builder()
+            .user_store(probe.clone())
+            .on_event(rec.listener())
+            .build()
+            .unwrap();
+        let app = user_app(clerk).await;
+        let token = mock.token().subject("user_warm").build();
+        assert_eq!(get_user(&app, &token).await.2["source"], "api");
+        mock.reset_counters();
+        probe.calls.store(0, Ordering::SeqCst);
+        rec.take();
+        for i in 0..25 {
+            // Fresh tokens too: the user cache is keyed by user, not by token.
+            let t = if i % 2 == 0 {
+                token.clone()
+            } else {
+                mock.token().subject("user_warm").session_id("s2").build()
+            };
+            let (status, _, body) = get_user(&app, &t).await;
+            assert_eq!(status, StatusCode::OK);
+            assert_eq!(body["source"], "cache");
+        }
+        assert_eq!(mock.requests(Endpoint::User), 0, "no Backend API call");
+        assert_eq!(probe.calls.load(Ordering::SeqCst), 0, "no SQL");
+        let events = rec.take();
+        let cached = events
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    ClerkEvent::UserAuthenticated {
+                        source: UserSource::Cache,
+                        ..
+                    }
+                )
+            })
+            .count();
+        assert_eq!(cached, 25);
+        let user_event = events.iter().find_map(|e| match e {
+            ClerkEvent::UserAuthenticated { user, .. } => user.get::<ClerkUserRecord>().cloned(),
+            _ => None,
+        });
+        assert_eq!(user_event.unwrap().clerk_user_id, "user_warm");
+        db.cleanup().await;
     }
-    assert_eq!(mock.requests(Endpoint::User), 0, "no Backend API call");
-    assert_eq!(probe.calls.load(Ordering::SeqCst), 0, "no SQL");
-    let events = rec.take();
-    let cached = events
-        .iter()
-        .filter(|e| {
-            matches!(
-                e,
-                ClerkEvent::UserAuthenticated {
-                    source: UserSource::Cache,
-                    ..
-                }
-            )
-        })
-        .count();
-    assert_eq!(cached, 25);
-    let user_event = events.iter().find_map(|e| match e {
-        ClerkEvent::UserAuthenticated { user, .. } => user.get::<ClerkUserRecord>().cloned(),
-        _ => None,
-    });
-    assert_eq!(user_event.unwrap().clerk_user_id, "user_warm");
-    db.cleanup().await;
 }
 
 #[actix_web::test]
@@ -329,38 +331,40 @@ async fn backend_api_faults_map_to_503_and_stored_users_are_still_served() {
 
 #[actix_web::test]
 async fn database_down_is_503_and_cached_users_are_still_served() {
-    let (db, store) = TestDb::new(Backend::Postgres).await;
-    let mock = MockClerk::start();
-    let probe = Probe::new(store);
-    let clerk = mock
-        .clerk_builder()
-        .user_store(probe.clone())
-        .build()
-        .unwrap();
-    let app = user_app(clerk).await;
-    let cached = mock.token().subject("user_cached").build();
-    assert_eq!(get_user(&app, &cached).await.0, StatusCode::OK);
+    for backend in BACKENDS {
+        let (db, store) = TestDb::new(backend).await;
+        let mock = MockClerk::start();
+        let probe = Probe::new(store);
+        let clerk = mock
+            .clerk_builder()
+            .user_store(probe.clone())
+            .build()
+            .unwrap();
+        let app = user_app(clerk).await;
+        let cached = mock.token().subject("user_cached").build();
+        assert_eq!(get_user(&app, &cached).await.0, StatusCode::OK);
 
-    probe.down.store(true, Ordering::SeqCst);
-    let (status, retry, body) = get_user(&app, &mock.token().subject("user_new").build()).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(retry.is_some());
-    assert_eq!(body["reason"], "user-store-unavailable");
-    assert!(
-        !body.to_string().contains("database down"),
-        "internals leak: {body}"
-    );
-    let (status, _, body) = get_user(&app, &cached).await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(body["source"], "cache");
+        probe.down.store(true, Ordering::SeqCst);
+        let (status, retry, body) = get_user(&app, &mock.token().subject("user_new").build()).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(retry.is_some());
+        assert_eq!(body["reason"], "user-store-unavailable");
+        assert!(
+            !body.to_string().contains("database down"),
+            "internals leak: {body}"
+        );
+        let (status, _, body) = get_user(&app, &cached).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["source"], "cache");
 
-    // Nothing half-written: the failed user was not cached and is loaded once the DB is back.
-    probe.down.store(false, Ordering::SeqCst);
-    let (status, _, body) = get_user(&app, &mock.token().subject("user_new").build()).await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(body["source"], "api");
-    assert_eq!(db.count_rows(&probe.inner).await, 2);
-    db.cleanup().await;
+        // Nothing half-written: the failed user was not cached and is loaded once the DB is back.
+        probe.down.store(false, Ordering::SeqCst);
+        let (status, _, body) = get_user(&app, &mock.token().subject("user_new").build()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["source"], "api");
+        assert_eq!(db.count_rows(&probe.inner).await, 2);
+        db.cleanup().await;
+    }
 }
 
 #[actix_web::test]
@@ -409,30 +413,32 @@ async fn anonymous_and_missing_store() {
 
 #[actix_web::test]
 async fn client_api_get_user_details_and_sync_user() {
-    let (db, store) = TestDb::new(Backend::Sqlite).await;
-    let mock = MockClerk::start();
-    let clerk = mock.clerk_builder().user_store(store).build().unwrap();
-    let data = clerk.get_user_details("user_client").await.unwrap();
-    assert_eq!(data.primary_email(), Some("client@example.com"));
-    assert!(matches!(
-        clerk.get_user_details("user_../../jwks").await,
-        Err(clerk_actix::api::ApiError::NotFound)
-    ));
-    mock.remove_user("user_missing");
-    assert!(matches!(
-        clerk.get_user_details("user_missing").await,
-        Err(clerk_actix::api::ApiError::NotFound)
-    ));
-    let row: ClerkUserRecord = clerk.sync_user(&data).await.unwrap();
-    assert_eq!(row.email.as_deref(), Some("client@example.com"));
-    // sync_user refreshed the cache: no Backend API call for this user now.
-    mock.reset_counters();
-    let cached: ClerkUserRecord = clerk.user("user_client").await.unwrap();
-    assert_eq!(cached.id, row.id);
-    assert_eq!(mock.requests(Endpoint::User), 0);
-    let err = no_secret_key_error().await;
-    assert!(matches!(err, clerk_actix::api::ApiError::NoSecretKey));
-    db.cleanup().await;
+    for backend in BACKENDS {
+        let (db, store) = TestDb::new(backend).await;
+        let mock = MockClerk::start();
+        let clerk = mock.clerk_builder().user_store(store).build().unwrap();
+        let data = clerk.get_user_details("user_client").await.unwrap();
+        assert_eq!(data.primary_email(), Some("client@example.com"));
+        assert!(matches!(
+            clerk.get_user_details("user_../../jwks").await,
+            Err(clerk_actix::api::ApiError::NotFound)
+        ));
+        mock.remove_user("user_missing");
+        assert!(matches!(
+            clerk.get_user_details("user_missing").await,
+            Err(clerk_actix::api::ApiError::NotFound)
+        ));
+        let row: ClerkUserRecord = clerk.sync_user(&data).await.unwrap();
+        assert_eq!(row.email.as_deref(), Some("client@example.com"));
+        // sync_user refreshed the cache: no Backend API call for this user now.
+        mock.reset_counters();
+        let cached: ClerkUserRecord = clerk.user("user_client").await.unwrap();
+        assert_eq!(cached.id, row.id);
+        assert_eq!(mock.requests(Endpoint::User), 0);
+        let err = no_secret_key_error().await;
+        assert!(matches!(err, clerk_actix::api::ApiError::NoSecretKey));
+        db.cleanup().await;
+    }
 }
 
 async fn no_secret_key_error() -> clerk_actix::api::ApiError {

@@ -11,7 +11,7 @@ use clerk_actix::{
     Clerk, ClerkEvent, UserStore,
 };
 use clerk_actix_tests::{
-    db::{Backend, TestDb, BACKENDS},
+    db::{TestDb, BACKENDS},
     http::{get, serve, user_json},
     Probe, Recorder,
 };
@@ -161,75 +161,77 @@ async fn created_updated_deleted_replayed_and_reordered() {
 
 #[actix_web::test]
 async fn bad_signatures_are_400_and_write_nothing() {
-    let (db, store) = TestDb::new(Backend::Sqlite).await;
-    let mock = MockClerk::start();
-    let rec = Recorder::default();
-    let clerk = mock
-        .clerk_builder()
-        .user_store(store)
-        .on_event(rec.listener())
-        .build()
-        .unwrap();
-    let base = serve(clerk);
-    let hook = format!("{base}/webhooks/clerk");
-    let data = user_json("user_forged", 1, "Mallory");
-
-    let wrong_secret = WebhookDelivery::new(
-        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-        "user.created",
-        data.clone(),
-    );
-    let (status, body) = wrong_secret.send(&hook).await.unwrap();
-    assert_eq!(status, 400);
-    assert_eq!(
-        body,
-        json!({"error": "invalid_webhook", "reason": "invalid-signature"})
-    );
-
-    let mut tampered = mock.webhook("user.created", data.clone());
-    tampered.body = tampered.body.replace("Mallory", "Trudy");
-    assert_eq!(
-        tampered.send(&hook).await.unwrap().1["reason"],
-        "invalid-signature"
-    );
-
-    let stale = WebhookDelivery::at(
-        MOCK_WEBHOOK_SECRET,
-        "user.created",
-        data.clone(),
-        clerk_actix::testing::unix_now() - 600,
-    );
-    assert_eq!(
-        stale.send(&hook).await.unwrap().1["reason"],
-        "timestamp-too-old"
-    );
-
-    let not_json = WebhookDelivery::sign(
-        MOCK_WEBHOOK_SECRET,
-        "msg_nj".into(),
-        clerk_actix::testing::unix_now(),
-        "hello".into(),
-    );
-    assert_eq!(
-        not_json.send(&hook).await.unwrap(),
-        (
-            400,
-            json!({"error": "invalid_webhook", "reason": "invalid-json"})
-        )
-    );
-
-    let fresh: clerk_actix::store::DieselUserStore =
-        clerk_actix::store::DieselUserStore::connect(&db.url)
-            .await
+    for backend in BACKENDS {
+        let (db, store) = TestDb::new(backend).await;
+        let mock = MockClerk::start();
+        let rec = Recorder::default();
+        let clerk = mock
+            .clerk_builder()
+            .user_store(store)
+            .on_event(rec.listener())
+            .build()
             .unwrap();
-    assert_eq!(db.count_rows(&fresh).await, 0);
-    let rejected = rec
-        .take()
-        .iter()
-        .filter(|e| matches!(e, ClerkEvent::WebhookRejected { .. }))
-        .count();
-    assert_eq!(rejected, 4);
-    db.cleanup().await;
+        let base = serve(clerk);
+        let hook = format!("{base}/webhooks/clerk");
+        let data = user_json("user_forged", 1, "Mallory");
+
+        let wrong_secret = WebhookDelivery::new(
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            "user.created",
+            data.clone(),
+        );
+        let (status, body) = wrong_secret.send(&hook).await.unwrap();
+        assert_eq!(status, 400);
+        assert_eq!(
+            body,
+            json!({"error": "invalid_webhook", "reason": "invalid-signature"})
+        );
+
+        let mut tampered = mock.webhook("user.created", data.clone());
+        tampered.body = tampered.body.replace("Mallory", "Trudy");
+        assert_eq!(
+            tampered.send(&hook).await.unwrap().1["reason"],
+            "invalid-signature"
+        );
+
+        let stale = WebhookDelivery::at(
+            MOCK_WEBHOOK_SECRET,
+            "user.created",
+            data.clone(),
+            clerk_actix::testing::unix_now() - 600,
+        );
+        assert_eq!(
+            stale.send(&hook).await.unwrap().1["reason"],
+            "timestamp-too-old"
+        );
+
+        let not_json = WebhookDelivery::sign(
+            MOCK_WEBHOOK_SECRET,
+            "msg_nj".into(),
+            clerk_actix::testing::unix_now(),
+            "hello".into(),
+        );
+        assert_eq!(
+            not_json.send(&hook).await.unwrap(),
+            (
+                400,
+                json!({"error": "invalid_webhook", "reason": "invalid-json"})
+            )
+        );
+
+        let fresh: clerk_actix::store::DieselUserStore =
+            clerk_actix::store::DieselUserStore::connect(&db.url)
+                .await
+                .unwrap();
+        assert_eq!(db.count_rows(&fresh).await, 0);
+        let rejected = rec
+            .take()
+            .iter()
+            .filter(|e| matches!(e, ClerkEvent::WebhookRejected { .. }))
+            .count();
+        assert_eq!(rejected, 4);
+        db.cleanup().await;
+    }
 }
 
 #[actix_web::test]
@@ -281,55 +283,57 @@ async fn store_down_is_503_so_svix_retries_and_the_retry_applies() {
 
 #[actix_web::test]
 async fn unknown_types_are_acknowledged_and_delete_policy_can_delete() {
-    let (db, store) = TestDb::new(Backend::Sqlite).await;
-    let mock = MockClerk::start();
-    let rec = Recorder::default();
-    let clerk = mock
-        .clerk_builder()
-        .user_store(store)
-        .on_user_deleted(DeletedUserPolicy::Delete)
-        .on_event(rec.listener())
-        .build()
-        .unwrap();
-    let base = serve(clerk);
-    let hook = format!("{base}/webhooks/clerk");
-    let (status, body) = mock
-        .webhook("session.created", json!({"id": "sess_1"}))
-        .send(&hook)
-        .await
-        .unwrap();
-    assert_eq!((status, body["status"].as_str()), (200, Some("ignored")));
-    assert!(rec.take().iter().any(|e| matches!(e, ClerkEvent::WebhookProcessed { outcome: WebhookOutcome::Ignored, event_type, .. } if event_type == "session.created")));
-
-    assert_eq!(
-        mock.webhook("user.created", user_json("user_del", 1, "D"))
+    for backend in BACKENDS {
+        let (db, store) = TestDb::new(backend).await;
+        let mock = MockClerk::start();
+        let rec = Recorder::default();
+        let clerk = mock
+            .clerk_builder()
+            .user_store(store)
+            .on_user_deleted(DeletedUserPolicy::Delete)
+            .on_event(rec.listener())
+            .build()
+            .unwrap();
+        let base = serve(clerk);
+        let hook = format!("{base}/webhooks/clerk");
+        let (status, body) = mock
+            .webhook("session.created", json!({"id": "sess_1"}))
             .send(&hook)
-            .await
-            .unwrap()
-            .0,
-        200
-    );
-    assert_eq!(
-        mock.webhook("user.deleted", json!({"id": "user_del", "deleted": true}))
-            .send(&hook)
-            .await
-            .unwrap()
-            .0,
-        200
-    );
-    let fresh: clerk_actix::store::DieselUserStore =
-        clerk_actix::store::DieselUserStore::connect(&db.url)
             .await
             .unwrap();
-    assert!(fresh.find("user_del").await.unwrap().is_none());
-    // A deleted event without an id is acknowledged and ignored.
-    let (status, body) = mock
-        .webhook("user.deleted", json!({"deleted": true}))
-        .send(&hook)
-        .await
-        .unwrap();
-    assert_eq!((status, body["status"].as_str()), (200, Some("ignored")));
-    db.cleanup().await;
+        assert_eq!((status, body["status"].as_str()), (200, Some("ignored")));
+        assert!(rec.take().iter().any(|e| matches!(e, ClerkEvent::WebhookProcessed { outcome: WebhookOutcome::Ignored, event_type, .. } if event_type == "session.created")));
+
+        assert_eq!(
+            mock.webhook("user.created", user_json("user_del", 1, "D"))
+                .send(&hook)
+                .await
+                .unwrap()
+                .0,
+            200
+        );
+        assert_eq!(
+            mock.webhook("user.deleted", json!({"id": "user_del", "deleted": true}))
+                .send(&hook)
+                .await
+                .unwrap()
+                .0,
+            200
+        );
+        let fresh: clerk_actix::store::DieselUserStore =
+            clerk_actix::store::DieselUserStore::connect(&db.url)
+                .await
+                .unwrap();
+        assert!(fresh.find("user_del").await.unwrap().is_none());
+        // A deleted event without an id is acknowledged and ignored.
+        let (status, body) = mock
+            .webhook("user.deleted", json!({"deleted": true}))
+            .send(&hook)
+            .await
+            .unwrap();
+        assert_eq!((status, body["status"].as_str()), (200, Some("ignored")));
+        db.cleanup().await;
+    }
 }
 
 #[actix_web::test]
