@@ -342,3 +342,38 @@ async fn roles_without_org_prefix_and_reverification_guards() {
         );
     }
 }
+
+/// A pending session (v2 `sts: pending`, e.g. an organization still to choose) is signed out
+/// for the guards too: 401 `session-pending`, never the handler, even with the right role;
+/// with `treat_pending_as_signed_out(false)` the guard judges it like any session.
+#[actix_web::test]
+async fn a_pending_session_is_refused_by_the_guards() {
+    let mock = MockClerk::start();
+    let pending_admin = mock
+        .token()
+        .v2()
+        .org_v2("org_1", "admin", "acme", "manage,read", "3")
+        .session_status("pending")
+        .build();
+    let app1 = app(mock.clerk_builder().build().unwrap()).await;
+    let get = |p: &str| test::TestRequest::get().uri(p);
+    for p in ["/any-user", "/admin"] {
+        let (status, _, body) = call(&app1, get(p), Some(&pending_admin)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{p}");
+        assert!(body.contains("session-pending"), "{p}: {body}");
+    }
+    let app2 = app(mock
+        .clerk_builder()
+        .treat_pending_as_signed_out(false)
+        .build()
+        .unwrap())
+    .await;
+    assert_eq!(
+        call(&app2, get("/any-user"), Some(&pending_admin)).await.2,
+        "hello"
+    );
+    assert_eq!(
+        call(&app2, get("/admin"), Some(&pending_admin)).await.0,
+        StatusCode::OK
+    );
+}
