@@ -378,7 +378,14 @@ pub(crate) struct ApiStatus {
     pub(crate) last_success: Option<Instant>,
     /// The last failure (not a 404, which is an answer): what, and when.
     pub(crate) last_error: Option<(&'static str, Instant)>,
+    /// After a 429, no call is made before this instant (Clerk's `Retry-After`, at most
+    /// [`MAX_RATE_LIMIT_HOLD`]): a rate-limited instance is not asked again by every request.
+    pub(crate) hold_until: Option<Instant>,
 }
+
+/// The longest a 429's `Retry-After` holds calls back (a hostile or broken value must not stop
+/// the Backend API for hours).
+pub(crate) const MAX_RATE_LIMIT_HOLD: Duration = Duration::from_secs(60);
 
 impl ApiError {
     /// A short code for the health report (never the body or the key).
@@ -405,10 +412,43 @@ fn is_valid_id(id: &str) -> bool {
 }
 
 impl BackendApi {
+    /// While a 429 holds calls back: the error to answer instead of calling, with the time left.
+    pub(crate) fn held(&self) -> Option<ApiError> {
+        let status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
+        let left = status.hold_until?.checked_duration_since(Instant::now())?;
+        // Whole seconds, rounded up, as a Retry-After header carries them.
+        let retry_after = Duration::from_secs(left.as_secs() + u64::from(left.subsec_nanos() > 0));
+        Some(ApiError::RateLimited { retry_after })
+    }
+
+    /// Records how a call went: for the health report, and a 429's hold.
+    pub(crate) fn record<T>(&self, result: &Result<T, ApiError>) {
+        let mut status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        match result {
+            Ok(_) | Err(ApiError::NotFound) => status.last_success = Some(now),
+            Err(e) => status.last_error = Some((e.code(), now)),
+        }
+        drop(status);
+        self.hold_on_rate_limit(result);
+    }
+
+    /// After a 429, holds every call of this handle back for its `Retry-After`.
+    pub(crate) fn hold_on_rate_limit<T>(&self, result: &Result<T, ApiError>) {
+        if let Err(ApiError::RateLimited { retry_after }) = result {
+            let until = Instant::now() + (*retry_after).min(MAX_RATE_LIMIT_HOLD);
+            let mut status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
+            status.hold_until = Some(status.hold_until.map_or(until, |u| u.max(until)));
+        }
+    }
+
     /// `GET /users/{id}`.
     pub(crate) async fn get_user(&self, user_id: &str) -> Result<ClerkUserData, ApiError> {
         if !is_valid_id(user_id) {
             return Err(ApiError::NotFound);
+        }
+        if let Some(held) = self.held() {
+            return Err(held);
         }
         let url = format!("{}/users/{user_id}", self.api_url);
         let result = get_with_retries(
@@ -420,13 +460,7 @@ impl BackendApi {
             self.attempts,
         )
         .await;
-        {
-            let mut status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
-            match &result {
-                Ok(_) | Err(ApiError::NotFound) => status.last_success = Some(Instant::now()),
-                Err(e) => status.last_error = Some((e.code(), Instant::now())),
-            }
-        }
+        self.record(&result);
         let body = result?;
         let user: ClerkUserData =
             serde_json::from_slice(&body).map_err(|_| ApiError::InvalidBody)?;
@@ -440,6 +474,40 @@ impl BackendApi {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_429_holds_calls_back_for_its_retry_after_capped() {
+        let api = BackendApi {
+            api_url: "http://127.0.0.1:9/v1".into(),
+            secret_key: SecretKey::new("sk_test_x".into()),
+            timeout: Duration::from_secs(1),
+            attempts: 1,
+            status: Arc::default(),
+        };
+        assert!(api.held().is_none());
+        api.record::<()>(&Err(ApiError::NotFound));
+        assert!(api.held().is_none(), "only a 429 holds");
+        api.record::<()>(&Err(ApiError::RateLimited {
+            retry_after: Duration::from_secs(7),
+        }));
+        let Some(ApiError::RateLimited { retry_after }) = api.held() else {
+            panic!("held after a 429");
+        };
+        assert!((6..=7).contains(&retry_after.as_secs()), "{retry_after:?}");
+        // A shorter later Retry-After does not shorten the hold; an absurd one is capped.
+        api.hold_on_rate_limit::<()>(&Err(ApiError::RateLimited {
+            retry_after: Duration::from_secs(1),
+        }));
+        assert!(
+            matches!(api.held(), Some(ApiError::RateLimited { retry_after }) if retry_after.as_secs() >= 6)
+        );
+        api.hold_on_rate_limit::<()>(&Err(ApiError::RateLimited {
+            retry_after: Duration::from_secs(86_400),
+        }));
+        assert!(
+            matches!(api.held(), Some(ApiError::RateLimited { retry_after }) if retry_after <= MAX_RATE_LIMIT_HOLD)
+        );
+    }
 
     #[test]
     fn secret_key_debug_is_redacted() {

@@ -657,15 +657,23 @@ impl Machines {
             .map(Bytes::from)
             .unwrap_or_default();
         let url = format!("{}{path}", api.api_url);
-        let answer = api::post_json(
-            endpoint,
-            &url,
-            body,
-            &api.secret_key,
-            api.timeout,
-            64 * 1024,
-        )
-        .await;
+        let answer = match api.held() {
+            // Clerk rate-limited the instance: not asked again before its Retry-After.
+            Some(held) => Err(held),
+            None => {
+                let answer = api::post_json(
+                    endpoint,
+                    &url,
+                    body,
+                    &api.secret_key,
+                    api.timeout,
+                    64 * 1024,
+                )
+                .await;
+                api.hold_on_rate_limit(&answer);
+                answer
+            }
+        };
         let result = verdict(token_type, answer, unix_ms(SystemTime::now()));
         let ttl = match &result {
             Ok(auth) => {

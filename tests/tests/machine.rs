@@ -320,8 +320,6 @@ async fn wrong_types_are_token_type_mismatch_without_any_call() {
 #[actix_web::test]
 async fn outages_are_503_and_a_refused_secret_key_is_a_server_error() {
     let mock = MockClerk::start();
-    let clerk = mock.clerk_builder().build().unwrap();
-    let app = app(clerk, TokenTypes::MACHINE).await;
     for (endpoint, token) in [
         (
             Endpoint::ApiKeysVerify,
@@ -336,6 +334,8 @@ async fn outages_are_503_and_a_refused_secret_key_is_a_server_error() {
             mock.create_oauth_token("c", "user_1", &[], 60),
         ),
     ] {
+        // A handle per endpoint: a 429 holds back every call of its handle.
+        let app = app(mock.clerk_builder().build().unwrap(), TokenTypes::MACHINE).await;
         mock.set_fault(endpoint, Fault::Status(502));
         let (status, retry, body) = call(&app, "/machine", &token).await;
         assert_eq!(
@@ -346,13 +346,22 @@ async fn outages_are_503_and_a_refused_secret_key_is_a_server_error() {
             )
         );
         assert!(retry.is_some());
+        // Outages are not cached: the token works as soon as Clerk answers.
+        mock.clear_fault(endpoint);
+        assert_eq!(call(&app, "/machine", &token).await.0, StatusCode::OK);
+
+        let fresh = match endpoint {
+            Endpoint::ApiKeysVerify => mock.create_api_key("user_1", "k2", &[]),
+            Endpoint::M2mTokensVerify => mock.create_m2m_token("mch_1", &[], 60),
+            _ => mock.create_oauth_token("c", "user_1", &[], 60),
+        };
         mock.set_fault(
             endpoint,
             Fault::RateLimited {
                 retry_after_secs: 7,
             },
         );
-        let (status, retry, body) = call(&app, "/machine", &token).await;
+        let (status, retry, body) = call(&app, "/machine", &fresh).await;
         assert_eq!(
             (status, reason(&body)),
             (
@@ -361,9 +370,15 @@ async fn outages_are_503_and_a_refused_secret_key_is_a_server_error() {
             )
         );
         assert_eq!(retry.as_deref(), Some("7"));
-        // Outages are not cached: the token works as soon as Clerk answers.
+        // Rate-limited: Clerk is not asked again before its Retry-After, even once it would
+        // answer, and the answer says how long is left.
         mock.clear_fault(endpoint);
-        assert_eq!(call(&app, "/machine", &token).await.0, StatusCode::OK);
+        let calls = mock.requests(endpoint);
+        let (status, retry, _) = call(&app, "/machine", &fresh).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        let left: u64 = retry.unwrap().parse().unwrap();
+        assert!((1..=7).contains(&left), "{left}");
+        assert_eq!(mock.requests(endpoint), calls, "no call during the hold");
     }
 
     let wrong_key = mock

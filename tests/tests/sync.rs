@@ -277,16 +277,45 @@ async fn backend_api_faults_map_to_503_and_stored_users_are_still_served() {
             "5xx retried a bounded number of times"
         );
 
-        // 429: Retry-After passed through.
+        // 429: Retry-After passed through, and the handle holds back its calls until then
+        // (a handle of its own: the hold would answer the rest of this test).
+        let limited = user_app(
+            mock.clerk_builder()
+                .user_store(
+                    DieselUserStore::<ClerkUserRecord>::connect(&db.url)
+                        .await
+                        .unwrap(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .await;
         mock.set_fault(
             Endpoint::User,
             Fault::RateLimited {
                 retry_after_secs: 7,
             },
         );
-        let (status, retry, _) = get_user(&app, &mock.token().subject("user_f2").build()).await;
+        let before = mock.requests(Endpoint::User);
+        let (status, retry, _) = get_user(&limited, &mock.token().subject("user_f2").build()).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(retry.as_deref(), Some("7"));
+        assert_eq!(
+            mock.requests(Endpoint::User),
+            before + 1,
+            "429 is not retried"
+        );
+        mock.clear_faults();
+        let (status, retry, body) =
+            get_user(&limited, &mock.token().subject("user_f2b").build()).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        let left: u64 = retry.unwrap().parse().unwrap();
+        assert!((1..=7).contains(&left), "{left}");
+        assert_eq!(
+            mock.requests(Endpoint::User),
+            before + 1,
+            "{backend:?}: no call while Clerk's Retry-After holds"
+        );
 
         // Timeout.
         mock.set_fault(Endpoint::User, Fault::Delay(Duration::from_secs(2)));
@@ -570,7 +599,7 @@ async fn a_row_served_while_clerk_is_down_is_cached_for_the_fallback_window_only
         let short = mock
             .clerk_builder()
             .user_store(store)
-            .user_fallback_ttl(Duration::from_secs(1))
+            .user_fallback_ttl(Duration::from_secs(2))
             .build()
             .unwrap();
         let other: DieselUserStore<ClerkUserRecord> =
@@ -592,7 +621,8 @@ async fn a_row_served_while_clerk_is_down_is_cached_for_the_fallback_window_only
         let token = mock.token().subject("user_fb").build();
 
         mock.set_fault(Endpoint::User, Fault::Status(503));
-        for app in [&short_app, &default_app] {
+        // The short handle last: its window starts when its (retried) load ends.
+        for app in [&default_app, &short_app] {
             let (status, _, body) = get_user(app, &token).await;
             assert_eq!(status, StatusCode::OK, "{backend:?}: {body}");
             assert_eq!(body["source"], "database");
@@ -611,7 +641,7 @@ async fn a_row_served_while_clerk_is_down_is_cached_for_the_fallback_window_only
         assert_eq!(mock.requests(Endpoint::User), calls, "{backend:?}");
 
         // Past the short window: that handle asks Clerk again; the default one still waits.
-        actix_web::rt::time::sleep(Duration::from_millis(1500)).await;
+        actix_web::rt::time::sleep(Duration::from_millis(2500)).await;
         let (status, _, body) = get_user(&short_app, &token).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body["source"], "api", "{backend:?}");
@@ -620,7 +650,7 @@ async fn a_row_served_while_clerk_is_down_is_cached_for_the_fallback_window_only
         assert_eq!(
             mock.requests(Endpoint::User),
             calls + 1,
-            "{backend:?}: the default window is longer than 1.5 s"
+            "{backend:?}: the default window is longer than 2.5 s"
         );
         db.cleanup().await;
     }
