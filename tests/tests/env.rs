@@ -133,6 +133,9 @@ async fn webhook_status(clerk: &Clerk, delivery: &WebhookDelivery) -> (u16, Stri
 /// The variables the first test does not reach, each by its effect (one test: the environment
 /// is process-wide and the two must not interleave, so this one runs after it in one thread).
 #[actix_web::test]
+// The lock only orders this test against the other (each on its own thread); it is never
+// contended inside this one's single-threaded runtime.
+#[allow(clippy::await_holding_lock)]
 async fn from_env_key_audience_issuer_caches_and_webhook_secret() {
     let _guard = ENV.lock().unwrap_or_else(|e| e.into_inner());
     clear();
