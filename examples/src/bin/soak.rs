@@ -70,7 +70,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         admin
             .batch_execute("DROP DATABASE IF EXISTS clerk_actix_soak WITH (FORCE)")
             .await?;
-        admin.batch_execute("CREATE DATABASE clerk_actix_soak").await?;
+        admin
+            .batch_execute("CREATE DATABASE clerk_actix_soak")
+            .await?;
     }
     let store: DieselUserStore = DieselUserStore::connect(&db_url).await?;
     store.run_migrations().await?;
