@@ -22,6 +22,8 @@ for t in "${targets[@]}"; do
   echo "$t: $(( $(date +%s) - start )) s, $(grep -E '^#[0-9]+' logs/"$t".log | tail -1)"
   min=$(mktemp -d)
   "$bin/$t" -merge=1 "$min" "$work" >>logs/"$t".log 2>&1
+  # The committed seeds (seed_*, from the test vectors) stay as they are, beside the minimised corpus.
+  cp corpus/"$t"/seed_* "$min"/ 2>/dev/null || true
   rm -rf corpus/"$t" && mkdir -p corpus/"$t" && cp "$min"/* corpus/"$t"/
   rm -rf "$work" "$min"
 done
