@@ -68,6 +68,7 @@ pub mod extract;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod guard;
+mod handshake;
 pub mod health;
 pub mod jwks;
 pub mod keys;
