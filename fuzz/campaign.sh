@@ -8,7 +8,7 @@ cd "$(dirname "$0")"
 RUNS=${RUNS:-10000000}
 MAX_TIME=${MAX_TIME:-3600}
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(authorization session_token claims keys webhook backend_api machine_answer)
+[ ${#targets[@]} -eq 0 ] && targets=(authorization session_token claims keys webhook backend_api machine_answer handshake)
 cargo +nightly fuzz build -O
 bin=target/x86_64-unknown-linux-gnu/release
 mkdir -p logs

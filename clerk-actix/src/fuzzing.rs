@@ -9,7 +9,10 @@
 //! answer that says revoked or expired, a header parse that invents bytes. Anything else —
 //! every refusal — must come back as an error, never a panic.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::{
+    sync::OnceLock,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use actix_web::{http::header, test::TestRequest};
 use arbitrary::{Arbitrary, Unstructured};
@@ -18,6 +21,7 @@ use serde_json::{Map, Value};
 use crate::{
     api::ClerkApiErrors,
     auth::find_token,
+    error::AuthErrorReason,
     events::TokenCarrier,
     keys::VerificationKeys,
     machine::{self, TokenType},
@@ -468,6 +472,174 @@ pub fn machine_answer(data: &[u8]) {
     }
 }
 
+/// The handshake's cookie path (`handshake`): a request's `Sec-Fetch-Dest`, `Accept`, query,
+/// `Cookie` header and `Authorization` token (NUL-separated, after a control byte choosing the
+/// instance, the method and the verifier's verdict) through the decision table. Only an
+/// accepted verdict signs in; only an eligible document request is redirected, to the
+/// instance's Frontend API with the request URL first, and every header the redirect sets is a
+/// valid header value (no injection through cookies or the query).
+pub fn handshake(data: &[u8]) {
+    handshake_outcome(data);
+}
+
+/// What [`handshake`] made of `data`: `signed-in`, `signed-out`, `redirect`, `return-leg` or
+/// `empty` (for the seed checks).
+pub fn handshake_outcome(data: &[u8]) -> &'static str {
+    use crate::handshake::{Carrier, CookiePath, DocumentRequest, Outcome, Resolution, Step};
+    let Some((&control, rest)) = data.split_first() else {
+        return "empty";
+    };
+    let fields: Vec<&str> = rest
+        .split(|b| *b == 0)
+        .map(|f| std::str::from_utf8(f).unwrap_or(""))
+        .collect();
+    let field = |i: usize| fields.get(i).copied().filter(|f| !f.is_empty());
+    let production = control & 1 == 1;
+    let instance = handshake_instance(production);
+    let method = ["GET", "GET", "POST", "HEAD"][usize::from((control >> 1) & 3)];
+    let verdicts = [
+        Ok(()),
+        Err(AuthErrorReason::TokenExpired),
+        Err(AuthErrorReason::TokenNotActiveYet),
+        Err(AuthErrorReason::TokenIatInTheFuture),
+        Err(AuthErrorReason::TokenInvalidSignature),
+    ];
+    let verdict = verdicts[usize::from(control >> 3) % verdicts.len()];
+    let request = DocumentRequest {
+        method,
+        sec_fetch_dest: field(0),
+        accept: field(1),
+        origin: "https://app.example.com",
+        path: "/page",
+        query: field(2).unwrap_or(""),
+        cookie_header: field(3).unwrap_or(""),
+        header_token: field(4),
+    };
+    let path = CookiePath::new(instance, &request, FUZZ_NOW_SECS);
+    let mut verified = false;
+    let outcome = match path.start() {
+        Step::Done(outcome) => {
+            assert!(
+                !matches!(outcome, Outcome::SignedIn { .. }),
+                "signed in without verification"
+            );
+            outcome
+        }
+        Step::ReturnLeg { nonce, token } => {
+            assert!(
+                nonce.is_some() || token.is_some(),
+                "a return leg without a nonce"
+            );
+            assert!(
+                request.header_token.is_none(),
+                "a header request took the return leg"
+            );
+            return "return-leg";
+        }
+        Step::Verify { token, carrier } => {
+            assert!(!token.is_empty(), "an empty token to verify");
+            match carrier {
+                Carrier::Header => assert_eq!(Some(token.as_str()), request.header_token),
+                Carrier::Cookie => {
+                    assert!(request.header_token.is_none(), "a cookie beat the header")
+                }
+            }
+            verified = verdict.is_ok();
+            path.verified(&token, verdict)
+        }
+    };
+    match path.resolve(outcome) {
+        Resolution::SignedIn { token } => {
+            assert!(verified, "signed in without an accepted verdict");
+            assert!(!token.is_empty());
+            "signed-in"
+        }
+        Resolution::SignedOut { reason } => {
+            assert!(!reason.is_empty(), "no reason");
+            "signed-out"
+        }
+        Resolution::Redirect {
+            location,
+            set_cookie,
+            reason,
+        } => {
+            let eligible = method == "GET"
+                && match request.sec_fetch_dest {
+                    Some(dest) => dest == "document" || dest == "iframe",
+                    None => request.accept.is_some_and(|a| a.starts_with("text/html")),
+                };
+            assert!(
+                eligible,
+                "a redirect for a request that is not a document GET"
+            );
+            let base = format!(
+                "https://{}/v1/client/handshake?redirect_url=https%3A%2F%2Fapp.example.com%2Fpage",
+                instance.key().frontend_api()
+            );
+            assert!(
+                location.starts_with(&base),
+                "redirected elsewhere: {location}"
+            );
+            assert!(
+                header::HeaderValue::from_str(&location).is_ok(),
+                "Location is not a header value"
+            );
+            assert!(
+                header::HeaderValue::from_str(&set_cookie).is_ok(),
+                "Set-Cookie is not a header value"
+            );
+            assert!(
+                set_cookie.starts_with("__clerk_redirect_count=")
+                    && set_cookie.ends_with("; SameSite=Lax; HttpOnly; Max-Age=2"),
+                "{set_cookie}"
+            );
+            let query = location.split_once('?').map_or("", |(_, q)| q);
+            let names: Vec<String> = form_urlencoded::parse(query.as_bytes())
+                .map(|(k, _)| k.into_owned())
+                .collect();
+            let expected = [
+                "redirect_url",
+                "__clerk_api_version",
+                "suffixed_cookies",
+                "__clerk_hs_reason",
+                "format",
+            ];
+            assert_eq!(
+                names[..expected.len().min(names.len())],
+                expected,
+                "parameters out of order"
+            );
+            assert!(
+                names[expected.len()..]
+                    .iter()
+                    .all(|n| n == "__session" || (!production && n == "__clerk_db_jwt")),
+                "unexpected parameters {names:?}"
+            );
+            assert!(form_urlencoded::parse(query.as_bytes())
+                .any(|(k, v)| k == "__clerk_hs_reason" && v == reason.as_str()));
+            "redirect"
+        }
+    }
+}
+
+/// The harness's production and development instances (handshake.md §13).
+fn handshake_instance(production: bool) -> &'static crate::handshake::Instance {
+    use crate::handshake::{Instance, PublishableKey};
+    static PROD: OnceLock<Instance> = OnceLock::new();
+    static DEV: OnceLock<Instance> = OnceLock::new();
+    let (cell, key) = if production {
+        (&PROD, "pk_live_Y2xlcmsuZXhhbXBsZS5jb20k")
+    } else {
+        (&DEV, "pk_test_Zm9vLWJhci0xMy5jbGVyay5hY2NvdW50cy5kZXYk")
+    };
+    cell.get_or_init(|| {
+        Instance::new(
+            PublishableKey::parse(key).expect("the harness's keys parse"),
+            None,
+        )
+    })
+}
+
 /// Seeds for each target, from the test vectors: `(target, name, bytes)`. Written to
 /// `fuzz/corpus/<target>/` by `CLERK_FUZZ_WRITE_SEEDS=1 cargo test --all-features --test
 /// fuzz_corpora`.
@@ -573,6 +745,132 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         let mut bytes = vec![u8::try_from(i % 3).unwrap_or(0)];
         bytes.extend(serde_json::to_vec(&answer).unwrap_or_default());
         out.push(("machine_answer", format!("answer_{i}"), bytes));
+    }
+    // The handshake's cookie path: a control byte (bit 0: production; bits 1-2: the method;
+    // bits 3-: the verifier's verdict), then NUL-separated Sec-Fetch-Dest, Accept, query, Cookie
+    // header and Authorization token.
+    let prod_token = at(TokenBuilder::new().issuer("https://clerk.example.com")).build();
+    let dev_token = at(TokenBuilder::new().issuer("https://foo-bar-13.clerk.accounts.dev")).build();
+    let uat = FUZZ_NOW_SECS - 10;
+    let session = format!("__session={prod_token}; __client_uat={uat}");
+    for (name, control, fields) in [
+        (
+            "prod_valid",
+            1u8,
+            ["document", "", "x=1", session.as_str(), ""],
+        ),
+        (
+            "prod_expired",
+            1 | 1 << 3,
+            ["document", "", "x=1", session.as_str(), ""],
+        ),
+        (
+            "prod_nbf",
+            1 | 2 << 3,
+            ["iframe", "", "", session.as_str(), ""],
+        ),
+        (
+            "prod_uat_only",
+            1,
+            [
+                "document",
+                "",
+                "",
+                format!("__client_uat={uat}").as_str(),
+                "",
+            ],
+        ),
+        (
+            "prod_suffixed",
+            1 | 1 << 3,
+            [
+                "document",
+                "",
+                "",
+                format!("__session_naoXFJnI={prod_token}; __client_uat_naoXFJnI={uat}").as_str(),
+                "",
+            ],
+        ),
+        (
+            "prod_fetch",
+            1 | 1 << 3,
+            ["empty", "", "", session.as_str(), ""],
+        ),
+        (
+            "prod_accept_html",
+            1 | 1 << 3,
+            ["", "text/html", "", session.as_str(), ""],
+        ),
+        (
+            "prod_post",
+            1 | 2 << 1 | 1 << 3,
+            ["document", "", "", session.as_str(), ""],
+        ),
+        (
+            "prod_header",
+            1 | 1 << 3,
+            ["document", "", "", "", prod_token.as_str()],
+        ),
+        (
+            "prod_nonce",
+            1,
+            [
+                "document",
+                "",
+                "",
+                format!("__clerk_handshake_nonce=N1; {session}").as_str(),
+                "",
+            ],
+        ),
+        (
+            "prod_loop",
+            1 | 1 << 3,
+            [
+                "document",
+                "",
+                "",
+                format!("{session}; __clerk_redirect_count=3").as_str(),
+                "",
+            ],
+        ),
+        (
+            "prod_refresh",
+            1 | 1 << 3,
+            [
+                "document",
+                "",
+                "",
+                format!("{session}; __refresh_naoXFJnI=r").as_str(),
+                "",
+            ],
+        ),
+        ("dev_missing", 0, ["document", "", "y=2", "", ""]),
+        (
+            "dev_db_jwt_query",
+            0,
+            [
+                "document",
+                "",
+                "__clerk_db_jwt=dvb_2&y=2",
+                "__clerk_db_jwt=dvb_1",
+                "",
+            ],
+        ),
+        (
+            "dev_valid",
+            0,
+            [
+                "document",
+                "",
+                "",
+                format!("__clerk_db_jwt=dvb_1; __session={dev_token}; __client_uat={uat}").as_str(),
+                "",
+            ],
+        ),
+    ] {
+        let mut bytes = vec![control];
+        bytes.extend(fields.join("\0").into_bytes());
+        out.push(("handshake", name.to_owned(), bytes));
     }
     // The structure-aware targets read their input through `arbitrary`: any bytes are a valid
     // input, and these few patterns start the fuzzer on each enum arm.

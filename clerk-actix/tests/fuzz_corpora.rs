@@ -64,7 +64,8 @@ replays!(
     keys,
     webhook,
     backend_api,
-    machine_answer
+    machine_answer,
+    handshake
 );
 
 /// The seeds reach the accepting paths (a corpus of refusals would leave the oracles unused).
@@ -93,4 +94,35 @@ fn the_seeds_include_accepted_inputs() {
         .filter(|(.., b)| fuzzing::accepts_machine_answer(b))
         .count();
     assert_eq!(machine, 1, "only the valid API key answer is accepted");
+}
+
+/// The handshake seeds reach every outcome of the cookie path.
+#[test]
+fn the_handshake_seeds_reach_every_outcome() {
+    let outcome = |name: &str| {
+        let (.., bytes) = fuzzing::seeds()
+            .into_iter()
+            .find(|(t, n, _)| *t == "handshake" && n == name)
+            .unwrap();
+        fuzzing::handshake_outcome(&bytes)
+    };
+    for (name, expected) in [
+        ("prod_valid", "signed-in"),
+        ("prod_expired", "redirect"),
+        ("prod_nbf", "redirect"),
+        ("prod_uat_only", "redirect"),
+        ("prod_suffixed", "redirect"),
+        ("prod_fetch", "signed-out"),
+        ("prod_accept_html", "redirect"),
+        ("prod_post", "signed-out"),
+        ("prod_header", "redirect"),
+        ("prod_nonce", "return-leg"),
+        ("prod_loop", "signed-out"),
+        ("prod_refresh", "redirect"),
+        ("dev_missing", "redirect"),
+        ("dev_db_jwt_query", "redirect"),
+        ("dev_valid", "signed-in"),
+    ] {
+        assert_eq!(outcome(name), expected, "{name}");
+    }
 }

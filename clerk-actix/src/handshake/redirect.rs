@@ -30,6 +30,9 @@ pub(crate) fn redirect_count_cookie(count: f64) -> String {
 
 /// A number as JavaScript prints it in a template literal (integers without `.0`).
 fn js_number(n: f64) -> String {
+    if n.is_infinite() {
+        return if n > 0.0 { "Infinity" } else { "-Infinity" }.to_owned();
+    }
     if n.fract() == 0.0 && n.abs() < 1e21 {
         format!("{n:.0}")
     } else {
@@ -137,6 +140,10 @@ mod tests {
         assert_eq!(
             redirect_count_cookie(2.0),
             "__clerk_redirect_count=3; SameSite=Lax; HttpOnly; Max-Age=2"
+        );
+        assert_eq!(
+            redirect_count_cookie(f64::INFINITY),
+            "__clerk_redirect_count=Infinity; SameSite=Lax; HttpOnly; Max-Age=2"
         );
         assert_eq!(
             redirect_count_cookie(1.5),
