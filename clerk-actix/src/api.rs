@@ -471,6 +471,31 @@ impl BackendApi {
     }
 }
 
+impl BackendApi {
+    /// `GET /clients/handshake_payload?nonce=…`: the raw body of the handshake payload (the
+    /// `Set-Cookie` directives of a handshake's return leg). One attempt: a browser is waiting,
+    /// and the nonce is single-use.
+    pub(crate) async fn handshake_payload(&self, nonce: &str) -> Result<Bytes, ApiError> {
+        if let Some(held) = self.held() {
+            return Err(held);
+        }
+        let query: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("nonce", nonce)
+            .finish();
+        let url = format!("{}/clients/handshake_payload?{query}", self.api_url);
+        let result = get(
+            "handshake_payload",
+            &url,
+            &self.secret_key,
+            self.timeout,
+            64 * 1024,
+        )
+        .await;
+        self.record(&result);
+        result
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,7 @@ use crate::{
     cache::{TokenCache, DEFAULT_TOKEN_CACHE_CAPACITY, DEFAULT_TOKEN_CACHE_MAX_BYTES},
     error::AuthError,
     events::{ClerkEvent, EventListener, Events},
+    handshake::{self, PublishableKey},
     jwks::{JwksPolicy, RemoteJwks},
     keys::{KeyError, VerificationKeys},
     machine::{MachinePolicy, Machines},
@@ -69,6 +70,15 @@ pub enum ConfigError {
         /// The operating system's error.
         detail: String,
     },
+    /// The publishable key is not `pk_test_…` / `pk_live_…` as Clerk's dashboard shows it.
+    #[error("CLERK_PUBLISHABLE_KEY is not a Clerk publishable key: expected pk_test_… or pk_live_… as Clerk's dashboard shows it")]
+    InvalidPublishableKey,
+    /// A secret key (`sk_...`) was given where the publishable key (`pk_...`) belongs.
+    #[error("the publishable key looks like a secret key (sk_...): use the publishable key (pk_...), and keep the secret key out of anything sent to browsers")]
+    SecretKeyAsPublishable,
+    /// The proxy URL is not an absolute http(s) URL.
+    #[error("CLERK_PROXY_URL must be an absolute http:// or https:// URL, e.g. https://app.example.com/__clerk")]
+    InvalidProxyUrl,
     /// An environment variable could not be parsed.
     #[error("environment variable {var} is invalid: {expected}")]
     InvalidEnv {
@@ -138,6 +148,9 @@ pub(crate) struct ClerkInner {
     /// The change feeds this handle listens to (replicas sharing a PostgreSQL database); their
     /// threads stop with the handle.
     pub(crate) feeds: Vec<FeedHandle>,
+    /// The instance of the handshake mode for server-rendered pages, when a publishable key
+    /// is configured (`handshake`).
+    pub(crate) handshake: Option<handshake::Instance>,
     /// How the actix adapters read requests and answer errors.
     pub(crate) http: HttpSettings,
 }
@@ -148,6 +161,8 @@ pub(crate) struct HttpSettings {
     pub(crate) treat_pending_as_signed_out: bool,
     pub(crate) error_hook: Option<ErrorHook>,
     pub(crate) expose_error_details: bool,
+    /// Build a handshake's `redirect_url` from `X-Forwarded-Host` / `X-Forwarded-Proto`.
+    pub(crate) trust_forwarded_headers: bool,
 }
 
 impl fmt::Debug for Clerk {
@@ -324,6 +339,9 @@ pub struct ClerkBuilder {
     webhook_secret: Option<String>,
     deleted_policy: DeletedUserPolicy,
     machine_policy: MachinePolicy,
+    publishable_key: Option<String>,
+    proxy_url: Option<String>,
+    trust_forwarded_headers: bool,
     deferred: Option<ConfigError>,
 }
 
@@ -352,6 +370,9 @@ impl Default for ClerkBuilder {
             webhook_secret: None,
             deleted_policy: DeletedUserPolicy::default(),
             machine_policy: MachinePolicy::default(),
+            publishable_key: None,
+            proxy_url: None,
+            trust_forwarded_headers: false,
             deferred: None,
         }
     }
@@ -403,6 +424,8 @@ impl ClerkBuilder {
     /// | `CLERK_TOKEN_CACHE_CAPACITY` | verified tokens kept, default 10000 (0 disables) |
     /// | `CLERK_TOKEN_CACHE_MAX_BYTES` | bytes the verified-token cache may hold, default 33554432 (32 MiB) |
     /// | `CLERK_USER_CACHE_TTL` (or `REDIS_CACHE_TIMEOUT`) | seconds a synced user stays cached, default 3600 |
+    /// | `CLERK_PUBLISHABLE_KEY` | `pk_test_…` / `pk_live_…`: the handshake mode for server-rendered pages |
+    /// | `CLERK_PROXY_URL` | the Frontend API's proxy URL, if it is proxied |
     pub fn from_env() -> Self {
         let mut b = Self::default();
         if let Some(v) = env_var("CLERK_SECRET_KEY") {
@@ -416,6 +439,12 @@ impl ClerkBuilder {
         }
         if let Some(v) = env_var("CLERK_API_URL") {
             b = b.api_url(v);
+        }
+        if let Some(v) = env_var("CLERK_PUBLISHABLE_KEY") {
+            b = b.publishable_key(v);
+        }
+        if let Some(v) = env_var("CLERK_PROXY_URL") {
+            b = b.proxy_url(v);
         }
         if let Some(v) =
             env_var("CLERK_AUTHORIZED_PARTIES").or_else(|| env_var("CLERK_AUTH_PARTIES"))
@@ -692,6 +721,34 @@ impl ClerkBuilder {
         self
     }
 
+    /// The instance's publishable key (`pk_test_…` / `pk_live_…`, as Clerk's dashboard shows
+    /// it), which the handshake mode for server-rendered pages needs
+    /// ([`ClerkMiddleware::handshake`](crate::ClerkMiddleware::handshake)): it names the Frontend
+    /// API that handshakes go to, the instance type, and the suffix of multi-app cookies
+    /// (`__session_<suffix>`). `CLERK_PUBLISHABLE_KEY` in [`from_env`](Self::from_env).
+    pub fn publishable_key(mut self, key: impl Into<String>) -> Self {
+        self.publishable_key = Some(key.into());
+        self
+    }
+
+    /// Where browsers reach the Frontend API when the application proxies it (Clerk's
+    /// `proxyUrl`): an absolute URL such as `https://app.example.com/__clerk`, used instead of
+    /// the publishable key's host for handshakes. `CLERK_PROXY_URL` in
+    /// [`from_env`](Self::from_env).
+    pub fn proxy_url(mut self, url: impl Into<String>) -> Self {
+        self.proxy_url = Some(url.into());
+        self
+    }
+
+    /// Build the URL a handshake returns to (its `redirect_url`) from `X-Forwarded-Host` and
+    /// `X-Forwarded-Proto`, as Clerk's SDKs do, for an application behind a reverse proxy that
+    /// sets them. Off by default: the `Host` header and the listener's scheme are used, because
+    /// a client could otherwise choose the host it is sent back to.
+    pub fn trust_forwarded_headers(mut self, trust: bool) -> Self {
+        self.trust_forwarded_headers = trust;
+        self
+    }
+
     /// Checks the configuration and builds the [`Clerk`] handle.
     pub fn build(self) -> Result<Clerk, ConfigError> {
         if let Some(err) = self.deferred {
@@ -705,6 +762,20 @@ impl ClerkBuilder {
             return Err(ConfigError::PublishableKeyAsSecret);
         }
         check_api_url(&self.api_url)?;
+        let handshake = match &self.publishable_key {
+            None => None,
+            Some(pk) if pk.starts_with("sk_") => return Err(ConfigError::SecretKeyAsPublishable),
+            Some(pk) => {
+                let key = PublishableKey::parse(pk.trim())
+                    .map_err(|_| ConfigError::InvalidPublishableKey)?;
+                if let Some(url) = &self.proxy_url {
+                    if !(url.starts_with("https://") || url.starts_with("http://")) {
+                        return Err(ConfigError::InvalidProxyUrl);
+                    }
+                }
+                Some(handshake::Instance::new(key, self.proxy_url.clone()))
+            }
+        };
         let has_parties = !self.verify.get_authorized_parties().is_empty();
         let accept_cookie = match self.accept_cookie {
             Some(true) if !has_parties => return Err(ConfigError::CookieWithoutAuthorizedParties),
@@ -812,11 +883,13 @@ impl ClerkBuilder {
                 events,
                 webhooks,
                 feeds,
+                handshake,
                 http: HttpSettings {
                     accept_cookie,
                     treat_pending_as_signed_out: self.treat_pending_as_signed_out,
                     error_hook: self.error_hook,
                     expose_error_details: self.expose_error_details,
+                    trust_forwarded_headers: self.trust_forwarded_headers,
                 },
             }),
         })

@@ -72,6 +72,9 @@ pub enum AuthErrorReason {
     /// `user-store-missing` (not a Clerk code): `ClerkUser<U>` was used but no store for `U` was
     /// registered with [`ClerkBuilder::user_store`](crate::ClerkBuilder::user_store).
     UserStoreMissing,
+    /// `handshake-unavailable` (not a Clerk code): a handshake came back, but the Backend API
+    /// could not be asked for its cookies (down, timing out or rate-limited).
+    HandshakeUnavailable,
 }
 
 impl AuthErrorReason {
@@ -103,6 +106,7 @@ impl AuthErrorReason {
             Self::UserSyncFailed => "user-sync-failed",
             Self::UserStoreUnavailable => "user-store-unavailable",
             Self::UserStoreMissing => "user-store-missing",
+            Self::HandshakeUnavailable => "handshake-unavailable",
         }
     }
 
@@ -115,6 +119,7 @@ impl AuthErrorReason {
             | Self::RemoteJwkInvalid
             | Self::UserSyncFailed
             | Self::MachineVerifyUnavailable
+            | Self::HandshakeUnavailable
             | Self::UserStoreUnavailable => AuthErrorKind::Unavailable,
             Self::InvalidSecretKey
             | Self::JwkFailedToResolve

@@ -159,6 +159,34 @@ impl WebhookOutcome {
     }
 }
 
+/// How a handshake's return leg ended ([`ClerkEvent::HandshakeResolved`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum HandshakeOutcome {
+    /// The Frontend API's cookies carried a valid session token: signed in.
+    SignedIn,
+    /// The cookies cleared the session (signed out at Clerk): signed out.
+    SignedOut,
+    /// The Backend API did not know the nonce (expired, used, forged) or sent no usable
+    /// payload: signed out, and the stale nonce cookie cleared.
+    NonceRefused,
+    /// The new session token failed verification: the request's own cookies decide, as in
+    /// Clerk's SDK.
+    FellThrough,
+}
+
+impl HandshakeOutcome {
+    /// `"signed-in"`, `"signed-out"`, `"nonce-refused"` or `"fell-through"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::SignedIn => "signed-in",
+            Self::SignedOut => "signed-out",
+            Self::NonceRefused => "nonce-refused",
+            Self::FellThrough => "fell-through",
+        }
+    }
+}
+
 /// Why the JWKS was fetched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum JwksRefreshCause {
@@ -292,6 +320,24 @@ pub enum ClerkEvent {
         kind: UserChangeKind,
         /// Whether the stored user may sign in.
         active: bool,
+    },
+    /// A document request was answered with Clerk's handshake: a 307 to the Frontend API, which
+    /// sends the browser back with fresh session cookies
+    /// ([`ClerkMiddleware::handshake`](crate::ClerkMiddleware::handshake)).
+    HandshakeRedirected {
+        /// Clerk's reason code, e.g. `session-token-expired-refresh-non-eligible-no-refresh-cookie`.
+        reason: String,
+    },
+    /// A handshake came back and its nonce was exchanged with the Backend API.
+    HandshakeResolved {
+        /// Signed in, signed out, nonce refused, or fell through to the request's cookies.
+        outcome: HandshakeOutcome,
+    },
+    /// The redirect-loop guard stopped a handshake (three in a row within seconds): the
+    /// request goes on signed out instead of being redirected again.
+    HandshakeLoopStopped {
+        /// The reason the handshake was wanted.
+        reason: String,
     },
     /// Fetching the JWKS failed; known keys (if any) stay in use.
     JwksRefreshFailed {
@@ -475,6 +521,22 @@ impl Events {
 /// dropped before this one.
 fn trace_event(event: &ClerkEvent, suppressed: u64) {
     match event {
+        ClerkEvent::HandshakeRedirected { reason } => tracing::debug!(
+            target: TRACING_TARGET,
+            reason = reason.as_str(),
+            "clerk handshake redirect"
+        ),
+        ClerkEvent::HandshakeResolved { outcome } => tracing::debug!(
+            target: TRACING_TARGET,
+            outcome = outcome.as_str(),
+            "clerk handshake resolved"
+        ),
+        ClerkEvent::HandshakeLoopStopped { reason } => tracing::warn!(
+            target: TRACING_TARGET,
+            reason = reason.as_str(),
+            "clerk handshake stopped by the redirect-loop guard (is the Frontend API reachable, \
+             and does it set the session cookie on this host?)"
+        ),
         ClerkEvent::AuthSucceeded {
             claims,
             source,

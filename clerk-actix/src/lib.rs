@@ -36,9 +36,9 @@
 //! | layer | modules | concern |
 //! |---|---|---|
 //! | data | [`events`], [`error`], [`claims`], [`user`], `clock` | what flows through: events (plain data, listeners, the log budget), errors and their reason codes, verified claims and `has()`, Clerk's user object; Unix time in Clerk's units |
-//! | protocol | [`keys`], [`verify`], `cache`, [`jwks`], [`api`], `revocation`, [`session`], [`machine`], [`sync`], [`store`], `replication`, [`webhooks`] (verification), `webhooks::apply`, `handshake` | PEM/JWKS keys; Clerk's verification rules (the `azp` check is in `verify::TokenVerifier`); the verified-token cache; the remote key set and its refresh task; the Backend API transport (one client thread: every public future is `Send`); revoked users; authenticating one session token (`session::Sessions`); machine tokens (`machine::Machines`: shape check, verify calls bounded for unknown tokens, a short cache; JWT forms with the session keys); the user cache, the per-model syncs (`sync::Users`) and the `UserStore` seam and its `ChangeFeed`; diesel stores with tombstones, durable `svix-id`s and (PostgreSQL) a change log announced with `NOTIFY`; the `LISTEN` task that applies other replicas' changes; Svix signatures and applying events; the handshake's protocol core (publishable key, cookie suffixes and selection, the cookie path's decision table, the redirect URL and loop guard; its middleware mode is in progress) |
+//! | protocol | [`keys`], [`verify`], `cache`, [`jwks`], [`api`], `revocation`, [`session`], [`machine`], [`sync`], [`store`], `replication`, [`webhooks`] (verification), `webhooks::apply`, `handshake` | PEM/JWKS keys; Clerk's verification rules (the `azp` check is in `verify::TokenVerifier`); the verified-token cache; the remote key set and its refresh task; the Backend API transport (one client thread: every public future is `Send`); revoked users; authenticating one session token (`session::Sessions`); machine tokens (`machine::Machines`: shape check, verify calls bounded for unknown tokens, a short cache; JWT forms with the session keys); the user cache, the per-model syncs (`sync::Users`) and the `UserStore` seam and its `ChangeFeed`; diesel stores with tombstones, durable `svix-id`s and (PostgreSQL) a change log announced with `NOTIFY`; the `LISTEN` task that applies other replicas' changes; Svix signatures and applying events; the handshake's protocol core (publishable key, cookie suffixes and selection, the cookie path's decision table, the redirect URL and loop guard, the return leg's payload) |
 //! | composition | [`config`] (`Clerk`, `ClerkBuilder`) | the handle: it composes the services above (sessions, users, revocations, webhooks, events) and the adapters' settings |
-//! | actix adapters | `auth`, [`middleware`], [`extract`], [`guard`], [`response`], [`health`], `webhooks::endpoint` | a request's token (header, else cookie) to an `AuthState` (the accepted token types; a type the middleware leaves out deferred to the handler's guard); `ClerkMiddleware`, the extractors, `#[clerk_protected]`'s runtime, errors as HTTP responses (RFC 6750), the webhook resource and `WebhookVerifier::verify_at` over actix headers; the health report and `/readyz` |
+//! | actix adapters | `auth`, `document`, [`middleware`], [`extract`], [`guard`], [`response`], [`health`], `webhooks::endpoint` | a request's token (header, else cookie) to an `AuthState` (the accepted token types; a type the middleware leaves out deferred to the handler's guard); the handshake mode for server-rendered pages (`document`: the 307 to the Frontend API, the nonce exchange, cookies set on the page); `ClerkMiddleware`, the extractors, `#[clerk_protected]`'s runtime, errors as HTTP responses (RFC 6750), the webhook resource and `WebhookVerifier::verify_at` over actix headers; the health report and `/readyz` |
 //! | kit | `testing` (feature `testing`) | `MockClerk`, token builder, webhook signer |
 //!
 //! One request: [`ClerkMiddleware`] takes the token (`auth::find_token`: `Authorization`,
@@ -61,6 +61,7 @@ mod cache;
 pub mod claims;
 mod clock;
 pub mod config;
+mod document;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -123,7 +124,7 @@ pub mod __private {
 }
 pub use config::{Clerk, ClerkBuilder, ConfigError};
 pub use error::{AuthError, AuthErrorKind, AuthErrorReason};
-pub use events::{AuthSource, ClerkEvent, EventListener, TokenCarrier};
+pub use events::{AuthSource, ClerkEvent, EventListener, HandshakeOutcome, TokenCarrier};
 pub use extract::{
     AuthState, ClerkAuth, ClerkMachine, ClerkSession, ClerkUser, OptionalClerkSession,
 };

@@ -16,6 +16,7 @@ use actix_web::{
 
 use crate::{
     config::Clerk,
+    document::DocumentAuth,
     error::AuthError,
     extract::{AuthState, RequestAuth},
     machine::TokenTypes,
@@ -58,6 +59,7 @@ pub struct ClerkMiddleware {
     clerk: Clerk,
     required: bool,
     accepts: TokenTypes,
+    handshake: bool,
 }
 
 impl ClerkMiddleware {
@@ -67,6 +69,7 @@ impl ClerkMiddleware {
             clerk,
             required: false,
             accepts: TokenTypes::SESSION,
+            handshake: false,
         }
     }
 
@@ -95,6 +98,53 @@ impl ClerkMiddleware {
         self.required = true;
         self
     }
+
+    /// Handshake mode, for applications that render HTML (README "Server-rendered pages"):
+    /// the `__session` cookie is read exactly as Clerk's `authenticateRequest` reads it
+    /// (`__client_uat`, suffixed multi-app cookies, development instances), and a document
+    /// request whose cookie needs refreshing (expired, missing after a sign-in elsewhere, ...)
+    /// is answered with Clerk's handshake before the handler runs: a `307` to the instance's
+    /// Frontend API, which sends the browser back with a nonce; the nonce is exchanged with the
+    /// Backend API for fresh cookies, set on the response of the page, which renders signed in.
+    ///
+    /// - Only `GET` document requests (`Sec-Fetch-Dest: document`/`iframe`, or `Accept:
+    ///   text/html…` without it) are redirected; `fetch`, JSON, `POST` and `HEAD` requests are
+    ///   signed out ([`AuthState::SignedOut`] with the reason) — an API never gets a redirect.
+    /// - At most three handshakes in a row (Clerk's `__clerk_redirect_count` guard): then the
+    ///   request goes on signed out ([`ClerkEvent::HandshakeLoopStopped`](crate::ClerkEvent)).
+    /// - The `Authorization` header keeps priority and is handled as without this mode.
+    /// - The Backend API unreachable or rate-limited during the exchange: 503 with
+    ///   `Retry-After` (`handshake-unavailable`), never a silent sign-out.
+    ///
+    /// Extractors and `#[clerk_protected]` work unchanged.
+    ///
+    /// # Panics
+    ///
+    /// When the [`Clerk`] handle cannot run it, naming what is missing: a publishable key
+    /// ([`ClerkBuilder::publishable_key`](crate::ClerkBuilder::publishable_key) /
+    /// `CLERK_PUBLISHABLE_KEY`), a secret key, or the authorized parties that let the
+    /// `__session` cookie be read.
+    ///
+    /// ```no_run
+    /// use actix_web::{web, App, HttpServer};
+    /// use clerk_actix::{Clerk, ClerkMiddleware};
+    ///
+    /// # async fn run() -> std::io::Result<()> {
+    /// // CLERK_SECRET_KEY, CLERK_PUBLISHABLE_KEY, CLERK_AUTHORIZED_PARTIES
+    /// let clerk = Clerk::from_env().expect("Clerk configuration");
+    /// HttpServer::new(move || App::new().wrap(ClerkMiddleware::new(clerk.clone()).handshake()))
+    ///     .bind(("127.0.0.1", 8082))?
+    ///     .run()
+    ///     .await
+    /// # }
+    /// ```
+    pub fn handshake(mut self) -> Self {
+        if let Err(missing) = self.clerk.handshake_ready() {
+            panic!("ClerkMiddleware::handshake(): {missing}");
+        }
+        self.handshake = true;
+        self
+    }
 }
 
 impl<S, B> Transform<S, ServiceRequest> for ClerkMiddleware
@@ -114,6 +164,7 @@ where
             clerk: self.clerk.clone(),
             required: self.required,
             accepts: self.accepts,
+            handshake: self.handshake,
         }))
     }
 }
@@ -125,6 +176,7 @@ pub struct ClerkMiddlewareService<S> {
     clerk: Clerk,
     required: bool,
     accepts: TokenTypes,
+    handshake: bool,
 }
 
 fn is_preflight(req: &ServiceRequest) -> bool {
@@ -150,6 +202,7 @@ where
         let clerk = self.clerk.clone();
         let required = self.required;
         let accepts = self.accepts;
+        let handshake = self.handshake;
         Box::pin(async move {
             if is_preflight(&req) {
                 req.extensions_mut().insert(RequestAuth {
@@ -164,14 +217,48 @@ where
             }
             // Optional mode defers a machine token of a type not accepted here to the handler,
             // whose guard may accept it (`#[clerk_protected(accepts_token = ...)]`).
-            let state = match clerk.auth_state(req.request(), accepts, !required).await {
-                Ok(state) => state,
+            let decided = if handshake {
+                clerk.document_auth(req.request(), accepts, !required).await
+            } else {
+                clerk
+                    .auth_state(req.request(), accepts, !required)
+                    .await
+                    .map(|state| DocumentAuth::Proceed {
+                        state,
+                        set_cookies: Vec::new(),
+                        no_store: false,
+                    })
+            };
+            let (state, set_cookies, no_store) = match decided {
+                Ok(DocumentAuth::Proceed {
+                    state,
+                    set_cookies,
+                    no_store,
+                }) => (state, set_cookies, no_store),
+                Ok(DocumentAuth::Respond(response)) => {
+                    let (req, _payload) = req.into_parts();
+                    return Ok(ServiceResponse::new(req, response).map_into_right_body());
+                }
                 Err(err) => return Ok(refuse(req, &clerk, err)),
+            };
+            // A resolved handshake's cookies go on whatever the request is answered with.
+            let finish = |mut res: ServiceResponse<EitherBody<B>>| {
+                let headers = res.headers_mut();
+                for cookie in set_cookies {
+                    headers.append(header::SET_COOKIE, cookie);
+                }
+                if no_store {
+                    headers.insert(
+                        header::CACHE_CONTROL,
+                        header::HeaderValue::from_static("no-store"),
+                    );
+                }
+                res
             };
             if required {
                 // Anonymous, pending and signed-out requests answer as a protected route would.
                 if let Err(err) = state.require_any() {
-                    return Ok(refuse(req, &clerk, err));
+                    return Ok(finish(refuse(req, &clerk, err)));
                 }
             }
             req.extensions_mut().insert(RequestAuth {
@@ -182,7 +269,7 @@ where
             service
                 .call(req)
                 .await
-                .map(ServiceResponse::map_into_left_body)
+                .map(|res| finish(res.map_into_left_body()))
         })
     }
 }

@@ -137,6 +137,7 @@ pub fn bearer(token: &str) -> (&'static str, String) {
     ("Authorization", format!("Bearer {token}"))
 }
 
+pub mod browser;
 pub mod pgproxy;
 
 /// Webhook endpoint and protected routes served over real HTTP.

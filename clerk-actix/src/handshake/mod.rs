@@ -12,19 +12,17 @@
 //! Left out, as handshake.md §11 allows: the refresh through `__refresh_<sfx>` (the handshake
 //! refreshes too), satellites (C1–C3), cross-origin sync (C13), organization sync (C14).
 
-// The middleware's handshake mode (issue #15, next slice) is the caller; until it lands only the
-// tests use this module.
-#![cfg_attr(not(test), allow(dead_code))]
-
 mod cookies;
+mod payload;
 mod publishable;
 mod redirect;
 
 use crate::error::AuthErrorReason;
 
 pub(crate) use cookies::{CookieValues, Cookies, Unverified};
+pub(crate) use payload::{clear_nonce_directives, parse_directives, session_token};
 pub(crate) use publishable::{InstanceType, PublishableKey};
-use redirect::{handshake_url, redirect_count_cookie, redirect_url, HandshakeParams};
+use redirect::{clean_url, handshake_url, redirect_count_cookie, redirect_url, HandshakeParams};
 
 /// The instance a handshake goes to.
 #[derive(Clone, Debug)]
@@ -42,6 +40,10 @@ impl Instance {
 
     pub(crate) fn key(&self) -> &PublishableKey {
         &self.key
+    }
+
+    pub(crate) fn is_development(&self) -> bool {
+        self.key.instance() == InstanceType::Development
     }
 }
 
@@ -214,6 +216,12 @@ impl<'a> CookiePath<'a> {
         if nonce.is_some() || token.is_some() {
             return Step::ReturnLeg { nonce, token };
         }
+        self.cookie_checks()
+    }
+
+    /// C4–C12 without the return leg: where a failed return leg falls through to (C0's
+    /// `catch`), with the request's own cookies.
+    pub(crate) fn cookie_checks(&self) -> Step {
         Step::Done(match self.precheck_cookie() {
             Ok(outcome) => outcome,
             Err(session) => {
@@ -279,6 +287,20 @@ impl<'a> CookiePath<'a> {
             }
             Err(other) => Outcome::signed_out(other.as_str()),
         }
+    }
+
+    /// Whether a handshake for this request would be stopped by the redirect-loop guard (an
+    /// eligible request whose counter reached the limit).
+    pub(crate) fn stops_loop(&self) -> bool {
+        let r = self.request;
+        redirect::eligible(r.method, r.sec_fetch_dest, r.accept)
+            && self.cookies.redirect_count == redirect::REDIRECT_LIMIT
+    }
+
+    /// The request URL without the handshake's parameters: where a development instance's
+    /// return leg redirects to.
+    pub(crate) fn clean_url(&self) -> String {
+        clean_url(self.request.origin, self.request.path, self.request.query)
     }
 
     /// `handleMaybeHandshakeStatus`: a handshake for an eligible request under the loop limit,

@@ -43,8 +43,28 @@ fn js_number(n: f64) -> String {
 /// The request URL with `__clerk_db_jwt` and `__dev_session` removed from its query, which is
 /// re-serialised as `URLSearchParams` does (`%20` → `+`, `?x` → `?x=`, an empty `?` dropped).
 pub(crate) fn redirect_url(origin: &str, path: &str, query: &str) -> String {
+    url_without(origin, path, query, &["__clerk_db_jwt", "__dev_session"])
+}
+
+/// The URL a development instance's return leg redirects to (handshake.md §7.3): the request
+/// URL without the handshake's parameters.
+pub(crate) fn clean_url(origin: &str, path: &str, query: &str) -> String {
+    url_without(
+        origin,
+        path,
+        query,
+        &[
+            "__clerk_handshake",
+            "__clerk_help",
+            "__clerk_db_jwt",
+            "__clerk_handshake_nonce",
+        ],
+    )
+}
+
+fn url_without(origin: &str, path: &str, query: &str, removed: &[&str]) -> String {
     let kept: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
-        .filter(|(name, _)| name != "__clerk_db_jwt" && name != "__dev_session")
+        .filter(|(name, _)| !removed.contains(&name.as_ref()))
         .map(|(n, v)| (n.into_owned(), v.into_owned()))
         .collect();
     let mut url = format!("{origin}{path}");
@@ -170,6 +190,23 @@ mod tests {
         assert_eq!(
             redirect_url(o, "/p", "a=%20~b"),
             "https://app.example.com/p?a=+%7Eb"
+        );
+    }
+
+    #[test]
+    fn clean_url_drops_the_handshake_params() {
+        // [H:D07]
+        assert_eq!(
+            clean_url(
+                "https://app.example.com",
+                "/p",
+                "y=2&__clerk_handshake_nonce=DN1&__clerk_db_jwt=dvb_1&__clerk_help=1"
+            ),
+            "https://app.example.com/p?y=2"
+        );
+        assert_eq!(
+            clean_url("http://127.0.0.1:8082", "/", "__clerk_handshake=x"),
+            "http://127.0.0.1:8082/"
         );
     }
 

@@ -6,167 +6,26 @@ use std::{
     io,
     net::{SocketAddr, TcpListener},
     sync::{
-        atomic::{AtomicU64, AtomicUsize, Ordering},
-        Mutex, MutexGuard, PoisonError,
+        atomic::{AtomicUsize, Ordering},
+        Mutex,
     },
     thread::JoinHandle,
     time::Duration,
 };
 
 use actix_web::{
-    dev::ServerHandle,
-    http::{header, StatusCode},
-    web, App, HttpRequest, HttpResponse, HttpServer,
+    dev::ServerHandle, http::StatusCode, web, App, HttpRequest, HttpResponse, HttpServer,
 };
 use serde_json::{json, Value};
 
 use super::{
+    frontend,
     keys::{TestKey, TEST_KEYS},
+    state::{clerk_error, invalid_key, lock, random_id, Endpoint, Fault, FrontendFault, MockState},
     token::{unix_now, TokenBuilder, TEST_AUTHORIZED_PARTY, TEST_ISSUER},
     webhook::{WebhookDelivery, MOCK_WEBHOOK_SECRET},
 };
 use crate::config::{Clerk, ClerkBuilder};
-
-/// The endpoints `MockClerk` serves (for faults and counters).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Endpoint {
-    /// `GET /v1/jwks` (Backend API, bearer secret key).
-    Jwks,
-    /// `GET /.well-known/jwks.json` (Frontend API, no key).
-    FrontendJwks,
-    /// `GET /v1/users/{id}` (Backend API, bearer secret key).
-    User,
-    /// `POST /v1/api_keys/verify` (Backend API, bearer secret key).
-    ApiKeysVerify,
-    /// `POST /v1/m2m_tokens/verify` (Backend API, bearer secret key).
-    M2mTokensVerify,
-    /// `POST /v1/oauth_applications/access_tokens/verify` (Backend API, bearer secret key).
-    OAuthTokensVerify,
-}
-
-impl Endpoint {
-    const ALL: [Endpoint; 6] = [
-        Self::Jwks,
-        Self::FrontendJwks,
-        Self::User,
-        Self::ApiKeysVerify,
-        Self::M2mTokensVerify,
-        Self::OAuthTokensVerify,
-    ];
-    fn index(self) -> usize {
-        match self {
-            Self::Jwks => 0,
-            Self::FrontendJwks => 1,
-            Self::User => 2,
-            Self::ApiKeysVerify => 3,
-            Self::M2mTokensVerify => 4,
-            Self::OAuthTokensVerify => 5,
-        }
-    }
-}
-
-/// A fault injected into an endpoint until cleared.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Fault {
-    /// Answer with this status and Clerk's error body.
-    Status(u16),
-    /// Wait this long, then answer normally.
-    Delay(Duration),
-    /// Answer 200 with this body (e.g. a JWKS with no usable key, or not JSON at all).
-    Body(String),
-    /// Answer 429 with `Retry-After: <secs>`.
-    RateLimited {
-        /// The `Retry-After` seconds.
-        retry_after_secs: u64,
-    },
-}
-
-#[derive(Debug)]
-struct MockState {
-    secret_key: String,
-    active: AtomicUsize,
-    published: Mutex<Vec<usize>>,
-    faults: Mutex<HashMap<Endpoint, Fault>>,
-    counters: [AtomicU64; 6],
-    users: Mutex<HashMap<String, Value>>,
-    /// Opaque machine tokens by secret: the object the verify endpoint answers with.
-    machine_tokens: Mutex<HashMap<String, Value>>,
-    missing_users: Mutex<HashSet<String>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-impl MockState {
-    fn jwks(&self) -> Value {
-        let keys: Vec<Value> = lock(&self.published)
-            .iter()
-            .map(|&i| {
-                let k = TEST_KEYS[i];
-                json!({"use": "sig", "kty": "RSA", "kid": k.kid, "alg": "RS256", "n": k.n, "e": k.e})
-            })
-            .collect();
-        json!({ "keys": keys })
-    }
-
-    /// Counts the request and applies a fault; `Some(response)` short-circuits.
-    async fn enter(&self, endpoint: Endpoint) -> Option<HttpResponse> {
-        self.counters[endpoint.index()].fetch_add(1, Ordering::SeqCst);
-        let fault = lock(&self.faults).get(&endpoint).cloned();
-        match fault {
-            None => None,
-            Some(Fault::Delay(d)) => {
-                actix_web::rt::time::sleep(d).await;
-                None
-            }
-            Some(Fault::Status(code)) => {
-                let status =
-                    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                Some(clerk_error(status, "injected_fault", "Injected fault"))
-            }
-            Some(Fault::Body(body)) => Some(
-                HttpResponse::Ok()
-                    .content_type("application/json")
-                    .body(body),
-            ),
-            Some(Fault::RateLimited { retry_after_secs }) => Some(
-                HttpResponse::TooManyRequests()
-                    .insert_header((header::RETRY_AFTER, retry_after_secs.to_string()))
-                    .json(clerk_errors_body("too_many_requests", "Too many requests")),
-            ),
-        }
-    }
-
-    fn authorized(&self, req: &HttpRequest) -> bool {
-        req.headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            == Some(self.secret_key.as_str())
-    }
-}
-
-fn clerk_errors_body(code: &str, message: &str) -> Value {
-    json!({
-        "errors": [{"message": message, "long_message": message, "code": code, "meta": {}}],
-        "meta": {},
-        "clerk_trace_id": "mock_trace"
-    })
-}
-
-fn clerk_error(status: StatusCode, code: &str, message: &str) -> HttpResponse {
-    HttpResponse::build(status).json(clerk_errors_body(code, message))
-}
-
-fn invalid_key() -> HttpResponse {
-    clerk_error(
-        StatusCode::UNAUTHORIZED,
-        "clerk_key_invalid",
-        "The provided Clerk Secret Key is invalid.",
-    )
-}
 
 async fn backend_jwks(req: HttpRequest, state: web::Data<MockState>) -> HttpResponse {
     if let Some(res) = state.enter(Endpoint::Jwks).await {
@@ -264,13 +123,6 @@ async fn verify(
 /// A random opaque secret: `prefix` and 32 alphanumerics.
 fn random_secret(prefix: &str) -> String {
     let tail: String = std::iter::repeat_with(fastrand::alphanumeric)
-        .take(32)
-        .collect();
-    format!("{prefix}{tail}")
-}
-
-fn random_id(prefix: &str) -> String {
-    let tail: String = std::iter::repeat_with(|| fastrand::digit(16))
         .take(32)
         .collect();
     format!("{prefix}{tail}")
@@ -382,6 +234,7 @@ impl MockClerk {
             users: Mutex::new(HashMap::new()),
             machine_tokens: Mutex::new(HashMap::new()),
             missing_users: Mutex::new(HashSet::new()),
+            frontend: Mutex::default(),
         });
         let (tx, rx) = std::sync::mpsc::channel();
         let server_state = state.clone();
@@ -395,6 +248,12 @@ impl MockClerk {
                             .route("/v1/jwks", web::get().to(backend_jwks))
                             .route("/.well-known/jwks.json", web::get().to(frontend_jwks))
                             .route("/v1/users/{id}", web::get().to(user))
+                            .route(
+                                "/v1/clients/handshake_payload",
+                                web::get().to(frontend::handshake_payload),
+                            )
+                            .route("/v1/client/handshake", web::get().to(frontend::handshake))
+                            .route("/v1/client/sign_in", web::get().to(frontend::sign_in))
                             .route(
                                 "/v1/api_keys/verify",
                                 web::post().to(|r, b, s| verify(r, b, s, Endpoint::ApiKeysVerify)),
@@ -581,14 +440,63 @@ impl MockClerk {
         TEST_ISSUER
     }
 
-    /// A builder configured for this mock: secret key, API URL, the test `azp` and the webhook
-    /// signing secret.
+    /// A builder configured for this mock: secret key, API URL, the test `azp`, the webhook
+    /// signing secret, and for the handshake the publishable key and the mock's Frontend API
+    /// as the proxy URL (call [`set_development`](Self::set_development) first for a
+    /// development instance).
     pub fn clerk_builder(&self) -> ClerkBuilder {
         Clerk::builder()
             .secret_key(self.secret_key())
             .api_url(self.api_url())
             .authorized_parties([TEST_AUTHORIZED_PARTY])
             .webhook_signing_secret(MOCK_WEBHOOK_SECRET)
+            .publishable_key(self.publishable_key())
+            .proxy_url(self.url())
+    }
+
+    /// The instance's publishable key: `pk_live_…` (production, the default) or, after
+    /// [`set_development(true)`](Self::set_development), `pk_test_…`. Its Frontend API host
+    /// is the tokens' issuer host; browsers reach the mock's Frontend API at
+    /// [`url`](Self::url), which is what [`clerk_builder`](Self::clerk_builder) configures
+    /// as the proxy URL.
+    pub fn publishable_key(&self) -> &'static str {
+        lock(&self.state.frontend).publishable_key()
+    }
+
+    /// Makes the mock a development instance (`pk_test_`): its Frontend API identifies
+    /// browsers by their dev browser (`__clerk_db_jwt`) and sends the handshake's nonce back
+    /// in the URL. Production (the default) uses the `__client` cookie and a nonce cookie.
+    pub fn set_development(&self, development: bool) {
+        lock(&self.state.frontend).set_development(development);
+    }
+
+    /// Whether the mock is a development instance.
+    pub fn is_development(&self) -> bool {
+        lock(&self.state.frontend).development()
+    }
+
+    /// The mock's sign-in page for a browser: visiting it signs the browser in as `user_id` at
+    /// the mock Frontend API (its `__client` cookie) and redirects to `redirect_url`, where the
+    /// application's handshake picks the session up. Without a user id
+    /// (`sign_in_url("", …)`), the page asks for one.
+    pub fn sign_in_url(&self, user_id: &str, redirect_url: &str) -> String {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        if !user_id.is_empty() {
+            query.append_pair("user", user_id);
+        }
+        query.append_pair("redirect_url", redirect_url);
+        format!("{}/v1/client/sign_in?{}", self.url(), query.finish())
+    }
+
+    /// Signs every browser of `user_id` out at the mock Frontend API (as signing out in another
+    /// tab would): the next handshake clears their session cookies.
+    pub fn sign_out(&self, user_id: &str) {
+        lock(&self.state.frontend).sign_out(user_id);
+    }
+
+    /// Makes the mock Frontend API's handshake endpoint misbehave until cleared (`None`).
+    pub fn set_frontend_fault(&self, fault: Option<FrontendFault>) {
+        lock(&self.state.frontend).set_fault(fault);
     }
 
     /// A signed webhook delivery, as Clerk (through Svix) would send it: `data` is e.g.

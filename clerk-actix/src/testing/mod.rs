@@ -29,14 +29,17 @@
 //! ```
 
 mod clock;
+mod frontend;
 mod keys;
 mod mock;
+mod state;
 mod token;
 mod webhook;
 
 pub use clock::TestClock;
 pub use keys::{TestKey, TEST_KEYS};
-pub use mock::{mock_user_json, Endpoint, Fault, MockClerk, MOCK_SECRET_KEY};
+pub use mock::{mock_user_json, MockClerk, MOCK_SECRET_KEY};
+pub use state::{Endpoint, Fault, FrontendFault};
 #[cfg(feature = "fuzzing")]
 pub(crate) use token::sign_rs256;
 pub use token::{unix_now, Breakage, TokenBuilder, TEST_AUTHORIZED_PARTY, TEST_ISSUER};
