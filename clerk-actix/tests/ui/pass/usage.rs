@@ -31,7 +31,11 @@ async fn twice() -> &'static str {
 }
 
 // Roles and permissions without `org:` (as Clerk's has()), and reverification.
-#[clerk_protected(role = "admin", permission = "invoices:read", reverification = "strict")]
+#[clerk_protected(
+    role = "admin",
+    permission = "invoices:read",
+    reverification = "strict"
+)]
 async fn bare_and_fresh() -> &'static str {
     "fresh"
 }

@@ -1,0 +1,93 @@
+//! The README's server-rendered example, end to end: `cargo run --bin ssr` starts with its dev
+//! Clerk, prints `sign in: <url>`, and a browser following that line ends signed in on `/`;
+//! when its `__session` cookie is gone (or expired) the next visit makes one handshake and is
+//! signed in again.
+
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use clerk_actix_tests::browser::Browser;
+
+/// Kills the server when the test ends, however it ends.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[actix_web::test]
+async fn the_printed_sign_in_line_ends_signed_in_and_the_cookie_refreshes() {
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ssr"))
+        .env("PORT", port.to_string())
+        .env_remove("CLERK_SECRET_KEY")
+        .env_remove("CLERK_PUBLISHABLE_KEY")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _server = Server(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("sign in: ") {
+                let _ = tx.send(url.to_owned());
+            }
+        }
+    });
+    let sign_in = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the example printed `sign in: <url>`");
+    let home = format!("http://127.0.0.1:{port}/");
+    let mut browser = Browser::new();
+    let page = browser.navigate(&sign_in).await;
+    assert_eq!(page.status, 200, "{page:#?}");
+    assert_eq!(page.url, home);
+    assert!(
+        page.body.contains("signed in as user_demo"),
+        "{}",
+        page.body
+    );
+
+    // A reload costs no round trip; a lost session cookie costs exactly one handshake.
+    let reload = browser.navigate(&home).await;
+    assert_eq!(reload.hops.len(), 1);
+    assert!(reload.body.contains("signed in as user_demo"));
+    browser.remove_cookie(&home, "__session");
+    let back = browser.navigate(&home).await;
+    assert_eq!(
+        back.redirects_from(&home[..home.len() - 1]).len(),
+        2,
+        "handshake + dev clean-up: {back:#?}"
+    );
+    assert!(
+        back.body.contains("signed in as user_demo"),
+        "{}",
+        back.body
+    );
+
+    // A browser that never signed in stays signed out, after the dev browser is set up.
+    let mut stranger = Browser::new();
+    let page = stranger.navigate(&home).await;
+    assert!(page.body.contains("signed out"), "{page:#?}");
+    assert!(stranger.cookie(&home, "__clerk_db_jwt").is_some());
+}
