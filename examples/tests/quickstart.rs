@@ -5,7 +5,7 @@
 
 use std::{
     io::{BufRead, BufReader},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     sync::mpsc,
     time::Duration,
 };
@@ -15,25 +15,10 @@ use clerk_actix::{
     testing::{Endpoint, MockClerk, WebhookDelivery, MOCK_WEBHOOK_SECRET},
     UserStore,
 };
-use clerk_actix_tests::db::{Backend, TestDb, BACKENDS};
-
-/// Kills the server when the test ends, however it ends.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use clerk_actix_tests::{
+    db::{Backend, TestDb, BACKENDS},
+    process::{free_port, Server},
+};
 
 /// Starts the quickstart and returns it with the token from its printed `curl` command.
 fn start(port: u16, db: &TestDb) -> (Server, String) {

@@ -7,30 +7,15 @@
 
 use std::{
     io::{BufRead, BufReader},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     sync::mpsc,
     time::Duration,
 };
 
-use clerk_actix_tests::browser::Browser;
-
-/// Kills the server when the test ends, however it ends.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use clerk_actix_tests::{
+    browser::Browser,
+    process::{free_port, Server},
+};
 
 #[actix_web::test]
 async fn the_printed_sign_in_line_ends_signed_in_and_the_cookie_refreshes() {

@@ -140,6 +140,30 @@ pub fn bearer(token: &str) -> (&'static str, String) {
 pub mod browser;
 pub mod pgproxy;
 
+/// Example binaries run as processes by `examples/tests/`.
+pub mod process {
+    use std::process::Child;
+
+    /// Kills the server when the test ends, however it ends.
+    #[derive(Debug)]
+    pub struct Server(pub Child);
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// A loopback port nobody listens on (for a moment).
+    pub fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or_else(|e| panic!("no free loopback port: {e}"))
+    }
+}
+
 /// Webhook endpoint and protected routes served over real HTTP.
 #[allow(clippy::unwrap_used)] // test helpers: a failure here is the test's failure
 pub mod http {
