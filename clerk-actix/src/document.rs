@@ -231,7 +231,8 @@ impl Clerk {
                 ))
             }
             Err(err) if err.is_transient() => return Err(unavailable()),
-            Err(ApiError::Unreachable(_) | ApiError::NoSecretKey) => return Err(unavailable()),
+            // Unreachable is transient (above); no secret key cannot happen with a handle `handshake()` accepted.
+            Err(ApiError::NoSecretKey) => return Err(unavailable()),
             // 404 (unknown or used nonce) and other 4xx: the nonce is no good.
             Err(_) => None,
         };
