@@ -44,6 +44,22 @@ impl DocumentAuth {
             no_store: false,
         }
     }
+
+    /// The same answer, also setting `directives` (`Set-Cookie` values).
+    fn with_cookies(mut self, directives: &[String]) -> Self {
+        let values = directives
+            .iter()
+            .filter_map(|d| HeaderValue::from_str(d).ok());
+        match &mut self {
+            Self::Proceed { set_cookies, .. } => set_cookies.extend(values),
+            Self::Respond(response) => {
+                for value in values {
+                    response.headers_mut().append(header::SET_COOKIE, value);
+                }
+            }
+        }
+        self
+    }
 }
 
 /// Where a retry may help after the Backend API failed during a handshake.
@@ -119,6 +135,8 @@ impl Clerk {
             .map_or(0, |d| d.as_secs() as i64);
         let path = CookiePath::new(instance, &doc, now_secs);
         let mut step = path.start();
+        // Set-Cookie directives the answer carries whatever it is.
+        let mut spent_nonce = Vec::new();
         if let Step::ReturnLeg { nonce, .. } = &step {
             // The nonce wins over the legacy `__clerk_handshake` token, which this crate does
             // not read (it asks for `format=nonce`): without a nonce, the cookies decide.
@@ -126,6 +144,11 @@ impl Clerk {
                 if let Some(done) = self.return_leg(instance, &path, nonce).await? {
                     return Ok(done);
                 }
+                // The new token failed verification: the request's own cookies decide, as in
+                // Clerk's SDK, but the nonce is spent (single use) — its cookie is cleared, so
+                // the next navigation makes a fresh handshake instead of presenting it again (a
+                // divergence, as for a refused nonce).
+                spent_nonce = handshake::clear_nonce_directives(instance.key().frontend_api());
             }
             step = path.cookie_checks();
         }
@@ -158,7 +181,7 @@ impl Clerk {
             },
         };
         let loop_stopped = matches!(outcome, Outcome::Handshake { .. }) && path.stops_loop();
-        Ok(match path.resolve(outcome) {
+        let auth = match path.resolve(outcome) {
             Resolution::SignedIn { .. } => match session {
                 Some(session) => DocumentAuth::proceed(self.session_state(session)),
                 None => DocumentAuth::proceed(AuthState::Anonymous),
@@ -190,7 +213,8 @@ impl Clerk {
                 // Not reachable with a valid configuration (every part is encoded).
                 Err(_) => DocumentAuth::proceed(signed_out_state(&reason, refused)),
             },
-        })
+        };
+        Ok(auth.with_cookies(&spent_nonce))
     }
 
     /// C0, the return leg with a nonce (handshake.md §7): the Backend API's directives, the

@@ -138,6 +138,7 @@ pub fn bearer(token: &str) -> (&'static str, String) {
 }
 
 pub mod browser;
+pub mod chromium;
 pub mod pgproxy;
 
 /// Example binaries run as processes by `examples/tests/`.

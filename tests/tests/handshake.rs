@@ -270,6 +270,26 @@ async fn a_misbehaving_frontend_api_is_stopped_by_the_loop_guard() {
             events.last().unwrap().starts_with("stopped:"),
             "{fault:?}: {events:?}"
         );
+        // A spent nonce is not left behind: once the Frontend API behaves again (and the 2 s
+        // loop counter is gone), the next navigation is one fresh handshake, signed in.
+        assert_eq!(
+            browser.cookie(&s.app, "__clerk_handshake_nonce"),
+            None,
+            "{fault:?}"
+        );
+        s.mock.set_frontend_fault(None);
+        browser.remove_cookie(&s.app, "__clerk_redirect_count");
+        let page = browser.navigate(&s.home()).await;
+        assert!(
+            page.body.contains("signed in as user_1"),
+            "{fault:?}: {page:#?}"
+        );
+        assert_eq!(page.redirects_from(&s.app).len(), 1, "{fault:?}: {page:#?}");
+        assert_eq!(
+            s.handshakes().last().map(String::as_str),
+            Some("resolved:signed-in"),
+            "{fault:?}"
+        );
     }
 }
 

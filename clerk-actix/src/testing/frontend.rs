@@ -200,6 +200,10 @@ pub(crate) async fn handshake(req: HttpRequest, state: web::Data<MockState>) -> 
                 .authorized_party(&azp)
                 .issuer(TEST_ISSUER)
                 .v2();
+            if let Some(lifetime) = frontend.session_lifetime {
+                let secs = i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX);
+                token = token.expires_at(now.saturating_add(secs));
+            }
             if frontend.fault == Some(FrontendFault::ExpiredToken) {
                 token = token
                     .issued_at(now - 120)

@@ -499,6 +499,14 @@ impl MockClerk {
         lock(&self.state.frontend).set_fault(fault);
     }
 
+    /// How long the session tokens the mock Frontend API's handshake mints live (60 s by
+    /// default, as Clerk's do). A short lifetime lets a test (or a demo) watch the handshake
+    /// refresh an expired `__session` cookie without waiting a minute; the application still
+    /// accepts a token up to its clock skew (5 s) past its expiry.
+    pub fn set_session_token_lifetime(&self, lifetime: Duration) {
+        lock(&self.state.frontend).set_session_lifetime(lifetime);
+    }
+
     /// A signed webhook delivery, as Clerk (through Svix) would send it: `data` is e.g.
     /// [`mock_user_json`] for `user.created` / `user.updated`, or `{"id": .., "deleted": true}`.
     pub fn webhook(&self, event_type: &str, data: Value) -> WebhookDelivery {

@@ -223,6 +223,8 @@ pub(crate) struct FrontendState {
     /// Nonce → the directives the Backend API hands over for it (single use).
     pub(super) nonces: HashMap<String, Vec<String>>,
     pub(super) fault: Option<FrontendFault>,
+    /// How long the session tokens the handshake mints live (`None`: 60 s, as Clerk's do).
+    pub(super) session_lifetime: Option<Duration>,
 }
 
 impl FrontendState {
@@ -236,6 +238,10 @@ impl FrontendState {
 
     pub(crate) fn set_fault(&mut self, fault: Option<FrontendFault>) {
         self.fault = fault;
+    }
+
+    pub(crate) fn set_session_lifetime(&mut self, lifetime: Duration) {
+        self.session_lifetime = Some(lifetime);
     }
 
     pub(crate) fn publishable_key(&self) -> &'static str {

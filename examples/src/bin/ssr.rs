@@ -9,9 +9,11 @@
 //!   Account Portal.
 //! - Without, it starts a dev `MockClerk` in-process (a development instance, `pk_test_`) and
 //!   prints one line, `sign in: <url>`: a browser (or `curl -L` with a cookie jar) following it
-//!   signs in at the mock Frontend API and ends signed in on `/`.
+//!   signs in at the mock Frontend API and ends signed in on `/`. The dev Clerk's session
+//!   tokens live 60 s, as Clerk's do; `CLERK_DEV_SESSION_LIFETIME=5` makes them live 5 s, so a
+//!   reload after 10 s shows the handshake refreshing an expired cookie.
 
-use std::env;
+use std::{env, time::Duration};
 
 use actix_web::{web, App, HttpResponse, HttpServer};
 use clerk_actix::{testing::MockClerk, AuthState, Clerk, ClerkMiddleware};
@@ -55,6 +57,17 @@ async fn main() -> std::io::Result<()> {
     } else {
         let mock = MockClerk::try_start()?;
         mock.set_development(true);
+        // `CLERK_DEV_SESSION_LIFETIME=5`: the dev Clerk's session tokens live 5 s instead of
+        // 60 s, to watch a handshake refresh an expired cookie without waiting a minute.
+        if let Ok(secs) = env::var("CLERK_DEV_SESSION_LIFETIME") {
+            let secs: u64 = secs.trim().parse().map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "CLERK_DEV_SESSION_LIFETIME must be a number of seconds",
+                )
+            })?;
+            mock.set_session_token_lifetime(Duration::from_secs(secs));
+        }
         let clerk = mock
             .clerk_builder()
             .authorized_parties([origin.clone(), format!("http://localhost:{port}")])
