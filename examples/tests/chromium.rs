@@ -12,46 +12,23 @@
 #![allow(clippy::unwrap_used)]
 
 use std::{
-    io::{BufRead, BufReader},
-    net::TcpListener,
     process::{Command, Stdio},
-    sync::{mpsc, Arc, Mutex},
     time::Duration,
 };
 
-use actix_web::{web, App, HttpResponse, HttpServer};
-use clerk_actix::{
-    testing::{unix_now, Endpoint, FrontendFault, MockClerk},
-    AuthState, ClerkEvent, ClerkMiddleware, ClerkSession,
-};
+use clerk_actix::testing::{unix_now, Endpoint, FrontendFault, MockClerk};
 use clerk_actix_tests::{
     chromium::Chromium,
-    process::{free_port, Server},
-    Recorder,
+    pages,
+    process::{free_port, spawn},
 };
-
-/// The example's output, line by line, as it arrives.
-#[derive(Clone, Default)]
-struct Output(Arc<Mutex<Vec<String>>>);
-
-impl Output {
-    /// How many handshake redirects the example has logged so far.
-    fn handshake_redirects(&self) -> Vec<String> {
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.contains("clerk handshake redirect"))
-            .cloned()
-            .collect()
-    }
-}
 
 #[actix_web::test]
 #[ignore = "needs chromium and chromium-driver; .ci/run runs it"]
 async fn chromium_signs_in_through_the_ssr_example_and_comes_back_after_the_cookie_expired() {
     let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ssr"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ssr"));
+    command
         .env("PORT", port.to_string())
         .env_remove("CLERK_SECRET_KEY")
         .env_remove("CLERK_PUBLISHABLE_KEY")
@@ -59,26 +36,10 @@ async fn chromium_signs_in_through_the_ssr_example_and_comes_back_after_the_cook
         .env("CLERK_DEV_SESSION_LIFETIME", "1")
         .env("RUST_LOG", "clerk_actix=debug")
         .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let _server = Server(child);
-    let output = Output::default();
-    let (tx, rx) = mpsc::channel();
-    let lines = output.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(url) = line.strip_prefix("sign in: ") {
-                let _ = tx.send(url.to_owned());
-            }
-            lines.0.lock().unwrap().push(line);
-        }
-    });
-    let sign_in = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the example printed `sign in: <url>`");
+        .stderr(Stdio::null());
+    let (_server, output) = spawn(command);
+    let sign_in = output.wait_for("sign in: ", Duration::from_secs(60));
+    let handshake_redirects = || output.containing("clerk handshake redirect");
     let home = format!("http://127.0.0.1:{port}/");
 
     let chrome = Chromium::start().await;
@@ -99,7 +60,7 @@ async fn chromium_signs_in_through_the_ssr_example_and_comes_back_after_the_cook
         names.iter().all(|n| !n.contains("handshake")),
         "no handshake cookie is left behind: {names:?}"
     );
-    let before = output.handshake_redirects();
+    let before = handshake_redirects();
     assert_eq!(before.len(), 1, "{before:?}");
     assert!(before[0].contains("dev-browser-missing"), "{before:?}");
 
@@ -114,25 +75,10 @@ async fn chromium_signs_in_through_the_ssr_example_and_comes_back_after_the_cook
         .expect("a __session cookie");
     assert_ne!(fresh, first, "the handshake set a new session token");
     actix_web::rt::time::sleep(Duration::from_millis(300)).await;
-    let after = output.handshake_redirects();
+    let after = handshake_redirects();
     assert_eq!(after.len(), 2, "exactly one more handshake: {after:?}");
     assert!(after[1].contains("session-token-expired"), "{after:?}");
     chrome.close().await;
-}
-
-/// `GET /`: who the page is rendered for.
-async fn page(state: AuthState) -> HttpResponse {
-    let body = match &state {
-        AuthState::Authenticated(s) => format!("<p id=\"auth\">signed in as {}</p>", s.user_id()),
-        AuthState::SignedOut(err) => format!("<p id=\"auth\">signed out: {}</p>", err.reason()),
-        _ => "<p id=\"auth\">signed out</p>".to_owned(),
-    };
-    HttpResponse::Ok().content_type("text/html").body(body)
-}
-
-/// `GET /api/me`: an API route under the same middleware.
-async fn api_me(session: ClerkSession) -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({"user_id": session.user_id()}))
 }
 
 /// A session token for `user_1` that expired a minute ago, and a `__client_uat` older than it
@@ -152,48 +98,12 @@ fn expired_session(mock: &MockClerk, app: &str) -> (String, String) {
     (token, (now - 600).to_string())
 }
 
-fn handshake_events(events: &Recorder) -> Vec<String> {
-    events
-        .take()
-        .into_iter()
-        .filter_map(|e| match e {
-            ClerkEvent::HandshakeRedirected { reason } => Some(format!("redirect:{reason}")),
-            ClerkEvent::HandshakeResolved { outcome } => {
-                Some(format!("resolved:{}", outcome.as_str()))
-            }
-            ClerkEvent::HandshakeLoopStopped { reason } => Some(format!("stopped:{reason}")),
-            _ => None,
-        })
-        .collect()
-}
-
 #[actix_web::test]
 #[ignore = "needs chromium and chromium-driver; .ci/run runs it"]
 async fn chromium_production_keys_expired_cookie_fetch_and_the_loop_guard() {
-    let mock = MockClerk::start();
+    let s = pages::start(false);
+    let (mock, app, home) = (&s.mock, &s.app, s.home());
     assert!(!mock.is_development(), "production keys (pk_live_)");
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let app = format!("http://{}", listener.local_addr().unwrap());
-    let home = format!("{app}/");
-    let events = Recorder::default();
-    let clerk = mock
-        .clerk_builder()
-        .authorized_parties([app.clone()])
-        .on_event(events.listener())
-        .build()
-        .unwrap();
-    let server = HttpServer::new(move || {
-        App::new()
-            .wrap(ClerkMiddleware::new(clerk.clone()).handshake())
-            .route("/", web::get().to(page))
-            .route("/api/me", web::get().to(api_me))
-    })
-    .workers(1)
-    .disable_signals()
-    .listen(listener)
-    .unwrap()
-    .run();
-    actix_web::rt::spawn(server);
     let chrome = Chromium::start().await;
 
     // Sign in at the Frontend API (its `__client` cookie), then the app's one handshake.
@@ -202,7 +112,7 @@ async fn chromium_production_keys_expired_cookie_fetch_and_the_loop_guard() {
     assert_eq!(mock.requests(Endpoint::ClientHandshake), 1);
     assert_eq!(mock.requests(Endpoint::HandshakePayload), 1);
     assert_eq!(
-        handshake_events(&events),
+        s.handshakes(),
         [
             "redirect:client-uat-but-no-session-token",
             "resolved:signed-in"
@@ -216,7 +126,7 @@ async fn chromium_production_keys_expired_cookie_fetch_and_the_loop_guard() {
     let counter_expired = || actix_web::rt::time::sleep(Duration::from_millis(2_100));
     counter_expired().await;
     assert_eq!(chrome.cookie("__clerk_redirect_count").await, None);
-    let (expired, uat) = expired_session(&mock, &app);
+    let (expired, uat) = expired_session(mock, app);
     chrome.set_cookie("__session", &expired).await;
     chrome.set_cookie("__client_uat", &uat).await;
     mock.reset_counters();
@@ -224,7 +134,7 @@ async fn chromium_production_keys_expired_cookie_fetch_and_the_loop_guard() {
     assert_eq!(chrome.text("auth").await, "signed in as user_1");
     assert_eq!(mock.requests(Endpoint::ClientHandshake), 1);
     assert_eq!(mock.requests(Endpoint::HandshakePayload), 1);
-    let events_seen = handshake_events(&events);
+    let events_seen = s.handshakes();
     assert_eq!(events_seen.len(), 2, "{events_seen:?}");
     assert!(
         events_seen[0].starts_with("redirect:session-token-expired"),
@@ -256,11 +166,11 @@ async fn chromium_production_keys_expired_cookie_fetch_and_the_loop_guard() {
     mock.set_frontend_fault(Some(FrontendFault::ExpiredToken));
     counter_expired().await;
     mock.reset_counters();
-    let _ = handshake_events(&events);
+    let _ = s.handshakes();
     assert_eq!(chrome.goto(&home).await, home);
     let text = chrome.text("auth").await;
     assert!(text.starts_with("signed out"), "{text}");
-    let seen = handshake_events(&events);
+    let seen = s.handshakes();
     let cookies = chrome.cookies().await;
     assert_eq!(
         mock.requests(Endpoint::ClientHandshake),

@@ -6,42 +6,27 @@
 #![allow(clippy::unwrap_used)]
 
 use std::{
-    io::{BufRead, BufReader},
     process::{Command, Stdio},
-    sync::mpsc,
     time::Duration,
 };
 
 use clerk_actix_tests::{
     browser::Browser,
-    process::{free_port, Server},
+    process::{free_port, spawn},
 };
 
 #[actix_web::test]
 async fn the_printed_sign_in_line_ends_signed_in_and_the_cookie_refreshes() {
     let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ssr"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ssr"));
+    command
         .env("PORT", port.to_string())
         .env_remove("CLERK_SECRET_KEY")
         .env_remove("CLERK_PUBLISHABLE_KEY")
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let _server = Server(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(url) = line.strip_prefix("sign in: ") {
-                let _ = tx.send(url.to_owned());
-            }
-        }
-    });
-    let sign_in = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the example printed `sign in: <url>`");
+        .stderr(Stdio::null());
+    let (_server, output) = spawn(command);
+    let sign_in = output.wait_for("sign in: ", Duration::from_secs(60));
     let home = format!("http://127.0.0.1:{port}/");
     let mut browser = Browser::new();
     let page = browser.navigate(&sign_in).await;

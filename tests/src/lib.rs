@@ -139,11 +139,74 @@ pub fn bearer(token: &str) -> (&'static str, String) {
 
 pub mod browser;
 pub mod chromium;
+pub mod pages;
 pub mod pgproxy;
 
 /// Example binaries run as processes by `examples/tests/`.
 pub mod process {
-    use std::process::Child;
+    use std::{
+        io::{BufRead, BufReader},
+        process::{Child, Command, Stdio},
+        sync::{Arc, Mutex},
+        time::{Duration, Instant},
+    };
+
+    /// Starts `command` with its stdout piped: the server (killed when dropped) and its output,
+    /// collected line by line as it arrives.
+    pub fn spawn(mut command: Command) -> (Server, Output) {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {command:?}: {e}"));
+        let output = Output::default();
+        if let Some(stdout) = child.stdout.take() {
+            let lines = output.0.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    lines.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+                }
+            });
+        }
+        (Server(child), output)
+    }
+
+    /// The lines a process printed so far.
+    #[derive(Debug, Clone, Default)]
+    pub struct Output(Arc<Mutex<Vec<String>>>);
+
+    impl Output {
+        /// The rest of the first line starting with `prefix`, waiting up to `timeout` for it.
+        pub fn wait_for(&self, prefix: &str, timeout: Duration) -> String {
+            let deadline = Instant::now() + timeout;
+            loop {
+                if let Some(rest) = self
+                    .lines()
+                    .iter()
+                    .find_map(|l| l.strip_prefix(prefix).map(str::to_owned))
+                {
+                    return rest;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "no line `{prefix}…` within {timeout:?}: {:?}",
+                    self.lines()
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+
+        /// The lines containing `needle`.
+        pub fn containing(&self, needle: &str) -> Vec<String> {
+            self.lines()
+                .into_iter()
+                .filter(|l| l.contains(needle))
+                .collect()
+        }
+
+        fn lines(&self) -> Vec<String> {
+            self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        }
+    }
 
     /// Kills the server when the test ends, however it ends.
     #[derive(Debug)]

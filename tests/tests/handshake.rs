@@ -4,91 +4,15 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::net::TcpListener;
-
-use actix_web::{http::Method, web, App, HttpResponse, HttpServer};
+use actix_web::http::Method;
 use clerk_actix::{
     testing::{Endpoint, Fault, FrontendFault, MockClerk},
-    AuthState, ClerkEvent, ClerkMiddleware,
+    ClerkMiddleware,
 };
-use clerk_actix_tests::{browser::Browser, Recorder};
-
-/// `GET /` and `POST /`: who the page is rendered for.
-async fn page(state: AuthState) -> HttpResponse {
-    let body = match &state {
-        AuthState::Authenticated(s) => format!("<p id=\"auth\">signed in as {}</p>", s.user_id()),
-        AuthState::SignedOut(err) => format!("<p id=\"auth\">signed out: {}</p>", err.reason()),
-        _ => "<p id=\"auth\">signed out</p>".to_owned(),
-    };
-    HttpResponse::Ok().content_type("text/html").body(body)
-}
-
-/// `GET /api/me`: an API route under the same middleware.
-async fn api_me(session: clerk_actix::ClerkSession) -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({"user_id": session.user_id()}))
-}
-
-struct Setup {
-    mock: MockClerk,
-    app: String,
-    events: Recorder,
-}
-
-fn start(development: bool) -> Setup {
-    let mock = MockClerk::start();
-    mock.set_development(development);
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let app = format!("http://{}", listener.local_addr().unwrap());
-    let events = Recorder::default();
-    let clerk = mock
-        .clerk_builder()
-        .authorized_parties([app.clone()])
-        .on_event(events.listener())
-        .build()
-        .unwrap();
-    let server = HttpServer::new(move || {
-        App::new()
-            .wrap(ClerkMiddleware::new(clerk.clone()).handshake())
-            .route("/", web::get().to(page))
-            .route("/", web::post().to(page))
-            .route("/api/me", web::get().to(api_me))
-    })
-    .workers(1)
-    .disable_signals()
-    .listen(listener)
-    .unwrap()
-    .run();
-    actix_web::rt::spawn(server);
-    Setup { mock, app, events }
-}
-
-impl Setup {
-    fn home(&self) -> String {
-        format!("{}/", self.app)
-    }
-
-    /// Signs the browser in at the mock Frontend API and lands on the app's home page.
-    async fn sign_in(&self, browser: &mut Browser) -> clerk_actix_tests::browser::Page {
-        browser
-            .navigate(&self.mock.sign_in_url("user_1", &self.home()))
-            .await
-    }
-
-    fn handshakes(&self) -> Vec<String> {
-        self.events
-            .take()
-            .into_iter()
-            .filter_map(|e| match e {
-                ClerkEvent::HandshakeRedirected { reason } => Some(format!("redirect:{reason}")),
-                ClerkEvent::HandshakeResolved { outcome } => {
-                    Some(format!("resolved:{}", outcome.as_str()))
-                }
-                ClerkEvent::HandshakeLoopStopped { reason } => Some(format!("stopped:{reason}")),
-                _ => None,
-            })
-            .collect()
-    }
-}
+use clerk_actix_tests::{
+    browser::Browser,
+    pages::{start, Setup},
+};
 
 fn query_pairs(location: &str) -> Vec<(String, String)> {
     let query = location.split_once('?').map_or("", |(_, q)| q);
