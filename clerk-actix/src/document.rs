@@ -145,10 +145,13 @@ impl Clerk {
                     return Ok(done);
                 }
                 // The new token failed verification: the request's own cookies decide, as in
-                // Clerk's SDK, but the nonce is spent (single use) — its cookie is cleared, so
-                // the next navigation makes a fresh handshake instead of presenting it again (a
-                // divergence, as for a refused nonce).
-                spent_nonce = handshake::clear_nonce_directives(instance.key().frontend_api());
+                // Clerk's SDK, but the nonce is spent (single use). When it came in its cookie
+                // (production), the cookie is cleared, so the next navigation makes a fresh
+                // handshake instead of presenting it again (a divergence, as for a refused
+                // nonce). A nonce in the URL stays there, as in Clerk's SDK.
+                if req.cookie(handshake::HANDSHAKE_NONCE).is_some() {
+                    spent_nonce = handshake::clear_nonce_directives(instance.key().frontend_api());
+                }
             }
             step = path.cookie_checks();
         }

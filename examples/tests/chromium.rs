@@ -7,7 +7,7 @@
 //! These need Debian's `chromium` and `chromium-driver`: they are `#[ignore]`d in the README's
 //! `cargo test` (a machine without a browser still runs the whole suite), and `.ci/run`
 //! installs both packages and runs them with
-//! `cargo test -p clerk-actix-examples --test chromium -- --include-ignored`.
+//! `cargo test --workspace --all-features --test chromium -- --include-ignored --test-threads=1`.
 
 #![allow(clippy::unwrap_used)]
 
@@ -39,7 +39,8 @@ async fn chromium_signs_in_through_the_ssr_example_and_comes_back_after_the_cook
         .stderr(Stdio::null());
     let (_server, output) = spawn(command);
     let sign_in = output.wait_for("sign in: ", Duration::from_secs(60));
-    let handshake_redirects = || output.containing("clerk handshake redirect");
+    let handshake_redirects =
+        |n: usize| output.wait_count("clerk handshake redirect", n, Duration::from_secs(10));
     let home = format!("http://127.0.0.1:{port}/");
 
     let chrome = Chromium::start().await;
@@ -60,7 +61,7 @@ async fn chromium_signs_in_through_the_ssr_example_and_comes_back_after_the_cook
         names.iter().all(|n| !n.contains("handshake")),
         "no handshake cookie is left behind: {names:?}"
     );
-    let before = handshake_redirects();
+    let before = handshake_redirects(1);
     assert_eq!(before.len(), 1, "{before:?}");
     assert!(before[0].contains("dev-browser-missing"), "{before:?}");
 
@@ -74,8 +75,7 @@ async fn chromium_signs_in_through_the_ssr_example_and_comes_back_after_the_cook
         .await
         .expect("a __session cookie");
     assert_ne!(fresh, first, "the handshake set a new session token");
-    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
-    let after = handshake_redirects();
+    let after = handshake_redirects(2);
     assert_eq!(after.len(), 2, "exactly one more handshake: {after:?}");
     assert!(after[1].contains("session-token-expired"), "{after:?}");
     chrome.close().await;
@@ -179,6 +179,13 @@ async fn chromium_production_keys_expired_cookie_fetch_and_the_loop_guard() {
     );
     let stops = seen.iter().filter(|e| e.starts_with("stopped:")).count();
     assert_eq!(stops, 1, "{seen:?}");
+    // One payload exchange per handshake, and no spent nonce presented again (no request of
+    // the page's own — it has no favicon to fetch — nor a later one).
+    assert_eq!(mock.requests(Endpoint::HandshakePayload), 3, "{seen:?}");
+    assert!(
+        !seen.iter().any(|e| e == "resolved:nonce-refused"),
+        "{seen:?}"
+    );
     assert!(
         cookies.iter().all(|(n, _)| n != "__clerk_handshake_nonce"),
         "the spent nonce is cleared: {cookies:?}"
@@ -191,5 +198,11 @@ async fn chromium_production_keys_expired_cookie_fetch_and_the_loop_guard() {
     assert_eq!(chrome.goto(&home).await, home);
     assert_eq!(chrome.text("auth").await, "signed in as user_1");
     assert_eq!(mock.requests(Endpoint::ClientHandshake), 1);
+    assert_eq!(mock.requests(Endpoint::HandshakePayload), 1);
+    let seen = s.handshakes();
+    assert!(
+        !seen.iter().any(|e| e == "resolved:nonce-refused"),
+        "{seen:?}"
+    );
     chrome.close().await;
 }

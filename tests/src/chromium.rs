@@ -10,6 +10,7 @@
 
 use std::{
     net::TcpStream,
+    os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     thread::sleep,
@@ -57,7 +58,9 @@ impl Chromium {
         let chromium = program("CHROMIUM", "/usr/bin/chromium");
         let chromedriver = program("CHROMEDRIVER", "/usr/bin/chromedriver");
         let port = free_port();
+        // Its own process group, which the browser it starts joins: dropping kills both.
         let driver = Command::new(&chromedriver)
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -224,16 +227,21 @@ impl Chromium {
 
 impl Drop for Chromium {
     fn drop(&mut self) {
+        // The driver's process group (the browser too, when a session was not closed: a failed
+        // assertion), then whatever still runs with this profile.
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .arg("--")
+            .arg(format!("-{}", self.driver.id()))
+            .stderr(Stdio::null())
+            .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
-        // A session not closed (a failed assertion) leaves its browser behind the killed driver:
-        // stop whatever runs with this profile.
-        if self.client.is_some() {
-            let _ = Command::new("pkill")
-                .arg("-f")
-                .arg(self.profile.as_os_str())
-                .status();
-        }
+        let _ = Command::new("pkill")
+            .arg("-KILL")
+            .arg("-f")
+            .arg(self.profile.as_os_str())
+            .status();
         remove_profile(&self.profile);
     }
 }

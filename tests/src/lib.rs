@@ -195,6 +195,17 @@ pub mod process {
             }
         }
 
+        /// The lines containing `needle`, once there are `n` of them (waiting up to `timeout`)
+        /// and no more arrived in the next 200 ms.
+        pub fn wait_count(&self, needle: &str, n: usize, timeout: Duration) -> Vec<String> {
+            let deadline = Instant::now() + timeout;
+            while self.containing(needle).len() < n && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+            self.containing(needle)
+        }
+
         /// The lines containing `needle`.
         pub fn containing(&self, needle: &str) -> Vec<String> {
             self.lines()

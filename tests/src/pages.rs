@@ -19,7 +19,10 @@ pub async fn page(state: AuthState) -> HttpResponse {
         AuthState::SignedOut(err) => format!("<p id=\"auth\">signed out: {}</p>", err.reason()),
         _ => "<p id=\"auth\">signed out</p>".to_owned(),
     };
-    HttpResponse::Ok().content_type("text/html").body(body)
+    // No favicon request of the browser's own: every request a test sees is one it made.
+    HttpResponse::Ok()
+        .content_type("text/html")
+        .body(format!("<link rel=\"icon\" href=\"data:,\">{body}"))
 }
 
 /// `GET /api/me`: an API route under the same middleware.

@@ -19,7 +19,7 @@ mod redirect;
 
 use crate::error::AuthErrorReason;
 
-pub(crate) use cookies::{CookieValues, Cookies, Unverified};
+pub(crate) use cookies::{CookieValues, Cookies, Unverified, HANDSHAKE_NONCE};
 pub(crate) use payload::{clear_nonce_directives, parse_directives, session_token};
 pub(crate) use publishable::{InstanceType, PublishableKey};
 use redirect::{clean_url, handshake_url, redirect_count_cookie, redirect_url, HandshakeParams};

@@ -27,9 +27,10 @@ async fn home(state: AuthState) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .body(format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>clerk-actix ssr</title></head>\
+            "<!doctype html><html><head><meta charset=\"utf-8\"><title>clerk-actix ssr</title>\
+             <link rel=\"icon\" href=\"data:,\"></head>\
              <body><p id=\"auth\">{who}</p></body></html>"
-    ))
+        ))
 }
 
 #[actix_web::main]
