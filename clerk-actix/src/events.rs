@@ -311,6 +311,16 @@ pub enum ClerkEvent {
         /// When the next attempt is made.
         retry_in: Duration,
     },
+    /// The change feed's notifications do not arrive (its probe was not heard back within 2 s,
+    /// e.g. through a transaction-mode pooler, where `LISTEN` hears nothing): it now reads the
+    /// change log every `every` instead. Give the feed a direct connection for push latency.
+    ChangeFeedPolling {
+        /// How often the log is read.
+        every: Duration,
+    },
+    /// The change feed's notifications arrive again (a probe was heard): back from polling to
+    /// reading the log when woken.
+    ChangeFeedListening,
     /// A change made by a process sharing the database (or this one) was applied to the user
     /// cache and the revocations.
     UserChangeReceived {
@@ -646,6 +656,16 @@ fn trace_event(event: &ClerkEvent, suppressed: u64) {
             error = error.as_str(),
             retry_in_ms = retry_in.as_millis() as u64,
             "clerk change feed disconnected; serving from caches"
+        ),
+        ClerkEvent::ChangeFeedPolling { every } => tracing::warn!(
+            target: TRACING_TARGET,
+            every_ms = every.as_millis() as u64,
+            "clerk change feed hears no notifications (a transaction-mode pooler?); polling the \
+             change log"
+        ),
+        ClerkEvent::ChangeFeedListening => tracing::info!(
+            target: TRACING_TARGET,
+            "clerk change feed hears notifications again"
         ),
         ClerkEvent::UserChangeReceived {
             user_id,

@@ -46,8 +46,12 @@ pub struct Health {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct ChangeFeedHealth {
-    /// Whether the `LISTEN` connection is up.
+    /// Whether the feed's connection is up.
     pub connected: bool,
+    /// `"listening"` (notifications arrive: the log is read when woken, and every 5 s) or
+    /// `"polling"` (they do not, e.g. through a transaction-mode pooler: the log is read every
+    /// second).
+    pub mode: &'static str,
     /// Whether the start-up revocations are loaded.
     pub revocations_loaded: bool,
     /// Seconds since the connection was lost (while it is down).
@@ -56,8 +60,11 @@ pub struct ChangeFeedHealth {
     pub disconnects: u64,
     /// Changes applied so far.
     pub changes_applied: u64,
-    /// The last connection error (the database's message; no password), and how long ago.
-    pub last_error: Option<String>,
+    /// The class of the last connection error (`connection-refused`, `timeout`,
+    /// `connection-lost`, `tls`, `authentication`, `permission-denied`, `missing-table`,
+    /// `database-error`): the detail, which can name hosts, users and certificates, is only in
+    /// the log (`ChangeFeedDisconnected`).
+    pub last_error: Option<&'static str>,
     /// Seconds since that error.
     pub last_error_seconds_ago: Option<u64>,
 }
@@ -98,6 +105,36 @@ pub struct StoreHealth {
     pub model: &'static str,
     /// Whether it answered a trivial query.
     pub reachable: bool,
+}
+
+/// The class of a database error, for a report anyone may read (the text can name hosts,
+/// users and certificates).
+fn failure_class(error: &str) -> &'static str {
+    let e = error.to_ascii_lowercase();
+    let has = |needles: &[&str]| needles.iter().any(|n| e.contains(n));
+    if has(&["tls", "certificate", "ssl"]) {
+        "tls"
+    } else if has(&["password", "authentication", "no pg_hba.conf entry"]) {
+        "authentication"
+    } else if has(&["are missing", "does not exist"]) {
+        "missing-table"
+    } else if has(&["permission denied", "must be owner"]) {
+        "permission-denied"
+    } else if has(&["connection refused", "could not connect", "os error 111"]) {
+        "connection-refused"
+    } else if has(&["no answer within", "timed out", "timeout"]) {
+        "timeout"
+    } else if has(&[
+        "closed",
+        "terminating",
+        "reset by peer",
+        "broken pipe",
+        "eof",
+    ]) {
+        "connection-lost"
+    } else {
+        "database-error"
+    }
 }
 
 fn secs(d: Duration) -> u64 {
@@ -165,12 +202,17 @@ impl Clerk {
                 let (last_error, down) = state.errors();
                 ChangeFeedHealth {
                     connected: state.connected.load(Ordering::Acquire),
+                    mode: if state.polling.load(Ordering::Acquire) {
+                        "polling"
+                    } else {
+                        "listening"
+                    },
                     revocations_loaded: state.loaded.load(Ordering::Acquire),
                     disconnected_seconds: down.map(secs),
                     disconnects: state.disconnects.load(Ordering::Relaxed),
                     changes_applied: state.applied.load(Ordering::Relaxed),
                     last_error_seconds_ago: last_error.as_ref().map(|(_, ago)| secs(*ago)),
-                    last_error: last_error.map(|(e, _)| e),
+                    last_error: last_error.map(|(e, _)| failure_class(&e)),
                 }
             })
             .collect();

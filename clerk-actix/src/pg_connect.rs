@@ -32,6 +32,16 @@ pub(crate) enum TlsMode {
 }
 
 impl TlsMode {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Disable => "disable",
+            Self::Prefer => "prefer",
+            Self::Require => "require",
+            Self::VerifyCa => "verify-ca",
+            Self::VerifyFull => "verify-full",
+        }
+    }
+
     fn parse(value: &str) -> Result<Self, String> {
         Ok(match value {
             "disable" => Self::Disable,
@@ -69,6 +79,61 @@ impl std::fmt::Debug for PgTarget {
     }
 }
 
+/// What libpq takes from the environment when the connection string leaves it out.
+fn fill_from_env(
+    config: &mut tokio_postgres::Config,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), String> {
+    if config.get_hosts().is_empty() {
+        if let Some(hosts) = env("PGHOST") {
+            for host in hosts.split(',') {
+                config.host(host);
+            }
+        }
+    }
+    if config.get_ports().is_empty() {
+        if let Some(ports) = env("PGPORT") {
+            for port in ports.split(',') {
+                config.port(
+                    port.trim()
+                        .parse()
+                        .map_err(|_| format!("PGPORT={port} is not a port"))?,
+                );
+            }
+        }
+    }
+    if config.get_user().is_none() {
+        if let Some(user) = env("PGUSER") {
+            config.user(user);
+        }
+    }
+    if config.get_password().is_none() {
+        if let Some(password) = env("PGPASSWORD") {
+            config.password(password);
+        }
+    }
+    if config.get_dbname().is_none() {
+        if let Some(dbname) = env("PGDATABASE") {
+            config.dbname(dbname);
+        }
+    }
+    if config.get_application_name().is_none() {
+        if let Some(name) = env("PGAPPNAME") {
+            config.application_name(name);
+        }
+    }
+    if config.get_connect_timeout().is_none() {
+        if let Some(secs) = env("PGCONNECT_TIMEOUT") {
+            let secs: u64 = secs
+                .trim()
+                .parse()
+                .map_err(|_| "PGCONNECT_TIMEOUT is not a number of seconds".to_owned())?;
+            config.connect_timeout(std::time::Duration::from_secs(secs));
+        }
+    }
+    Ok(())
+}
+
 /// `%XX` sequences decoded (URL query values); invalid ones are kept as written.
 fn percent_decode(s: &str) -> String {
     let hex = |b: u8| (b as char).to_digit(16);
@@ -89,45 +154,167 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// libpq's key/value connection string (`host=db port=5432 sslmode='verify-full'`): pairs
+/// `key = value`, values single-quoted when they hold spaces (`\'` and `\\` escaped).
+fn parse_key_value(s: &str) -> Result<Vec<(String, String)>, String> {
+    let mut pairs = Vec::new();
+    let mut chars = s.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.peek().is_none() {
+            return Ok(pairs);
+        }
+        let mut key = String::new();
+        while let Some(c) = chars.next_if(|c| *c != '=' && !c.is_whitespace()) {
+            key.push(c);
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.next() != Some('=') {
+            return Err(format!("invalid connection string: `{key}` has no `=`"));
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let mut value = String::new();
+        if chars.next_if_eq(&'\'').is_some() {
+            loop {
+                match chars.next() {
+                    Some('\\') => value.extend(chars.next()),
+                    Some('\'') => break,
+                    Some(c) => value.push(c),
+                    None => {
+                        return Err(format!(
+                            "invalid connection string: unterminated quote in `{key}`"
+                        ))
+                    }
+                }
+            }
+        } else {
+            while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
+                if c == '\\' {
+                    value.extend(chars.next());
+                } else {
+                    value.push(c);
+                }
+            }
+        }
+        pairs.push((key, value));
+    }
+}
+
+/// A key/value pair as libpq reads it back.
+fn quote_key_value(key: &str, value: &str) -> String {
+    let escaped = value.replace('\\', "\\\\").replace('\'', "\\'");
+    format!("{key}='{escaped}'")
+}
+
+/// The root certificate file libpq reads when `sslrootcert` is not given.
+fn default_root_cert(env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    env("HOME").map(|home| format!("{home}/.postgresql/root.crt"))
+}
+
 impl PgTarget {
-    /// Parses `url` (`postgres://` or `postgresql://`). Errors name the offending parameter,
-    /// never the password.
+    /// Parses `url` as libpq does, the process's `PG*` environment variables included.
     pub(crate) fn parse(url: &str) -> Result<Self, String> {
-        let (base, query) = match url.split_once('?') {
-            Some((base, query)) => (base, query),
-            None => (url, ""),
-        };
-        let mut mode = TlsMode::Prefer;
+        Self::parse_with_env(url, &|key| {
+            std::env::var(key).ok().filter(|v| !v.is_empty())
+        })
+    }
+
+    /// Parses a connection string — a `postgres://` / `postgresql://` URL or libpq's key/value
+    /// form — with `env` standing for the environment: `PGHOST`, `PGPORT`, `PGUSER`,
+    /// `PGPASSWORD`, `PGDATABASE`, `PGAPPNAME`, `PGCONNECT_TIMEOUT`, `PGSSLMODE` and
+    /// `PGSSLROOTCERT` fill what the string leaves out, as in libpq. Errors name the offending
+    /// parameter, never the password.
+    pub(crate) fn parse_with_env(
+        url: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, String> {
+        let url = url.trim();
+        let is_url = url.starts_with("postgres://") || url.starts_with("postgresql://");
+        let mut mode: Option<String> = None;
         let mut root_cert: Option<String> = None;
-        let mut rest: Vec<&str> = Vec::new();
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            match percent_decode(key).as_str() {
-                "sslmode" => mode = TlsMode::parse(&percent_decode(value))?,
-                "sslrootcert" => root_cert = Some(percent_decode(value)),
+        let mut take = |key: &str, value: String| -> Result<bool, String> {
+            match key {
+                "sslmode" => mode = Some(value),
+                "sslrootcert" => root_cert = Some(value),
                 k @ ("sslcert" | "sslkey" | "sslpassword" | "sslcrl" | "sslcrldir") => {
                     return Err(format!(
                         "{k} is not supported (client certificates and CRLs): only sslmode and \
                          sslrootcert are"
                     ))
                 }
-                _ => rest.push(pair),
+                _ => return Ok(false),
             }
-        }
-        let rebuilt = if rest.is_empty() {
-            base.to_owned()
+            Ok(true)
+        };
+        let rebuilt = if is_url {
+            let (base, query) = url.split_once('?').unwrap_or((url, ""));
+            let mut rest: Vec<&str> = Vec::new();
+            for pair in query.split('&').filter(|p| !p.is_empty()) {
+                let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+                if !take(&percent_decode(key), percent_decode(value))? {
+                    rest.push(pair);
+                }
+            }
+            if rest.is_empty() {
+                base.to_owned()
+            } else {
+                format!("{base}?{}", rest.join("&"))
+            }
+        } else if url.contains('=') {
+            let mut rest = Vec::new();
+            for (key, value) in parse_key_value(url)? {
+                if !take(&key, value.clone())? {
+                    rest.push(quote_key_value(&key, &value));
+                }
+            }
+            rest.join(" ")
         } else {
-            format!("{base}?{}", rest.join("&"))
+            return Err(
+                "invalid PostgreSQL connection string: expected a postgres:// URL or \
+                 key=value pairs"
+                    .to_owned(),
+            );
         };
         let mut config: tokio_postgres::Config = rebuilt
             .parse()
-            .map_err(|e| format!("invalid PostgreSQL URL: {e}"))?;
+            .map_err(|e| format!("invalid PostgreSQL connection string: {e}"))?;
+        fill_from_env(&mut config, env)?;
+        let mode_given = mode.or_else(|| env("PGSSLMODE"));
+        let root_cert = root_cert.or_else(|| env("PGSSLROOTCERT"));
+        let system = root_cert.as_deref() == Some("system");
+        let mode = match mode_given.as_deref() {
+            Some(value) => TlsMode::parse(value)?,
+            // libpq: sslrootcert=system makes verify-full the default.
+            None if system => TlsMode::VerifyFull,
+            None => TlsMode::Prefer,
+        };
+        if system && mode != TlsMode::VerifyFull {
+            return Err(format!(
+                "weak sslmode \"{}\" may not be used with sslrootcert=system (use \
+                 \"verify-full\")",
+                mode_given.as_deref().unwrap_or("prefer")
+            ));
+        }
+        // libpq: without sslrootcert, the root file is ~/.postgresql/root.crt. Verifying
+        // modes need one; with `require`, one that exists makes it verify the chain.
+        let root_cert = match root_cert {
+            Some(root) => Some(root),
+            None => default_root_cert(env).filter(|p| std::path::Path::new(p).is_file()),
+        };
+        if matches!(mode, TlsMode::VerifyCa | TlsMode::VerifyFull) && root_cert.is_none() {
+            return Err(format!(
+                "sslmode={} needs a root certificate: set sslrootcert=<PEM file> (your \
+                 provider's CA bundle), or sslrootcert=system with verify-full (no \
+                 ~/.postgresql/root.crt either)",
+                mode.as_str()
+            ));
+        }
         config.ssl_mode(match mode {
             TlsMode::Disable => SslMode::Disable,
             TlsMode::Prefer => SslMode::Prefer,
             TlsMode::Require | TlsMode::VerifyCa | TlsMode::VerifyFull => SslMode::Require,
         });
-        // libpq: `require` with a root certificate given verifies the chain like verify-ca.
+        // libpq: `require` with a root certificate verifies the chain like verify-ca.
         let mode = match (mode, &root_cert) {
             (TlsMode::Require, Some(_)) => TlsMode::VerifyCa,
             (mode, _) => mode,
@@ -334,15 +521,208 @@ impl ServerCertVerifier for ChainOnly {
 mod tests {
     use super::*;
 
+    /// No environment at all.
+    fn bare(url: &str) -> Result<PgTarget, String> {
+        PgTarget::parse_with_env(url, &|_| None)
+    }
+
+    /// An environment of `vars`.
+    fn with_env(url: &str, vars: &[(&str, &str)]) -> Result<PgTarget, String> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        PgTarget::parse_with_env(url, &move |key| {
+            vars.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+        })
+    }
+
+    /// A PEM file holding one (self-signed) CA certificate, removed on drop.
+    struct RootFile(std::path::PathBuf);
+
+    impl RootFile {
+        fn at(path: std::path::PathBuf) -> Self {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            let cert = params.self_signed(&key).unwrap();
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, cert.pem()).unwrap();
+            Self(path)
+        }
+
+        fn temp() -> Self {
+            Self::at(std::env::temp_dir().join(format!(
+                "clerk_actix_root_{}_{}.pem",
+                std::process::id(),
+                fastrand::u64(..)
+            )))
+        }
+
+        fn path(&self) -> &str {
+            self.0.to_str().unwrap()
+        }
+    }
+
+    impl Drop for RootFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    #[test]
+    fn verifying_modes_need_a_root_certificate_as_in_libpq() {
+        for mode in ["verify-ca", "verify-full"] {
+            let err = bare(&format!("postgres://h/app?sslmode={mode}")).unwrap_err();
+            assert!(
+                err.contains(&format!("sslmode={mode} needs a root certificate")),
+                "{err}"
+            );
+            // PGSSLMODE asks for it just the same.
+            let err = with_env("postgres://h/app", &[("PGSSLMODE", mode)]).unwrap_err();
+            assert!(err.contains("needs a root certificate"), "{err}");
+        }
+        let root = RootFile::temp();
+        let t = bare(&format!(
+            "postgres://h/app?sslmode=verify-ca&sslrootcert={}",
+            root.path()
+        ))
+        .unwrap();
+        assert_eq!(t.mode, TlsMode::VerifyCa);
+        // PGSSLROOTCERT stands in for sslrootcert.
+        let t = with_env(
+            "postgres://h/app?sslmode=verify-full",
+            &[("PGSSLROOTCERT", root.path())],
+        )
+        .unwrap();
+        assert_eq!(t.mode, TlsMode::VerifyFull);
+    }
+
+    #[test]
+    fn the_default_root_file_in_home_is_read_as_libpq_reads_it() {
+        let home = std::env::temp_dir().join(format!(
+            "clerk_actix_home_{}_{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        let home_str = home.to_str().unwrap().to_owned();
+        // No ~/.postgresql/root.crt: verify-full is refused, require does not verify.
+        let env = [("HOME", home_str.as_str())];
+        assert!(with_env("postgres://h/app?sslmode=verify-full", &env).is_err());
+        let t = with_env("postgres://h/app?sslmode=require", &env).unwrap();
+        assert_eq!(t.mode, TlsMode::Require);
+        let _root = RootFile::at(home.join(".postgresql/root.crt"));
+        let t = with_env("postgres://h/app?sslmode=verify-full", &env).unwrap();
+        assert_eq!(t.mode, TlsMode::VerifyFull);
+        // With the file there, `require` verifies the chain (libpq).
+        let t = with_env("postgres://h/app?sslmode=require", &env).unwrap();
+        assert_eq!(t.mode, TlsMode::VerifyCa);
+        let _ = std::fs::remove_dir_all(&home);
+    }
+
+    #[test]
+    fn sslrootcert_system_defaults_to_verify_full_and_refuses_weaker_modes() {
+        let t = bare("postgres://h/app?sslrootcert=system").unwrap();
+        assert_eq!(t.mode, TlsMode::VerifyFull);
+        let t = with_env("postgres://h/app", &[("PGSSLROOTCERT", "system")]).unwrap();
+        assert_eq!(t.mode, TlsMode::VerifyFull);
+        for mode in ["disable", "allow", "prefer", "require", "verify-ca"] {
+            let err = bare(&format!(
+                "postgres://h/app?sslmode={mode}&sslrootcert=system"
+            ))
+            .unwrap_err();
+            assert!(
+                err.contains(&format!("weak sslmode \"{mode}\" may not be used")),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_environment_fills_only_what_the_string_leaves_out() {
+        let env = [
+            ("PGHOST", "envhost"),
+            ("PGPORT", "6543"),
+            ("PGUSER", "envuser"),
+            ("PGPASSWORD", "envpw"),
+            ("PGDATABASE", "envdb"),
+            ("PGAPPNAME", "envapp"),
+            ("PGSSLMODE", "disable"),
+            ("PGCONNECT_TIMEOUT", "7"),
+        ];
+        let t = with_env("postgres://", &env).unwrap();
+        assert_eq!(
+            t.config.get_hosts(),
+            [tokio_postgres::config::Host::Tcp("envhost".into())]
+        );
+        assert_eq!(t.config.get_ports(), [6543]);
+        assert_eq!(t.config.get_user(), Some("envuser"));
+        assert_eq!(t.config.get_password(), Some(&b"envpw"[..]));
+        assert_eq!(t.config.get_dbname(), Some("envdb"));
+        assert_eq!(t.config.get_application_name(), Some("envapp"));
+        assert_eq!(
+            t.config.get_connect_timeout(),
+            Some(&std::time::Duration::from_secs(7))
+        );
+        assert_eq!(t.mode, TlsMode::Disable);
+        let t = with_env(
+            "postgres://u:pw@h:5433/app?sslmode=require&application_name=mine",
+            &env,
+        )
+        .unwrap();
+        assert_eq!(
+            t.config.get_hosts(),
+            [tokio_postgres::config::Host::Tcp("h".into())]
+        );
+        assert_eq!(t.config.get_ports(), [5433]);
+        assert_eq!(t.config.get_user(), Some("u"));
+        assert_eq!(t.config.get_password(), Some(&b"pw"[..]));
+        assert_eq!(t.config.get_dbname(), Some("app"));
+        assert_eq!(t.config.get_application_name(), Some("mine"));
+        assert_eq!(t.mode, TlsMode::Require);
+    }
+
+    #[test]
+    fn key_value_strings_keep_their_sslmode() {
+        let root = RootFile::temp();
+        let t = bare(&format!(
+            "host=db.example port=5433 user=app password='it''s' dbname=app \
+             sslmode=verify-full sslrootcert='{}'",
+            root.path()
+        ))
+        .unwrap_err();
+        // `''` is not an escape in libpq: that string is malformed at `s'`.
+        assert!(!t.contains("it"), "{t}");
+        let t = bare(&format!(
+            "host=db.example port = 5433 user=app password='it\\'s a secret' dbname=app \
+             sslmode=verify-full sslrootcert='{}'",
+            root.path()
+        ))
+        .unwrap();
+        assert_eq!(t.mode, TlsMode::VerifyFull);
+        assert_eq!(t.config.get_ssl_mode(), SslMode::Require);
+        assert_eq!(t.config.get_password(), Some(&b"it's a secret"[..]));
+        assert_eq!(t.config.get_ports(), [5433]);
+        let t = bare("host=db dbname=app sslmode=disable").unwrap();
+        assert_eq!(t.mode, TlsMode::Disable);
+        let err = bare("host=db sslmode=verify-ca").unwrap_err();
+        assert!(err.contains("needs a root certificate"), "{err}");
+        let err = bare("").unwrap_err();
+        assert!(err.contains("expected a postgres:// URL"), "{err}");
+    }
+
     #[test]
     fn sslmode_defaults_to_prefer_and_is_taken_out_of_the_url() {
-        let t = PgTarget::parse("postgres://u:secret@db.example:6543/app").unwrap();
+        let t = bare("postgres://u:secret@db.example:6543/app").unwrap();
         assert_eq!(t.mode, TlsMode::Prefer);
         assert_eq!(t.config.get_ssl_mode(), SslMode::Prefer);
         assert!(t.tls.is_some());
-        let t = PgTarget::parse(
-            "postgresql://u@h/app?application_name=x&sslmode=verify-full&connect_timeout=3",
-        )
+        let root = RootFile::temp();
+        let t = bare(&format!(
+            "postgresql://u@h/app?application_name=x&sslmode=verify-full&connect_timeout=3\
+             &sslrootcert={}",
+            root.path()
+        ))
         .unwrap();
         assert_eq!(t.mode, TlsMode::VerifyFull);
         assert_eq!(t.config.get_ssl_mode(), SslMode::Require);
@@ -351,7 +731,7 @@ mod tests {
             t.config.get_connect_timeout(),
             Some(&std::time::Duration::from_secs(3))
         );
-        let t = PgTarget::parse("postgres://u@h/app?sslmode=disable").unwrap();
+        let t = bare("postgres://u@h/app?sslmode=disable").unwrap();
         assert_eq!(t.mode, TlsMode::Disable);
         assert!(t.tls.is_none());
         assert_eq!(t.config.get_ssl_mode(), SslMode::Disable);
@@ -360,33 +740,34 @@ mod tests {
     #[test]
     fn require_with_a_root_certificate_verifies_the_chain_and_bad_parameters_are_named() {
         let missing =
-            PgTarget::parse("postgres://h/app?sslmode=require&sslrootcert=/nonexistent/ca.pem")
-                .unwrap_err();
+            bare("postgres://h/app?sslmode=require&sslrootcert=/nonexistent/ca.pem").unwrap_err();
         assert!(
             missing.contains("sslrootcert /nonexistent/ca.pem"),
             "{missing}"
         );
-        let bad = PgTarget::parse("postgres://u:hunter2@h/app?sslmode=verify").unwrap_err();
+        let bad = bare("postgres://u:hunter2@h/app?sslmode=verify").unwrap_err();
         assert!(bad.contains("sslmode=verify is not one of"), "{bad}");
         assert!(!bad.contains("hunter2"));
-        let client = PgTarget::parse("postgres://h/app?sslmode=require&sslcert=c.pem").unwrap_err();
+        let client = bare("postgres://h/app?sslmode=require&sslcert=c.pem").unwrap_err();
         assert!(client.contains("sslcert is not supported"), "{client}");
-        let t = PgTarget::parse("postgres://h/app?sslmode=require&sslrootcert=system").unwrap();
+        let root = RootFile::temp();
+        let t = bare(&format!(
+            "postgres://h/app?sslmode=require&sslrootcert={}",
+            root.path()
+        ))
+        .unwrap();
         assert_eq!(t.mode, TlsMode::VerifyCa);
-        let debug = format!(
-            "{:?}",
-            PgTarget::parse("postgres://u:hunter2@h/app").unwrap()
-        );
+        let debug = format!("{:?}", bare("postgres://u:hunter2@h/app").unwrap());
         assert!(!debug.contains("hunter2"), "{debug}");
     }
 
     #[test]
     fn application_name_is_added_unless_the_url_has_one() {
-        let t = PgTarget::parse("postgres://h/app")
+        let t = bare("postgres://h/app")
             .unwrap()
             .with_application_name("feed");
         assert_eq!(t.config.get_application_name(), Some("feed"));
-        let t = PgTarget::parse("postgres://h/app?application_name=mine")
+        let t = bare("postgres://h/app?application_name=mine")
             .unwrap()
             .with_application_name("feed");
         assert_eq!(t.config.get_application_name(), Some("mine"));

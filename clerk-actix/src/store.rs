@@ -195,8 +195,9 @@ pub const DELIVERIES_DDL: &str = "CREATE TABLE IF NOT EXISTS clerk_webhook_deliv
     ON clerk_webhook_deliveries (received_at)";
 
 /// PostgreSQL's change log: every write to a user (upsert, deletion) adds a row in its own
-/// transaction and announces it with `NOTIFY` on [`CHANGES_CHANNEL`]; a replica that lost its
-/// `LISTEN` connection reads what it missed from here. Kept for 25 hours.
+/// transaction (rows commit in `seq` order) and wakes replicas with `NOTIFY` on
+/// [`CHANGES_CHANNEL`]; replicas read and apply the rows after the last `seq` they applied, and
+/// trust no notification's payload. Kept for 25 hours.
 pub const CHANGES_DDL: &str = "CREATE TABLE IF NOT EXISTS clerk_user_changes (\
     seq BIGSERIAL PRIMARY KEY, \
     clerk_user_id TEXT NOT NULL, \
@@ -219,6 +220,9 @@ const LOCK_SPACE: i32 = 1_131_179_883;
 const LOCK_TABLES: i32 = 0;
 #[cfg(feature = "postgres")]
 const LOCK_MIGRATIONS: i32 = 1;
+/// The change log: held from a change's `seq` to its commit, so changes commit in `seq` order.
+#[cfg(feature = "postgres")]
+const LOCK_CHANGES: i32 = 2;
 
 /// The included user model (the Django SDK's `ClerkUser`): a row of `clerk_users`, kept in
 /// sync by `#[derive(ClerkUser)]` like any model of yours.
@@ -696,13 +700,19 @@ macro_rules! pooled {
 }
 
 impl<U> DieselUserStore<U> {
-    /// Connects a pool to `database_url`: `postgres://...` / `postgresql://...` (feature
-    /// `postgres`; TLS as its `sslmode` asks, see [`postgres_manager`]), or `sqlite://path` or a plain file path (feature `sqlite`;
+    /// Connects a pool to `database_url`: `postgres://...` / `postgresql://...` or libpq's
+    /// key/value form (`host=... dbname=...`) (feature `postgres`; TLS as its `sslmode` asks and
+    /// `PG*` environment variables as libpq reads them, see [`postgres_manager`]), or
+    /// `sqlite://path` or a plain file path (feature `sqlite`;
     /// in-memory databases are refused, as each pooled connection would get its own).
     /// Connections are made lazily; this fails only on a bad URL.
     pub async fn connect(database_url: &str) -> Result<Self, StoreError> {
         let url = database_url.trim();
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        // libpq's key/value form (`host=db dbname=app ...`) is PostgreSQL too.
+        let key_value = ["host=", "hostaddr=", "dbname=", "user=", "port="]
+            .iter()
+            .any(|k| url.starts_with(k));
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") || key_value {
             #[cfg(feature = "postgres")]
             {
                 let manager = postgres_manager(url)?;
@@ -713,7 +723,7 @@ impl<U> DieselUserStore<U> {
                     .runtime(deadpool::Runtime::Tokio1)
                     .build()
                     .map_err(|e| store_err("postgres pool", e))?;
-                return Ok(Self::from_pool(DbPool::Postgres(pool), url));
+                return Self::from_pool(DbPool::Postgres(pool), url);
             }
             #[cfg(not(feature = "postgres"))]
             return Err(StoreError::new(
@@ -754,7 +764,7 @@ impl<U> DieselUserStore<U> {
                 .runtime(deadpool::Runtime::Tokio1)
                 .build()
                 .map_err(|e| store_err("sqlite pool", e))?;
-            Ok(Self::from_pool(DbPool::Sqlite(pool), &path))
+            Self::from_pool(DbPool::Sqlite(pool), &path)
         }
         #[cfg(not(feature = "sqlite"))]
         Err(StoreError::new(
@@ -762,14 +772,36 @@ impl<U> DieselUserStore<U> {
         ))
     }
 
-    /// A store over an existing pool. `url` is used only by [`run_migrations`](Self::run_migrations).
-    pub fn from_pool(pool: DbPool, url: &str) -> Self {
-        Self {
+    /// A store over an existing pool. `url` is the pool's database: the migrations and, on
+    /// PostgreSQL, the change feed connect to it themselves (a `postgres://` URL or libpq's
+    /// key/value string, read as [`postgres_manager`] reads it, `PG*` variables included; for a
+    /// pooled string, pass the direct one here). A PostgreSQL `url` that cannot be used is an
+    /// error here rather than a store without its feed.
+    pub fn from_pool(pool: DbPool, url: &str) -> Result<Self, StoreError> {
+        #[cfg(feature = "postgres")]
+        if matches!(pool, DbPool::Postgres(_)) {
+            PgTarget::parse(url).map_err(|e| store_err("postgres URL", e))?;
+        }
+        Ok(Self {
             pool,
-            url: url.to_owned(),
+            url: url.trim().to_owned(),
             tables: tokio::sync::OnceCell::new(),
             _model: PhantomData,
+        })
+    }
+
+    /// Uses `direct_url` — the same database reached directly, not through a transaction-mode
+    /// pooler — for what needs a session of its own: the migrations and the change feed's
+    /// `LISTEN` (managed services hand out both strings, e.g. `CLERK_DATABASE_DIRECT_URL` in the
+    /// quickstart). Without it, through such a pooler the feed notices that it hears nothing
+    /// and reads the change log every second instead.
+    pub fn with_direct_url(mut self, direct_url: &str) -> Result<Self, StoreError> {
+        #[cfg(feature = "postgres")]
+        if matches!(self.pool, DbPool::Postgres(_)) {
+            PgTarget::parse(direct_url).map_err(|e| store_err("postgres direct URL", e))?;
         }
+        self.url = direct_url.trim().to_owned();
+        Ok(self)
     }
 
     /// The pool.
@@ -836,10 +868,46 @@ impl<U> DieselUserStore<U> {
     }
 }
 
-/// Creates the store's tables on PostgreSQL, serialized between processes.
+/// The store's own tables on PostgreSQL.
+#[cfg(feature = "postgres")]
+const STORE_TABLES: [&str; 3] = [
+    "clerk_user_tombstones",
+    "clerk_webhook_deliveries",
+    "clerk_user_changes",
+];
+
+/// A table's name, as `QueryableByName`.
+#[cfg(feature = "postgres")]
+#[derive(QueryableByName)]
+struct TableName {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    name: String,
+}
+
+/// Makes sure the store's tables exist on PostgreSQL. When they do (a migrated database), this
+/// is one read and no DDL: a role with only `SELECT`/`INSERT`/`UPDATE`/`DELETE` runs the
+/// application. When some are missing, they are created under an advisory lock (serialized
+/// between processes); a role that may not create them gets an error naming the migration.
 #[cfg(feature = "postgres")]
 async fn create_tables_pg(conn: &mut AsyncPgConnection) -> Result<(), StoreError> {
     use diesel_async::{AsyncConnection, SimpleAsyncConnection};
+    let missing: Vec<TableName> = diesel_async::RunQueryDsl::load(
+        diesel::sql_query(
+            "SELECT name FROM unnest($1::text[]) AS t(name) WHERE to_regclass(name) IS NULL",
+        )
+        .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(STORE_TABLES.to_vec()),
+        conn,
+    )
+    .await
+    .map_err(|e| store_err("store tables", e))?;
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let names = missing
+        .iter()
+        .map(|t| t.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
     conn.transaction(async |conn| {
         diesel_async::RunQueryDsl::execute(
             diesel::sql_query("SELECT pg_advisory_xact_lock($1, $2)")
@@ -854,7 +922,13 @@ async fn create_tables_pg(conn: &mut AsyncPgConnection) -> Result<(), StoreError
         .await
     })
     .await
-    .map_err(|e| store_err("store tables", e))
+    .map_err(|e| {
+        StoreError::new(format!(
+            "the store's tables {names} are missing and could not be created ({e}): run \
+             `run_migrations()` once as the tables' owner (migration \
+             2026-12-07-000000_store_tables), or apply clerk-actix/migrations/postgres"
+        ))
+    })
 }
 
 /// Runs migrations on a blocking thread: diesel's migration harness is synchronous.
@@ -895,7 +969,7 @@ pub async fn run_migrations_sqlite(
 /// use diesel_async::pooled_connection::deadpool::Pool;
 /// let url = "postgres://app:pw@db.example.com/app?sslmode=verify-full&sslrootcert=/etc/ssl/db-ca.pem";
 /// let pool = Pool::builder(postgres_manager(url)?).max_size(32).build().expect("pool");
-/// let store: DieselUserStore = DieselUserStore::from_pool(DbPool::Postgres(pool), url);
+/// let store: DieselUserStore = DieselUserStore::from_pool(DbPool::Postgres(pool), url)?;
 /// # Ok(()) }
 /// ```
 #[cfg(feature = "postgres")]
@@ -926,8 +1000,56 @@ pub async fn establish_postgres(database_url: &str) -> Result<AsyncPgConnection,
         .map_err(|e| store_err("postgres connect", e))
 }
 
-/// Runs migrations on a thread of its own with a multi-threaded runtime, as diesel-async's
-/// migration harness requires (actix's runtime is single-threaded).
+/// The versions of `migrations` the database has not applied, read with `SELECT` only (no
+/// DDL, no lock): a started process on a migrated database needs no `CREATE` privilege.
+#[cfg(feature = "postgres")]
+async fn pending_migrations_pg(
+    conn: &mut AsyncPgConnection,
+    migrations: &EmbeddedMigrations,
+) -> Result<Vec<String>, StoreError> {
+    use diesel::migration::MigrationSource;
+    #[derive(QueryableByName)]
+    struct Version {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        version: String,
+    }
+    let all: Vec<String> = MigrationSource::<diesel::pg::Pg>::migrations(migrations)
+        .map_err(|e| store_err("postgres migrations", e))?
+        .iter()
+        .map(|m| m.name().version().to_string())
+        .collect();
+    let table: Vec<TableName> = diesel_async::RunQueryDsl::load(
+        diesel::sql_query(
+            "SELECT '__diesel_schema_migrations'::text AS name \
+             WHERE to_regclass('__diesel_schema_migrations') IS NOT NULL",
+        ),
+        conn,
+    )
+    .await
+    .map_err(|e| store_err("postgres migrations", e))?;
+    let applied: Vec<Version> = if table.is_empty() {
+        Vec::new()
+    } else {
+        diesel_async::RunQueryDsl::load(
+            diesel::sql_query("SELECT version FROM __diesel_schema_migrations"),
+            conn,
+        )
+        .await
+        .map_err(|e| store_err("postgres migrations", e))?
+    };
+    Ok(all
+        .into_iter()
+        .filter(|v| !applied.iter().any(|a| &a.version == v))
+        .collect())
+}
+
+/// Runs migrations on a thread of its own with a multi-threaded runtime, as diesel's migration
+/// harness is synchronous (actix's runtime is single-threaded).
+///
+/// With nothing pending this only reads (`SELECT`): no lock, no DDL. Otherwise the pending
+/// migrations run in one transaction that first takes a transaction-scoped advisory lock, so
+/// replicas starting together take turns (the first applies, the others then find nothing
+/// pending), also through a transaction-mode pooler, and a failed start leaves no lock behind.
 #[cfg(feature = "postgres")]
 pub async fn run_migrations_pg(
     url: String,
@@ -946,33 +1068,17 @@ pub async fn run_migrations_pg(
                     .map_err(|e| store_err("migration runtime", e))?;
                 rt.block_on(async move {
                     let task = tokio::spawn(async move {
-                        // Replicas starting together take turns: the first applies, the
-                        // others find nothing pending. The lock is the session's, released
-                        // when `lock` closes.
-                        let mut lock = target
+                        let mut conn = target
                             .establish()
                             .await
                             .map_err(|e| store_err("postgres connect", e))?;
-                        diesel_async::RunQueryDsl::execute(
-                            diesel::sql_query("SELECT pg_advisory_lock($1, $2)")
-                                .bind::<diesel::sql_types::Integer, _>(LOCK_SPACE)
-                                .bind::<diesel::sql_types::Integer, _>(LOCK_MIGRATIONS),
-                            &mut lock,
-                        )
-                        .await
-                        .map_err(|e| store_err("migration lock", e))?;
-                        let conn = target
-                            .establish()
-                            .await
-                            .map_err(|e| store_err("postgres connect", e))?;
-                        let mut harness = diesel_async::AsyncMigrationHarness::new(conn);
-                        let done = harness
-                            .run_pending_migrations(migrations)
-                            .map(|_| ())
-                            .map_err(|e| store_err("postgres migrations", e));
-                        drop(harness);
-                        drop(lock);
-                        done
+                        let pending = pending_migrations_pg(&mut conn, &migrations).await?;
+                        if pending.is_empty() {
+                            return Ok(());
+                        }
+                        tokio::task::block_in_place(move || {
+                            apply_migrations_pg(conn, migrations, &pending)
+                        })
                     });
                     task.await.map_err(|e| store_err("migration task", e))?
                 })
@@ -982,6 +1088,35 @@ pub async fn run_migrations_pg(
         .map_err(|e| store_err("migration thread", e))?;
     rx.await
         .map_err(|_| StoreError::new("the migration thread stopped"))?
+}
+
+/// Applies what is pending in one transaction under the migrations' advisory lock (blocking:
+/// diesel's harness is synchronous). Errors name the pending migrations, e.g. when the role
+/// may not create tables.
+#[cfg(feature = "postgres")]
+fn apply_migrations_pg(
+    conn: AsyncPgConnection,
+    migrations: EmbeddedMigrations,
+    pending: &[String],
+) -> Result<(), StoreError> {
+    use diesel::{Connection, RunQueryDsl};
+    use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+    let mut conn: AsyncConnectionWrapper<AsyncPgConnection> = conn.into();
+    conn.transaction::<_, Box<dyn std::error::Error + Send + Sync>, _>(|conn| {
+        diesel::sql_query("SELECT pg_advisory_xact_lock($1, $2)")
+            .bind::<diesel::sql_types::Integer, _>(LOCK_SPACE)
+            .bind::<diesel::sql_types::Integer, _>(LOCK_MIGRATIONS)
+            .execute(conn)?;
+        conn.run_pending_migrations(migrations)?;
+        Ok(())
+    })
+    .map_err(|e| {
+        StoreError::new(format!(
+            "postgres migrations: could not apply {} ({e}); if this role may not create \
+             tables, run them once as the tables' owner",
+            pending.join(", ")
+        ))
+    })
 }
 
 /// Runs `U::$pg` or `U::$sqlite` on a pooled connection of the store's backend.
@@ -1071,7 +1206,15 @@ macro_rules! insert_delivery {
 const DB_NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 
 /// Adds a change to the log and announces it (`NOTIFY`, delivered when the transaction
-/// commits, to every replica listening).
+/// commits, to every replica listening). The notification is only a wake-up: replicas read the
+/// log by `seq`, and never trust a payload (any role that can connect may `NOTIFY`). Its payload
+/// keeps the form of earlier versions, which applied it, so they keep working during a rolling
+/// upgrade.
+///
+/// The log's lock is taken before the row gets its `seq` and held until the transaction ends:
+/// changes commit in `seq` order, so a reader that has seen `seq` n has seen every change
+/// before it, and catching up "after n" misses nothing. (Every writer takes the user's lock
+/// first and this one last: no deadlock.)
 #[cfg(feature = "postgres")]
 async fn record_change_pg(
     conn: &mut AsyncPgConnection,
@@ -1080,7 +1223,14 @@ async fn record_change_pg(
     active: bool,
     version: i64,
 ) -> QueryResult<()> {
-    use diesel::sql_types::{BigInt, Bool, Text};
+    use diesel::sql_types::{BigInt, Bool, Integer, Text};
+    diesel_async::RunQueryDsl::execute(
+        diesel::sql_query("SELECT pg_advisory_xact_lock($1, $2)")
+            .bind::<Integer, _>(LOCK_SPACE)
+            .bind::<Integer, _>(LOCK_CHANGES),
+        conn,
+    )
+    .await?;
     let sql = format!(
         "WITH c AS (INSERT INTO clerk_user_changes \
            (clerk_user_id, kind, active, version, recorded_at) \
@@ -1304,6 +1454,9 @@ impl<U: DieselUserModel> UserStore for DieselUserStore<U> {
             // A URL that does not parse has no pool either: `connect` refused it.
             DbPool::Postgres(_) => PgTarget::parse(&self.url).ok().map(|target| {
                 Arc::new(PgChangeFeed {
+                    prober: target
+                        .clone()
+                        .with_application_name(FEED_PROBE_APPLICATION_NAME),
                     target: target.with_application_name(FEED_APPLICATION_NAME),
                 }) as Arc<dyn ChangeFeed>
             }),
@@ -1358,22 +1511,27 @@ impl<U: DieselUserModel> UserStore for DieselUserStore<U> {
 
 /// The `application_name` of the change feed's connection (in `pg_stat_activity`).
 pub const FEED_APPLICATION_NAME: &str = "clerk-actix-changes";
+/// The `application_name` of the connection that sends the change feed's probes.
+pub const FEED_PROBE_APPLICATION_NAME: &str = "clerk-actix-changes-probe";
 
 /// How long connecting, or one query of the change feed, may take.
 #[cfg(feature = "postgres")]
 const FEED_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The change feed of a PostgreSQL store: a `LISTEN` connection of its own on
-/// [`CHANGES_CHANNEL`], and the change log for what it missed.
+/// [`CHANGES_CHANNEL`] (a wake-up), the change log (the data), and a second connection that
+/// sends the probes telling whether the first one hears anything.
 #[cfg(feature = "postgres")]
 #[derive(Debug)]
 struct PgChangeFeed {
     target: PgTarget,
+    prober: PgTarget,
 }
 
 #[cfg(feature = "postgres")]
 struct PgSubscription {
     conn: AsyncPgConnection,
+    prober: AsyncPgConnection,
 }
 
 /// A row of `clerk_user_changes`.
@@ -1396,10 +1554,14 @@ struct ChangeRow {
 
 #[cfg(feature = "postgres")]
 #[derive(QueryableByName)]
-struct DbNow {
+struct LastSeq {
     #[diesel(sql_type = diesel::sql_types::BigInt)]
-    now_ms: i64,
+    seq: i64,
 }
+
+/// Changes read per query while catching up.
+#[cfg(feature = "postgres")]
+const CATCH_UP_PAGE: i64 = 1_000;
 
 #[cfg(feature = "postgres")]
 async fn within<T>(
@@ -1415,17 +1577,14 @@ async fn within<T>(
 }
 
 #[cfg(feature = "postgres")]
-impl PgSubscription {
-    async fn db_now(&mut self) -> Result<i64, StoreError> {
-        let now: DbNow = within(
-            "change feed clock",
-            diesel_async::RunQueryDsl::get_result(
-                diesel::sql_query(format!("SELECT {DB_NOW_MS} AS now_ms")),
-                &mut self.conn,
-            ),
-        )
-        .await?;
-        Ok(now.now_ms)
+impl PgChangeFeed {
+    async fn connect(target: &PgTarget) -> Result<AsyncPgConnection, StoreError> {
+        match tokio::time::timeout(FEED_TIMEOUT, target.establish()).await {
+            Ok(conn) => conn.map_err(|e| store_err("change feed connect", e)),
+            Err(_) => Err(StoreError::new(format!(
+                "change feed connect: no answer within {FEED_TIMEOUT:?}"
+            ))),
+        }
     }
 }
 
@@ -1434,102 +1593,143 @@ impl ChangeFeed for PgChangeFeed {
     fn subscribe(&self) -> BoxFuture<'_, Result<Box<dyn ChangeSubscription>, StoreError>> {
         async move {
             use diesel_async::SimpleAsyncConnection;
-            let mut conn = match tokio::time::timeout(FEED_TIMEOUT, self.target.establish()).await {
-                Ok(conn) => conn.map_err(|e| store_err("change feed connect", e))?,
-                Err(_) => {
-                    return Err(StoreError::new(format!(
-                        "change feed connect: no answer within {FEED_TIMEOUT:?}"
-                    )))
-                }
-            };
+            let mut conn = Self::connect(&self.target).await?;
             create_tables_pg(&mut conn).await?;
             within(
                 "change feed listen",
                 conn.batch_execute(&format!("LISTEN {CHANGES_CHANNEL}")),
             )
             .await?;
-            Ok(Box::new(PgSubscription { conn }) as Box<dyn ChangeSubscription>)
+            let prober = Self::connect(&self.prober).await?;
+            Ok(Box::new(PgSubscription { conn, prober }) as Box<dyn ChangeSubscription>)
         }
         .boxed()
     }
 }
 
 #[cfg(feature = "postgres")]
+fn to_changes(rows: Vec<ChangeRow>) -> Vec<UserChange> {
+    rows.into_iter()
+        .filter_map(|r| {
+            Some(UserChange {
+                seq: r.seq,
+                kind: UserChangeKind::parse(&r.kind)?,
+                user_id: r.clerk_user_id,
+                active: r.active,
+                version: r.version,
+                recorded_at: r.recorded_at,
+            })
+        })
+        .collect()
+}
+
+#[cfg(feature = "postgres")]
 impl ChangeSubscription for PgSubscription {
     fn catch_up(
         &mut self,
-        since_ms: Option<i64>,
+        after_seq: Option<i64>,
         window: Duration,
     ) -> BoxFuture<'_, Result<(Vec<UserChange>, i64), StoreError>> {
         async move {
             use diesel::sql_types::BigInt;
-            // The clock first: everything committed before it is in the read below.
-            let now = self.db_now().await?;
             let columns = "seq, clerk_user_id, kind, active, version, recorded_at";
-            let query = match since_ms {
-                Some(since) => diesel::sql_query(format!(
-                    "SELECT {columns} FROM clerk_user_changes WHERE recorded_at >= $1 ORDER BY seq"
-                ))
-                .bind::<BigInt, _>(since),
-                // Start-up: what can still revoke a token, and the changes that followed for
-                // the same users (a lifted ban).
-                None => diesel::sql_query(format!(
-                    "SELECT {columns} FROM clerk_user_changes WHERE recorded_at >= $1 \
-                     AND clerk_user_id IN (SELECT clerk_user_id FROM clerk_user_changes \
-                     WHERE recorded_at >= $1 AND (kind = 'deleted' OR NOT active)) ORDER BY seq"
-                ))
-                .bind::<BigInt, _>(now.saturating_sub(window.as_millis() as i64)),
+            let Some(mut after) = after_seq else {
+                // Start-up: the log's position first (every change up to it has committed),
+                // then what can still revoke a token up to it, and the changes that followed
+                // for the same users (a lifted ban).
+                let last: LastSeq = within(
+                    "change feed position",
+                    diesel_async::RunQueryDsl::get_result(
+                        diesel::sql_query(
+                            "SELECT coalesce(max(seq), 0)::bigint AS seq FROM clerk_user_changes",
+                        ),
+                        &mut self.conn,
+                    ),
+                )
+                .await?;
+                let rows: Vec<ChangeRow> = within(
+                    "change feed catch-up",
+                    diesel_async::RunQueryDsl::load(
+                        diesel::sql_query(format!(
+                            "SELECT {columns} FROM clerk_user_changes \
+                             WHERE seq <= $1 AND recorded_at >= {DB_NOW_MS} - $2 \
+                             AND clerk_user_id IN (SELECT clerk_user_id FROM clerk_user_changes \
+                             WHERE seq <= $1 AND recorded_at >= {DB_NOW_MS} - $2 \
+                             AND (kind = 'deleted' OR NOT active)) ORDER BY seq"
+                        ))
+                        .bind::<BigInt, _>(last.seq)
+                        .bind::<BigInt, _>(window.as_millis() as i64),
+                        &mut self.conn,
+                    ),
+                )
+                .await?;
+                return Ok((to_changes(rows), last.seq));
             };
-            let rows: Vec<ChangeRow> = within(
-                "change feed catch-up",
-                diesel_async::RunQueryDsl::load(query, &mut self.conn),
-            )
-            .await?;
-            let changes = rows
-                .into_iter()
-                .filter_map(|r| {
-                    Some(UserChange {
-                        seq: r.seq,
-                        kind: UserChangeKind::parse(&r.kind)?,
-                        user_id: r.clerk_user_id,
-                        active: r.active,
-                        version: r.version,
-                        recorded_at: r.recorded_at,
-                    })
-                })
-                .collect();
-            Ok((changes, now))
+            let mut changes = Vec::new();
+            loop {
+                let rows: Vec<ChangeRow> = within(
+                    "change feed catch-up",
+                    diesel_async::RunQueryDsl::load(
+                        diesel::sql_query(format!(
+                            "SELECT {columns} FROM clerk_user_changes WHERE seq > $1 \
+                             ORDER BY seq LIMIT $2"
+                        ))
+                        .bind::<BigInt, _>(after)
+                        .bind::<BigInt, _>(CATCH_UP_PAGE),
+                        &mut self.conn,
+                    ),
+                )
+                .await?;
+                let full = rows.len() as i64 == CATCH_UP_PAGE;
+                if let Some(last) = rows.last() {
+                    after = last.seq;
+                }
+                changes.extend(to_changes(rows));
+                if !full {
+                    return Ok((changes, after));
+                }
+            }
         }
         .boxed()
     }
 
-    fn next(&mut self, idle: Duration) -> BoxFuture<'_, Result<FeedItem, StoreError>> {
+    fn next(&mut self, wait: Duration) -> BoxFuture<'_, Result<FeedItem, StoreError>> {
         async move {
             use futures_util::StreamExt as _;
+            let deadline = tokio::time::Instant::now() + wait;
             loop {
                 let got = {
                     let mut stream = std::pin::pin!(self.conn.notifications_stream());
-                    tokio::time::timeout(idle, stream.next()).await
+                    tokio::time::timeout_at(deadline, stream.next()).await
                 };
                 match got {
                     Ok(Some(Ok(n))) => {
-                        if n.channel != CHANGES_CHANNEL {
-                            continue;
-                        }
-                        // A payload not of this library's form (someone else's NOTIFY on
-                        // the channel) is not a change.
-                        if let Some(change) = UserChange::from_payload(&n.payload) {
-                            return Ok(FeedItem::Change(change));
+                        if n.channel == CHANGES_CHANNEL {
+                            return Ok(FeedItem::Notified { payload: n.payload });
                         }
                     }
                     Ok(Some(Err(e))) => return Err(store_err("change feed", e)),
                     Ok(None) => return Err(StoreError::new("change feed: the connection closed")),
-                    Err(_) => {
-                        let db_now_ms = self.db_now().await?;
-                        return Ok(FeedItem::Idle { db_now_ms });
-                    }
+                    Err(_) => return Ok(FeedItem::Idle),
                 }
             }
+        }
+        .boxed()
+    }
+
+    fn probe<'a>(&'a mut self, payload: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
+        async move {
+            within(
+                "change feed probe",
+                diesel_async::RunQueryDsl::execute(
+                    diesel::sql_query("SELECT pg_notify($1, $2)")
+                        .bind::<diesel::sql_types::Text, _>(CHANGES_CHANNEL)
+                        .bind::<diesel::sql_types::Text, _>(payload),
+                    &mut self.prober,
+                ),
+            )
+            .await
+            .map(|_| ())
         }
         .boxed()
     }

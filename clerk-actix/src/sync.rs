@@ -59,8 +59,8 @@ pub enum Delivered<T> {
     Duplicate,
 }
 
-/// A change to a user, as announced to every process sharing a store's database (PostgreSQL's
-/// `NOTIFY`, recorded in `clerk_user_changes` in the write's transaction).
+/// A change to a user, as recorded in the change log every process sharing a store's database
+/// reads (PostgreSQL's `clerk_user_changes`, written in the change's transaction).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserChange {
     /// The change's position in the database's log.
@@ -78,7 +78,9 @@ pub struct UserChange {
 }
 
 impl UserChange {
-    /// The notification payload: tab-separated fields, the user id last.
+    /// The notification payload earlier versions applied: tab-separated fields, the user id
+    /// last. Still sent (a rolling upgrade keeps older replicas informed); this version reads
+    /// the change log instead and trusts no payload.
     pub fn to_payload(&self) -> String {
         format!(
             "{}\t{}\t{}\t{}\t{}\t{}",
@@ -91,7 +93,8 @@ impl UserChange {
         )
     }
 
-    /// Parses [`to_payload`](Self::to_payload)'s form; `None` for anything else.
+    /// Parses [`to_payload`](Self::to_payload)'s form; `None` for anything else. (Not used to
+    /// apply anything: a payload is not evidence of a change.)
     pub fn from_payload(payload: &str) -> Option<Self> {
         let mut parts = payload.splitn(6, '\t');
         let seq = parts.next()?.parse().ok()?;
@@ -118,41 +121,50 @@ impl UserChange {
     }
 }
 
-/// What a [`ChangeSubscription`] yields.
+/// What a [`ChangeSubscription`] yields while it waits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FeedItem {
-    /// A change committed by some process.
-    Change(UserChange),
-    /// Nothing arrived for a while; the connection answered, and the database's clock (Unix ms)
-    /// reads this.
-    Idle {
-        /// The database's time.
-        db_now_ms: i64,
+    /// A notification on the change channel: a wake-up to read the log. Its payload is not
+    /// trusted (any role that can connect may `NOTIFY`); it is only compared with the probe the
+    /// subscription sent.
+    Notified {
+        /// The notification's payload.
+        payload: String,
     },
+    /// Nothing arrived within the wait.
+    Idle,
 }
 
 /// Where a store announces its users' changes to the other processes sharing its database:
-/// [`DieselUserStore`](crate::store::DieselUserStore) on PostgreSQL (`LISTEN`/`NOTIFY`).
+/// [`DieselUserStore`](crate::store::DieselUserStore) on PostgreSQL (`LISTEN`/`NOTIFY` as a
+/// wake-up, the change log as the data).
 pub trait ChangeFeed: Send + Sync + 'static {
     /// Opens one listening session (a connection of its own). Nothing committed after this
     /// returns is missed by the subscription.
     fn subscribe(&self) -> BoxFuture<'_, Result<Box<dyn ChangeSubscription>, StoreError>>;
 }
 
-/// One listening session of a [`ChangeFeed`]. Dropping it closes the connection.
+/// One listening session of a [`ChangeFeed`]. Dropping it closes its connections.
 pub trait ChangeSubscription: Send {
-    /// The changes recorded since `since_ms` (the database's clock), in order; with `None` (a
-    /// process starting), the revocations that can still matter: deletions, and every change
-    /// of users deactivated, within `window`. Also returns the database's time now.
+    /// The changes recorded after `after_seq` in the log, in order, and the last `seq` read
+    /// (`after_seq` itself when there is none). With `None` (a process starting): the
+    /// revocations that can still matter — deletions, and every change of users deactivated,
+    /// within `window` — and the log's last `seq`. Changes commit in `seq` order, so reading
+    /// "after n" misses nothing.
     fn catch_up(
         &mut self,
-        since_ms: Option<i64>,
+        after_seq: Option<i64>,
         window: Duration,
     ) -> BoxFuture<'_, Result<(Vec<UserChange>, i64), StoreError>>;
 
-    /// The next change, or [`FeedItem::Idle`] after `idle` without one (the connection is
-    /// checked with a trivial query). An error means the session is over.
-    fn next(&mut self, idle: Duration) -> BoxFuture<'_, Result<FeedItem, StoreError>>;
+    /// Waits up to `wait` for a notification on the change channel; [`FeedItem::Idle`] when
+    /// none came. An error means the session is over.
+    fn next(&mut self, wait: Duration) -> BoxFuture<'_, Result<FeedItem, StoreError>>;
+
+    /// Sends `payload` on the change channel from a connection other than the listening one:
+    /// whether it comes back through [`next`](Self::next) tells whether this subscription hears
+    /// other processes (through a transaction-mode pooler, `LISTEN` hears nothing).
+    fn probe<'a>(&'a mut self, payload: &'a str) -> BoxFuture<'a, Result<(), StoreError>>;
 
     /// Deletes changes recorded before `changes_before_ms` and deliveries received before
     /// `deliveries_before_ms` (retention); rows deleted.

@@ -141,6 +141,7 @@ pub mod browser;
 pub mod chromium;
 pub mod pages;
 pub mod pgproxy;
+pub mod replica;
 
 /// Example binaries run as processes by `examples/tests/`.
 pub mod process {

@@ -1,7 +1,8 @@
 //! A TCP proxy in front of the local PostgreSQL that a test can take down and bring back (every
 //! connection cut, new ones refused: what a client sees of a server restart), optionally
 //! terminating TLS with a certificate of the test's own (it then refuses clients that do not
-//! ask for TLS).
+//! ask for TLS), or deaf: it drops every notification (`NotificationResponse`) the server sends,
+//! as a transaction-mode pooler does to a `LISTEN`ing client.
 
 use std::sync::{
     atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -23,6 +24,7 @@ struct Shared {
     sessions: AtomicUsize,
     plaintext: AtomicUsize,
     refused: AtomicUsize,
+    dropped: AtomicUsize,
     live: Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
@@ -40,6 +42,16 @@ impl PgProxy {
         Self::start(None).await
     }
 
+    /// A plain proxy that never delivers a notification (and declines TLS).
+    pub async fn deaf() -> Self {
+        Self::start_as(Mode::Deaf).await
+    }
+
+    /// Notifications the deaf proxy dropped.
+    pub fn notifications_dropped(&self) -> usize {
+        self.shared.dropped.load(Ordering::SeqCst)
+    }
+
     /// A TLS-terminating proxy presenting `cert`.
     pub async fn tls(cert: CertificateDer<'static>, key: PrivateKeyDer<'static>) -> Self {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -53,6 +65,14 @@ impl PgProxy {
     }
 
     async fn start(tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
+        Self::start_as(match tls {
+            Some(acceptor) => Mode::Tls(acceptor),
+            None => Mode::Plain,
+        })
+        .await
+    }
+
+    async fn start_as(mode: Mode) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind the proxy");
@@ -66,7 +86,7 @@ impl PgProxy {
                     drop(client);
                     continue;
                 }
-                let task = tokio::spawn(serve(client, tls.clone(), Arc::clone(&s)));
+                let task = tokio::spawn(serve(client, mode.clone(), Arc::clone(&s)));
                 let mut live = s.live.lock().unwrap_or_else(|e| e.into_inner());
                 live.retain(|t| !t.is_finished());
                 live.push(task.abort_handle());
@@ -120,17 +140,72 @@ impl PgProxy {
     }
 }
 
-async fn serve(
-    mut client: tokio::net::TcpStream,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+/// What the proxy does with a connection.
+#[derive(Clone)]
+enum Mode {
+    Plain,
+    Tls(tokio_rustls::TlsAcceptor),
+    Deaf,
+}
+
+/// Forwards the server's messages to the client, except notifications (type `A`).
+async fn without_notifications(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
     shared: Arc<Shared>,
-) {
+) -> std::io::Result<()> {
+    loop {
+        let mut head = [0u8; 5];
+        from.read_exact(&mut head).await?;
+        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        let mut body = vec![0u8; len.saturating_sub(4)];
+        from.read_exact(&mut body).await?;
+        if head[0] == b'A' {
+            shared.dropped.fetch_add(1, Ordering::SeqCst);
+            continue;
+        }
+        to.write_all(&head).await?;
+        to.write_all(&body).await?;
+    }
+}
+
+async fn serve(mut client: tokio::net::TcpStream, mode: Mode, shared: Arc<Shared>) {
     let Ok(mut upstream) = tokio::net::TcpStream::connect(UPSTREAM).await else {
         return;
     };
-    let Some(acceptor) = tls else {
-        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-        return;
+    let acceptor = match mode {
+        Mode::Plain => {
+            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            return;
+        }
+        Mode::Deaf => {
+            // TLS declined, so the server's messages can be read; the startup message (or
+            // the SSLRequest, answered here) goes through as it came.
+            let mut head = [0u8; 8];
+            if client.read_exact(&mut head).await.is_err() {
+                return;
+            }
+            if head == SSL_REQUEST {
+                if client.write_all(b"N").await.is_err() {
+                    return;
+                }
+            } else if upstream.write_all(&head).await.is_err() {
+                return;
+            }
+            let (client_read, client_write) = client.into_split();
+            let (upstream_read, mut upstream_write) = upstream.into_split();
+            let mut client_read = client_read;
+            let up = async move {
+                let _ = tokio::io::copy(&mut client_read, &mut upstream_write).await;
+            };
+            let down = without_notifications(upstream_read, client_write, shared);
+            tokio::select! {
+                () = up => {}
+                _ = down => {}
+            }
+            return;
+        }
+        Mode::Tls(acceptor) => acceptor,
     };
     let mut head = [0u8; 8];
     if client.read_exact(&mut head).await.is_err() {

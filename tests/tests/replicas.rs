@@ -4,78 +4,19 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clerk_actix::{
     store::{ClerkUserRecord, DieselUserStore, FEED_APPLICATION_NAME},
     testing::{Endpoint, MockClerk, WebhookDelivery},
-    Clerk,
 };
 use clerk_actix_tests::{
     db::{Backend, TestDb},
-    http::{get, serve, user_json},
+    http::{get, user_json},
+    replica::{within, Replica},
 };
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde_json::json;
-
-/// One replica: its handle and base URL.
-struct Replica {
-    clerk: Clerk,
-    base: String,
-}
-
-impl Replica {
-    /// A replica over `url` (a store of its own), served, with its change feed connected.
-    async fn start(mock: &MockClerk, url: &str) -> Self {
-        let store: DieselUserStore<ClerkUserRecord> = DieselUserStore::connect(url).await.unwrap();
-        store.run_migrations().await.unwrap();
-        let clerk = mock.clerk_builder().user_store(store).build().unwrap();
-        let base = serve(clerk.clone());
-        let replica = Self { clerk, base };
-        replica.wait_connected(Duration::from_secs(10)).await;
-        replica
-    }
-
-    fn hook(&self) -> String {
-        format!("{}/webhooks/clerk", self.base)
-    }
-
-    async fn wait_connected(&self, within: Duration) {
-        let deadline = Instant::now() + within;
-        loop {
-            let health = self.clerk.health().await;
-            let feed = &health.change_feeds[0];
-            if feed.connected && feed.revocations_loaded {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the change feed did not connect: {health:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    async fn status(&self, path: &str, token: &str) -> u16 {
-        get(&self.base, path, token).await.0
-    }
-}
-
-/// Polls `check` every 5 ms until it holds; the time it took, or a failure after `within`.
-async fn within<F, Fut>(within: Duration, what: &str, mut check: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = Instant::now();
-    loop {
-        if check().await {
-            return started.elapsed();
-        }
-        assert!(started.elapsed() < within, "{what}: not within {within:?}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
 
 fn deleted(mock: &MockClerk, id: &str) -> WebhookDelivery {
     mock.webhook(

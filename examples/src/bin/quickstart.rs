@@ -22,7 +22,9 @@
 //! Several processes with the same `DATABASE_URL=postgres://...`, `CLERK_SECRET_KEY`,
 //! `CLERK_API_URL` and webhook secret behave as replicas of one application: a user signing in
 //! on all of them costs one Backend API call, and a webhook delivered to one (a deletion, a ban)
-//! reaches the others through PostgreSQL's `LISTEN`/`NOTIFY`.
+//! reaches the others through PostgreSQL's change log (woken by `LISTEN`/`NOTIFY`). Behind a
+//! transaction-mode pooler, `CLERK_DATABASE_DIRECT_URL` (the direct string) is used for the
+//! migrations and the change feed.
 
 use actix_web::{get, web, App, HttpResponse, HttpServer, Responder};
 use clerk_actix::{
@@ -186,9 +188,19 @@ async fn main() -> std::io::Result<()> {
                 .filter(|p| !p.trim().is_empty())
         })
         .unwrap_or_else(|| "quickstart.sqlite".into());
-    let store: DieselUserStore = DieselUserStore::connect(&database_url)
+    let mut store: DieselUserStore = DieselUserStore::connect(&database_url)
         .await
         .map_err(|e| std::io::Error::other(e.to_string()))?;
+    // Through a transaction-mode pooler, the migrations and the change feed's LISTEN use the
+    // direct connection string when there is one.
+    if let Some(direct) = std::env::var("CLERK_DATABASE_DIRECT_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+    {
+        store = store
+            .with_direct_url(&direct)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+    }
     store
         .run_migrations()
         .await

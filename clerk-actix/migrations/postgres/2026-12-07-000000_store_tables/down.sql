@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS clerk_user_changes;
+DROP TABLE IF EXISTS clerk_webhook_deliveries;
