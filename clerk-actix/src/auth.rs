@@ -2,6 +2,8 @@
 //! the session service (`session::Sessions`), and apply the request-level rules (a refused
 //! cookie signs out, pending sessions).
 
+use std::net::IpAddr;
+
 use actix_web::{http::header, HttpRequest};
 
 use crate::{
@@ -112,8 +114,34 @@ impl Clerk {
         let Some((token, carrier)) = find_token(req, accept_cookie)? else {
             return Ok(AuthState::Anonymous);
         };
-        self.token_state(token.as_str(), carrier, accepts, defer)
-            .await
+        self.token_state(
+            token.as_str(),
+            carrier,
+            accepts,
+            defer,
+            self.client_addr(req),
+        )
+        .await
+    }
+
+    /// The client's address, for per-client budgets: the peer's, or with
+    /// [`trust_forwarded_headers`](crate::ClerkBuilder::trust_forwarded_headers) the last
+    /// `X-Forwarded-For` entry (the one the app's own proxy appended; earlier ones are the
+    /// client's to choose).
+    pub(crate) fn client_addr(&self, req: &HttpRequest) -> Option<IpAddr> {
+        if self.inner.http.trust_forwarded_headers {
+            let forwarded = req
+                .headers()
+                .get_all("x-forwarded-for")
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .filter_map(|v| v.trim().parse::<IpAddr>().ok())
+                .last();
+            if forwarded.is_some() {
+                return forwarded;
+            }
+        }
+        req.peer_addr().map(|addr| addr.ip())
     }
 
     /// [`auth_state`](Self::auth_state) for a token already found.
@@ -123,10 +151,11 @@ impl Clerk {
         carrier: TokenCarrier,
         accepts: TokenTypes,
         defer: bool,
+        client: Option<IpAddr>,
     ) -> Result<AuthState, AuthError> {
         let header = carrier == TokenCarrier::Header;
         if header && accepts != TokenTypes::SESSION {
-            match self.machine_state(token, accepts, defer).await {
+            match self.machine_state(token, accepts, defer, client).await {
                 Ok(Some(machine)) => return Ok(machine),
                 Ok(None) => {}
                 Err(err) if defer && err.reason() == R::TokenTypeMismatch => {
@@ -175,6 +204,7 @@ impl Clerk {
         token: &str,
         accepts: TokenTypes,
         defer: bool,
+        client: Option<IpAddr>,
     ) -> Result<Option<AuthState>, AuthError> {
         let machines = &self.inner.machines;
         let mismatch = |t: TokenType| {
@@ -190,7 +220,7 @@ impl Clerk {
                 return Err(mismatch(token_type));
             }
             return machines
-                .verify_opaque(token, token_type)
+                .verify_opaque(token, token_type, client)
                 .await
                 .map(|m| Some(AuthState::Machine(m)));
         }
@@ -256,7 +286,7 @@ impl Clerk {
         accepts: TokenTypes,
     ) -> Result<MachineAuth, AuthError> {
         let accepts = accepts.machines_only();
-        match self.machine_state(token, accepts, false).await? {
+        match self.machine_state(token, accepts, false, None).await? {
             Some(AuthState::Machine(machine)) => Ok(machine),
             _ => Err(self.report_refused(
                 AuthError::new(

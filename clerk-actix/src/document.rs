@@ -17,7 +17,9 @@ use crate::{
     error::{AuthError, AuthErrorKind, AuthErrorReason as R},
     events::{ClerkEvent, HandshakeOutcome, TokenCarrier},
     extract::{AuthState, ClerkSession},
-    handshake::{self, reason, CookiePath, DocumentRequest, Instance, Outcome, Resolution, Step},
+    handshake::{
+        self, reason, CookiePath, DocumentRequest, Instance, NonceAnswer, Outcome, Resolution, Step,
+    },
     machine::{TokenType, TokenTypes},
 };
 
@@ -140,8 +142,12 @@ impl Clerk {
         if let Step::ReturnLeg { nonce, .. } = &step {
             // The nonce wins over the legacy `__clerk_handshake` token, which this crate does
             // not read (it asks for `format=nonce`): without a nonce, the cookies decide.
-            if let Some(nonce) = nonce {
-                if let Some(done) = self.return_leg(instance, &path, nonce).await? {
+            // Only a document GET exchanges a nonce; on anything else the cookies decide.
+            if let Some(nonce) = nonce.as_ref().filter(|_| path.eligible()) {
+                if let Some(done) = self
+                    .return_leg(instance, &path, nonce, self.client_addr(req))
+                    .await?
+                {
                     return Ok(done);
                 }
                 // The new token failed verification: the request's own cookies decide, as in
@@ -228,6 +234,7 @@ impl Clerk {
         instance: &Instance,
         path: &CookiePath<'_>,
         nonce: &str,
+        client: Option<std::net::IpAddr>,
     ) -> Result<Option<DocumentAuth>, AuthError> {
         let Some(api) = &self.inner.users.api else {
             return Err(AuthError::new(
@@ -242,8 +249,22 @@ impl Clerk {
                 HANDSHAKE_RETRY,
             )
         };
-        let directives = match api.handshake_payload(nonce).await {
-            Ok(body) => handshake::parse_directives(&body),
+        let directives = match instance.nonces().exchange(api, nonce, client).await {
+            Ok(NonceAnswer::Payload(body)) => handshake::parse_directives(&body),
+            Ok(NonceAnswer::Refused) => None,
+            Ok(NonceAnswer::OverBudget) => {
+                self.emit(ClerkEvent::HandshakeResolved {
+                    outcome: HandshakeOutcome::NotExchanged,
+                });
+                return Ok(Some(DocumentAuth::Proceed {
+                    state: AuthState::SignedOut(AuthError::new(
+                        R::SessionTokenMissing,
+                        "the handshake's nonce was not exchanged: too many refused nonces lately",
+                    )),
+                    set_cookies: Vec::new(),
+                    no_store: true,
+                }));
+            }
             Err(err) if err.is_invalid_secret_key() => {
                 return Err(AuthError::new(
                     R::InvalidSecretKey,
@@ -260,8 +281,8 @@ impl Clerk {
             Err(err) if err.is_transient() => return Err(unavailable()),
             // Unreachable is transient (above); no secret key cannot happen with a handle `handshake()` accepted.
             Err(ApiError::NoSecretKey) => return Err(unavailable()),
-            // 404 (unknown or used nonce) and other 4xx: the nonce is no good.
-            Err(_) => None,
+            // Other 4xx are `Refused` above.
+            Err(_) => return Err(unavailable()),
         };
         let (outcome, state, directives) = match directives {
             None => (

@@ -173,16 +173,21 @@ pub enum HandshakeOutcome {
     /// The new session token failed verification: the request's own cookies decide, as in
     /// Clerk's SDK.
     FellThrough,
+    /// Not exchanged: too many nonces Clerk refused lately, from this client or from all (a
+    /// flood of made-up nonces). Signed out, the nonce cookie kept; no Backend API call.
+    NotExchanged,
 }
 
 impl HandshakeOutcome {
-    /// `"signed-in"`, `"signed-out"`, `"nonce-refused"` or `"fell-through"`.
+    /// `"signed-in"`, `"signed-out"`, `"nonce-refused"`, `"fell-through"` or
+    /// `"not-exchanged"`.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::SignedIn => "signed-in",
             Self::SignedOut => "signed-out",
             Self::NonceRefused => "nonce-refused",
             Self::FellThrough => "fell-through",
+            Self::NotExchanged => "not-exchanged",
         }
     }
 }

@@ -203,9 +203,10 @@ fn defer_to(req: &HttpRequest, accepts: TokenTypes) {
         _ => return,
     };
     let clerk = auth.clerk.clone();
+    let client = clerk.client_addr(req);
     let verify = async move {
         clerk
-            .token_state(&token, TokenCarrier::Header, accepts, false)
+            .token_state(&token, TokenCarrier::Header, accepts, false, client)
             .await
     };
     auth.resolving = Some(verify.boxed_local().shared());

@@ -10,7 +10,8 @@
 
 use std::{
     fmt,
-    sync::{Arc, Mutex, PoisonError},
+    net::IpAddr,
+    sync::Arc,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
@@ -22,6 +23,7 @@ use tracing::Instrument as _;
 
 use crate::{
     api::{self, ApiError, BackendApi},
+    budget::{ClientBudget, Rate},
     error::{AuthError, AuthErrorReason as R},
     events::{AuthSource, ClerkEvent, Events, TRACING_TARGET},
     jwks::{resolve_keys, RemoteJwks},
@@ -309,6 +311,8 @@ pub struct MachinePolicy {
     capacity: u64,
     verify_rate: u32,
     verify_burst: u32,
+    client_rate: u32,
+    client_burst: u32,
 }
 
 impl Default for MachinePolicy {
@@ -319,6 +323,8 @@ impl Default for MachinePolicy {
             capacity: 10_000,
             verify_rate: 10,
             verify_burst: 20,
+            client_rate: 1,
+            client_burst: 5,
         }
     }
 }
@@ -341,12 +347,25 @@ impl MachinePolicy {
         self.capacity = capacity;
         self
     }
-    /// Verify calls per second for tokens that have not verified lately (default 10, bursts of
-    /// 20). Past it, such a token gets 503 `machine-verify-unavailable` with `Retry-After: 1`
-    /// and no call; tokens that verified within the last hour are never held back by it.
+    /// Verify calls per second, for all clients together, for tokens that have not verified
+    /// lately (default 10, bursts of 20): the ceiling under Clerk's rate limit, which the whole
+    /// instance shares. Past it, such a token gets 503 `machine-verify-unavailable` with
+    /// `Retry-After: 1` and no call; tokens that verified within the last hour are never held
+    /// back. A call that verifies a genuine token costs nothing: only refused tokens (unknown,
+    /// revoked, expired) are charged.
     pub fn unknown_token_rate(mut self, per_second: u32, burst: u32) -> Self {
         self.verify_rate = per_second.max(1);
         self.verify_burst = burst.max(1);
+        self
+    }
+    /// The same budget per client address (default 1 per second, bursts of 5): a client
+    /// sending made-up tokens spends its own budget and then no more of the global one, so it
+    /// cannot keep other clients' genuine first-time tokens from being verified. The address
+    /// is the peer's, or with [`trust_forwarded_headers`](crate::ClerkBuilder::trust_forwarded_headers)
+    /// the last `X-Forwarded-For` entry (the one your proxy appended).
+    pub fn unknown_token_rate_per_client(mut self, per_second: u32, burst: u32) -> Self {
+        self.client_rate = per_second.max(1);
+        self.client_burst = burst.max(1);
         self
     }
 }
@@ -364,13 +383,6 @@ impl Expiry<Arc<str>, Answer> for AnswerExpiry {
     fn expire_after_create(&self, _: &Arc<str>, value: &Answer, _: Instant) -> Option<Duration> {
         Some(value.ttl)
     }
-}
-
-/// A token bucket: `rate` per second, up to `burst`.
-#[derive(Debug)]
-struct Bucket {
-    tokens: f64,
-    last: Instant,
 }
 
 /// The shape of an opaque token: its prefix, then 8–256 characters of `[A-Za-z0-9_-]`.
@@ -541,9 +553,10 @@ pub(crate) struct Machines {
     pub(crate) events: Events,
     policy: MachinePolicy,
     answers: Cache<Arc<str>, Answer>,
-    /// Hashes of tokens that verified within the last hour: never held back by the bucket.
+    /// Hashes of tokens that verified within the last hour: never held back by the budget.
     known: moka::sync::Cache<u64, ()>,
-    bucket: Mutex<Bucket>,
+    /// Verify calls for tokens not known, per client and in all.
+    budget: ClientBudget,
 }
 
 impl fmt::Debug for Machines {
@@ -579,10 +592,10 @@ impl Machines {
                 .max_capacity(policy.capacity)
                 .time_to_live(Duration::from_secs(3600))
                 .build(),
-            bucket: Mutex::new(Bucket {
-                tokens: f64::from(policy.verify_burst),
-                last: Instant::now(),
-            }),
+            budget: ClientBudget::new(
+                Rate::new(f64::from(policy.verify_rate), policy.verify_burst),
+                Rate::new(f64::from(policy.client_rate), policy.client_burst),
+            ),
         }
     }
 
@@ -608,6 +621,7 @@ impl Machines {
         &self,
         token: &str,
         token_type: TokenType,
+        client: Option<IpAddr>,
     ) -> Result<MachineAuth, AuthError> {
         let span = machine_span(token_type, "opaque");
         let prefix = if token.starts_with("m2m_") {
@@ -625,7 +639,7 @@ impl Machines {
             .answers
             .get_with(key, async {
                 source = AuthSource::Verified;
-                self.ask_clerk(token, token_type).await
+                self.ask_clerk(token, token_type, client).await
             })
             .instrument(span.clone())
             .await;
@@ -633,19 +647,31 @@ impl Machines {
     }
 
     /// One verify call (if the budget allows), as a cacheable answer.
-    async fn ask_clerk(&self, token: &str, token_type: TokenType) -> Answer {
+    async fn ask_clerk(
+        &self,
+        token: &str,
+        token_type: TokenType,
+        client: Option<IpAddr>,
+    ) -> Answer {
         let hash = fxhash(token);
         let now = SystemTime::now();
         let transient = |err| Answer {
             result: Err(err),
             ttl: Duration::ZERO,
         };
-        if !self.known.contains_key(&hash) && !self.take_budget() {
-            return transient(unavailable(
-                "too many unknown machine tokens: verification is rate-bounded",
-                Duration::from_secs(1),
-            ));
-        }
+        let reservation = if self.known.contains_key(&hash) {
+            None
+        } else {
+            match self.budget.reserve(client) {
+                Some(reservation) => Some(reservation),
+                None => {
+                    return transient(unavailable(
+                        "too many unknown machine tokens: verification is rate-bounded",
+                        Duration::from_secs(1),
+                    ))
+                }
+            }
+        };
         let Some(api) = &self.api else {
             return Answer {
                 result: verdict(token_type, Err(ApiError::NoSecretKey), unix_ms(now)),
@@ -677,6 +703,10 @@ impl Machines {
         let result = verdict(token_type, answer, unix_ms(SystemTime::now()));
         let ttl = match &result {
             Ok(auth) => {
+                // A genuine token: the call was worth making.
+                if let Some(reservation) = reservation {
+                    reservation.refund();
+                }
                 self.known.insert(hash, ());
                 let left = auth.expiration_ms().map_or(self.policy.cache_ttl, |e| {
                     Duration::from_millis(u64::try_from(e - unix_ms(now)).unwrap_or(0))
@@ -687,21 +717,6 @@ impl Machines {
             Err(_) => Duration::ZERO,
         };
         Answer { result, ttl }
-    }
-
-    fn take_budget(&self) -> bool {
-        let mut bucket = self.bucket.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = Instant::now();
-        let refill =
-            now.duration_since(bucket.last).as_secs_f64() * f64::from(self.policy.verify_rate);
-        bucket.tokens = (bucket.tokens + refill).min(f64::from(self.policy.verify_burst));
-        bucket.last = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
     }
 
     /// Verifies a JWT-form M2M or OAuth token (already decoded) with the instance keys.

@@ -415,3 +415,97 @@ fn configuration_mistakes_are_named() {
     let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
     assert!(message.contains("CLERK_PUBLISHABLE_KEY"), "{message}");
 }
+
+/// A client of its own: requests from `ip` (another loopback address than the browser's).
+fn client_from(ip: &str) -> awc::Client {
+    awc::Client::builder()
+        .local_address(ip.parse().unwrap())
+        .timeout(std::time::Duration::from_secs(10))
+        .finish()
+}
+
+fn made_up_nonce() -> String {
+    std::iter::repeat_with(fastrand::alphanumeric)
+        .take(32)
+        .collect()
+}
+
+#[actix_web::test]
+async fn made_up_nonces_cost_a_bounded_number_of_calls_and_a_genuine_handshake_still_completes() {
+    let s = start(false);
+    let flood = client_from("127.0.0.2");
+    let started = std::time::Instant::now();
+    let mut statuses = std::collections::BTreeMap::<u16, u32>::new();
+    for i in 0..1_000 {
+        let nonce = made_up_nonce();
+        // Half in the query, half in the nonce cookie; half document GETs, half fetches.
+        let mut req = if i % 2 == 0 {
+            flood.get(format!("{}?__clerk_handshake_nonce={nonce}", s.home()))
+        } else {
+            flood
+                .get(s.home())
+                .insert_header(("cookie", format!("__clerk_handshake_nonce={nonce}")))
+        };
+        req = if i % 4 < 2 {
+            req.insert_header(("sec-fetch-dest", "document"))
+                .insert_header(("accept", "text/html"))
+        } else {
+            req.insert_header(("sec-fetch-dest", "empty"))
+                .insert_header(("accept", "*/*"))
+        };
+        let res = req.send().await.unwrap();
+        *statuses.entry(res.status().as_u16()).or_default() += 1;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let calls = s.mock.requests(Endpoint::HandshakePayload);
+    // The client's budget: 3 refused exchanges, then one per 10 s; fetches exchange nothing.
+    let bound = 3 + (elapsed / 10.0).ceil() as u64;
+    println!("1,000 made-up nonces in {elapsed:.1} s: {calls} handshake_payload calls, statuses {statuses:?}");
+    assert!(calls <= bound, "{calls} calls > {bound}");
+    assert!(calls <= 100);
+    assert_eq!(
+        statuses.keys().copied().collect::<Vec<_>>(),
+        [200],
+        "no 5xx"
+    );
+    let outcomes = s.handshakes();
+    assert!(outcomes.contains(&"resolved:not-exchanged".to_owned()));
+    assert!(!outcomes.iter().any(|o| o.starts_with("redirect:")));
+
+    // One nonce presented by many at once: one call, then remembered as refused.
+    let third = client_from("127.0.0.3");
+    let nonce = made_up_nonce();
+    let before = s.mock.requests(Endpoint::HandshakePayload);
+    let url = format!("{}?__clerk_handshake_nonce={nonce}", s.home());
+    let all = futures_util::future::join_all((0..50).map(|_| {
+        third
+            .get(&url)
+            .insert_header(("sec-fetch-dest", "document"))
+            .send()
+    }))
+    .await;
+    assert!(all.iter().all(|r| r.as_ref().unwrap().status() == 200));
+    for _ in 0..10 {
+        let res = third
+            .get(&url)
+            .insert_header(("sec-fetch-dest", "document"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    assert_eq!(s.mock.requests(Endpoint::HandshakePayload) - before, 1);
+
+    // A genuine browser (127.0.0.1) signs in through a real handshake meanwhile.
+    s.handshakes();
+    let mut browser = Browser::new();
+    let page = s.sign_in(&mut browser).await;
+    assert!(page.body.contains("signed in as user_1"), "{page:#?}");
+    assert_eq!(
+        s.handshakes(),
+        [
+            "redirect:client-uat-but-no-session-token",
+            "resolved:signed-in"
+        ]
+    );
+}

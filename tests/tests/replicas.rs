@@ -135,6 +135,42 @@ async fn a_ban_on_one_replica_refuses_tokens_on_the_others_and_an_unban_lifts_it
     db.cleanup().await;
 }
 
+#[actix_web::test]
+async fn a_ban_replayed_after_the_unban_changes_nothing_on_any_replica() {
+    let (db, _store) = TestDb::new(Backend::Postgres).await;
+    let mock = MockClerk::start();
+    let a = Replica::start(&mock, &db.url).await;
+    let b = Replica::start(&mock, &db.url).await;
+    let id = "user_ban_replayed";
+    let token = mock.token().subject(id).build();
+    let created = mock.webhook("user.created", user_json(id, 1_000, "Ada"));
+    assert_eq!(send(&created, &a.hook()).await, "applied");
+    let mut banned = user_json(id, 2_000, "Ada");
+    banned["banned"] = json!(true);
+    let ban = mock.webhook("user.updated", banned);
+    assert_eq!(send(&ban, &a.hook()).await, "applied");
+    within(Duration::from_secs(2), "ban reaches B", || async {
+        b.status("/api/me", &token).await == 401
+    })
+    .await;
+    let unban = mock.webhook("user.updated", user_json(id, 3_000, "Ada"));
+    assert_eq!(send(&unban, &a.hook()).await, "applied");
+    within(Duration::from_secs(2), "unban reaches B", || async {
+        b.status("/api/me", &token).await == 200
+    })
+    .await;
+
+    // Svix retries the ban, and someone replays it from the dashboard to the other replica.
+    assert_eq!(send(&ban, &a.hook()).await, "duplicate");
+    assert_eq!(send(&ban, &b.hook()).await, "duplicate");
+    for r in [&a, &b] {
+        assert_eq!(r.answer("/api/me", &token).await, (200, String::new()));
+        assert_eq!(r.answer("/api/me/user", &token).await, (200, String::new()));
+    }
+    drop((a, b));
+    db.cleanup().await;
+}
+
 /// Terminates every change-feed connection to `db` (as an operator's `pg_terminate_backend`
 /// or a network cut would); how many.
 async fn kill_feeds(url: &str) -> usize {

@@ -13,6 +13,7 @@
 //! refreshes too), satellites (C1–C3), cross-origin sync (C13), organization sync (C14).
 
 mod cookies;
+mod exchange;
 mod payload;
 mod publishable;
 mod redirect;
@@ -20,6 +21,7 @@ mod redirect;
 use crate::error::AuthErrorReason;
 
 pub(crate) use cookies::{CookieValues, Cookies, Unverified, HANDSHAKE_NONCE};
+pub(crate) use exchange::{NonceAnswer, NonceExchanges};
 pub(crate) use payload::{clear_nonce_directives, parse_directives, session_token};
 pub(crate) use publishable::{InstanceType, PublishableKey};
 use redirect::{clean_url, handshake_url, redirect_count_cookie, redirect_url, HandshakeParams};
@@ -30,12 +32,22 @@ pub(crate) struct Instance {
     key: PublishableKey,
     /// Where browsers reach the Frontend API: a proxy URL, else the key's host.
     frontend_api: String,
+    /// The return leg's nonce exchanges, bounded.
+    nonces: std::sync::Arc<NonceExchanges>,
 }
 
 impl Instance {
     pub(crate) fn new(key: PublishableKey, proxy_url: Option<String>) -> Self {
         let frontend_api = proxy_url.unwrap_or_else(|| key.frontend_api().to_owned());
-        Self { key, frontend_api }
+        Self {
+            key,
+            frontend_api,
+            nonces: std::sync::Arc::default(),
+        }
+    }
+
+    pub(crate) fn nonces(&self) -> &NonceExchanges {
+        &self.nonces
     }
 
     pub(crate) fn key(&self) -> &PublishableKey {
@@ -287,6 +299,14 @@ impl<'a> CookiePath<'a> {
             }
             Err(other) => Outcome::signed_out(other.as_str()),
         }
+    }
+
+    /// Whether the request may exchange a nonce or be redirected: a document `GET` (§8). A
+    /// nonce on anything else (a `fetch`, a `POST`) is not exchanged (a divergence from Clerk's
+    /// SDK, which exchanges on any request: each exchange is a Backend API call).
+    pub(crate) fn eligible(&self) -> bool {
+        let r = self.request;
+        redirect::eligible(r.method, r.sec_fetch_dest, r.accept)
     }
 
     /// Whether a handshake for this request would be stopped by the redirect-loop guard (an

@@ -55,14 +55,13 @@ impl Clerk {
         let (outcome, user_id) = match &event.kind {
             WebhookEventKind::UserCreated(data) | WebhookEventKind::UserUpdated(data) => {
                 let sync = sync.ok_or(SyncError::NoStore)?;
-                // A ban is applied before the write, so a store outage (a 503, retried by Svix)
-                // leaves the user refused rather than admitted (fail closed). Clerk's clock
-                // (`updated_at` against `iat`) or ours if later.
+                // Tokens issued up to the ban are refused: Clerk's clock (`updated_at` against
+                // `iat`) or ours if later.
                 let ban_at = data.updated_at.div_euclid(1000).max(unix_secs());
-                if !data.is_active() {
-                    self.inner.revoked.revoke(&data.id, ban_at, data.updated_at);
-                }
                 match sync.sync_delivered(data, Some(&event.svix_id)).await {
+                    // Applied before (a Svix retry, a replay, another replica): it changes
+                    // nothing, in memory either — a ban replayed after the unban that followed
+                    // it must not refuse the user again.
                     Ok(Delivered::Duplicate) => {
                         return Ok(self.remember_done(event, WebhookOutcome::Duplicate, data));
                     }
@@ -78,7 +77,15 @@ impl Clerk {
                     }
                     // A tombstoned id: deletion is final.
                     Err(SyncError::NotFound) => (WebhookOutcome::Ignored, Some(data.id.clone())),
-                    Err(e) => return Err(e),
+                    Err(e) => {
+                        // The store could not say (an outage: 503, retried by Svix): a ban is
+                        // applied in memory anyway, so the user is refused rather than admitted
+                        // meanwhile (fail closed).
+                        if !data.is_active() {
+                            self.inner.revoked.revoke(&data.id, ban_at, data.updated_at);
+                        }
+                        return Err(e);
+                    }
                 }
             }
             WebhookEventKind::UserDeleted { id: Some(id) } => {
