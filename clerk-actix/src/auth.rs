@@ -114,14 +114,14 @@ impl Clerk {
         let Some((token, carrier)) = find_token(req, accept_cookie)? else {
             return Ok(AuthState::Anonymous);
         };
-        self.token_state(
-            token.as_str(),
-            carrier,
-            accepts,
-            defer,
-            self.client_addr(req),
-        )
-        .await
+        // The client's address matters only to a machine token's verify budget.
+        let client = if carrier == TokenCarrier::Header && accepts != TokenTypes::SESSION {
+            self.client_addr(req)
+        } else {
+            None
+        };
+        self.token_state(token.as_str(), carrier, accepts, defer, client)
+            .await
     }
 
     /// The client's address, for per-client budgets: the peer's, or with

@@ -138,6 +138,7 @@ pub fn bearer(token: &str) -> (&'static str, String) {
 }
 
 pub mod browser;
+pub mod ca;
 pub mod chromium;
 pub mod pages;
 pub mod pgproxy;
