@@ -182,6 +182,21 @@ diesel::table! {
     }
 }
 
+// The change log (PostgreSQL), for the feed's reads (a cached prepared statement).
+#[cfg(feature = "postgres")]
+mod change_log {
+    diesel::table! {
+        clerk_user_changes (seq) {
+            seq -> BigInt,
+            clerk_user_id -> Text,
+            kind -> Text,
+            active -> Bool,
+            version -> BigInt,
+            recorded_at -> BigInt,
+        }
+    }
+}
+
 /// The tombstone table, the same on PostgreSQL and SQLite; idempotent.
 pub const TOMBSTONES_DDL: &str = "CREATE TABLE IF NOT EXISTS clerk_user_tombstones (\
     clerk_user_id TEXT PRIMARY KEY, \
@@ -1224,17 +1239,13 @@ async fn record_change_pg(
     version: i64,
 ) -> QueryResult<()> {
     use diesel::sql_types::{BigInt, Bool, Integer, Text};
-    diesel_async::RunQueryDsl::execute(
-        diesel::sql_query("SELECT pg_advisory_xact_lock($1, $2)")
-            .bind::<Integer, _>(LOCK_SPACE)
-            .bind::<Integer, _>(LOCK_CHANGES),
-        conn,
-    )
-    .await?;
+    // One statement: the row's values are selected from the lock's result, so the lock is taken
+    // before `nextval` gives the row its seq.
     let sql = format!(
-        "WITH c AS (INSERT INTO clerk_user_changes \
+        "WITH l AS (SELECT pg_advisory_xact_lock($5, $6)), \
+         c AS (INSERT INTO clerk_user_changes \
            (clerk_user_id, kind, active, version, recorded_at) \
-           VALUES ($1, $2, $3, $4, {DB_NOW_MS}) \
+           SELECT $1, $2, $3, $4, {DB_NOW_MS} FROM l \
            RETURNING seq, kind, active, version, recorded_at, clerk_user_id) \
          SELECT pg_notify('{CHANGES_CHANNEL}', concat_ws(E'\\t', seq, kind, \
            CASE WHEN active THEN '1' ELSE '0' END, version, recorded_at, clerk_user_id)) FROM c"
@@ -1244,7 +1255,9 @@ async fn record_change_pg(
             .bind::<Text, _>(clerk_user_id)
             .bind::<Text, _>(kind.as_str())
             .bind::<Bool, _>(active)
-            .bind::<BigInt, _>(version),
+            .bind::<BigInt, _>(version)
+            .bind::<Integer, _>(LOCK_SPACE)
+            .bind::<Integer, _>(LOCK_CHANGES),
         conn,
     )
     .await
@@ -1536,7 +1549,7 @@ struct PgSubscription {
 
 /// A row of `clerk_user_changes`.
 #[cfg(feature = "postgres")]
-#[derive(QueryableByName)]
+#[derive(QueryableByName, Queryable)]
 struct ChangeRow {
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     seq: i64,
@@ -1667,15 +1680,22 @@ impl ChangeSubscription for PgSubscription {
             };
             let mut changes = Vec::new();
             loop {
+                use change_log::clerk_user_changes::dsl as log;
                 let rows: Vec<ChangeRow> = within(
                     "change feed catch-up",
                     diesel_async::RunQueryDsl::load(
-                        diesel::sql_query(format!(
-                            "SELECT {columns} FROM clerk_user_changes WHERE seq > $1 \
-                             ORDER BY seq LIMIT $2"
-                        ))
-                        .bind::<BigInt, _>(after)
-                        .bind::<BigInt, _>(CATCH_UP_PAGE),
+                        log::clerk_user_changes
+                            .select((
+                                log::seq,
+                                log::clerk_user_id,
+                                log::kind,
+                                log::active,
+                                log::version,
+                                log::recorded_at,
+                            ))
+                            .filter(log::seq.gt(after))
+                            .order(log::seq)
+                            .limit(CATCH_UP_PAGE),
                         &mut self.conn,
                     ),
                 )
@@ -1700,7 +1720,15 @@ impl ChangeSubscription for PgSubscription {
             loop {
                 let got = {
                     let mut stream = std::pin::pin!(self.conn.notifications_stream());
-                    tokio::time::timeout_at(deadline, stream.next()).await
+                    if wait.is_zero() {
+                        // What is already here, without a timer (a timer's tick is a
+                        // millisecond).
+                        stream.next().now_or_never().ok_or(())
+                    } else {
+                        tokio::time::timeout_at(deadline, stream.next())
+                            .await
+                            .map_err(|_| ())
+                    }
                 };
                 match got {
                     Ok(Some(Ok(n))) => {

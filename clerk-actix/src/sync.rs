@@ -158,7 +158,8 @@ pub trait ChangeSubscription: Send {
     ) -> BoxFuture<'_, Result<(Vec<UserChange>, i64), StoreError>>;
 
     /// Waits up to `wait` for a notification on the change channel; [`FeedItem::Idle`] when
-    /// none came. An error means the session is over.
+    /// none came (with a zero `wait`: at once, unless one is already here). An error means
+    /// the session is over.
     fn next(&mut self, wait: Duration) -> BoxFuture<'_, Result<FeedItem, StoreError>>;
 
     /// Sends `payload` on the change channel from a connection other than the listening one:

@@ -164,8 +164,11 @@ async fn without_notifications(
             shared.dropped.fetch_add(1, Ordering::SeqCst);
             continue;
         }
-        to.write_all(&head).await?;
-        to.write_all(&body).await?;
+        // One write per message (with TCP_NODELAY below): no Nagle delay on small messages.
+        let mut message = Vec::with_capacity(5 + body.len());
+        message.extend_from_slice(&head);
+        message.extend_from_slice(&body);
+        to.write_all(&message).await?;
     }
 }
 
@@ -179,6 +182,8 @@ async fn serve(mut client: tokio::net::TcpStream, mode: Mode, shared: Arc<Shared
             return;
         }
         Mode::Deaf => {
+            let _ = client.set_nodelay(true);
+            let _ = upstream.set_nodelay(true);
             // TLS declined, so the server's messages can be read; the startup message (or
             // the SSLRequest, answered here) goes through as it came.
             let mut head = [0u8; 8];

@@ -171,6 +171,42 @@ async fn a_ban_replayed_after_the_unban_changes_nothing_on_any_replica() {
     db.cleanup().await;
 }
 
+#[actix_web::test]
+async fn changes_commit_in_seq_order_behind_the_change_logs_lock() {
+    // Replicas read the log "after the last seq applied": that misses nothing only if a change
+    // with a lower seq can never commit after one with a higher seq. Writers take the log's
+    // lock (advisory lock 1131179883, 2 — the store's) before their row gets its seq and hold
+    // it to their commit. Held here by a transaction of the test's, a webhook's write waits.
+    let (db, _store) = TestDb::new(Backend::Postgres).await;
+    let mock = MockClerk::start();
+    let a = Replica::start(&mock, &db.url).await;
+    let mut holder = AsyncPgConnection::establish(&db.url).await.unwrap();
+    diesel::sql_query("BEGIN")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    diesel::sql_query("SELECT pg_advisory_xact_lock(1131179883, 2)")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let created = mock.webhook("user.created", user_json("user_in_order", 1_000, "Ada"));
+    let hook = a.hook();
+    let write = actix_web::rt::spawn(async move { created.send(&hook).await.unwrap() });
+    actix_web::rt::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !write.is_finished(),
+        "the write did not wait for the log's lock"
+    );
+    diesel::sql_query("COMMIT")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let (status, body) = write.await.unwrap();
+    assert_eq!((status, body["status"].as_str()), (200, Some("applied")));
+    drop(a);
+    db.cleanup().await;
+}
+
 /// Terminates every change-feed connection to `db` (as an operator's `pg_terminate_backend`
 /// or a network cut would); how many.
 async fn kill_feeds(url: &str) -> usize {

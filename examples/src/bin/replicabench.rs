@@ -10,7 +10,16 @@
 //!    counted (the ideal is one per user).
 //! 2. **Invalidation latency**: `REPLICABENCH_CHANGES` (default 300) `user.updated` webhooks sent
 //!    to replica A, one at a time; for each, the time from sending it until replicas B and C have
-//!    applied the change (their `UserChangeReceived` event), as p50 / p99 / max.
+//!    applied the change (their `UserChangeReceived` event), as p50 / p99 / max. B reaches the
+//!    database directly (its feed is woken by `NOTIFY`: push); C through a proxy that drops every
+//!    notification, as a transaction-mode pooler does to `LISTEN` (its feed finds out and polls
+//!    the change log every second).
+//!
+//! `REPLICABENCH_POLLING=0` puts C on a direct connection too (push to both, as runs before
+//! 2026-12-07 measured). It checks what it measures and exits non-zero, printing `FAIL: ...`, when a request failed,
+//! the storm cost more than 1.5 Backend API calls per user, B's p99 exceeded 100 ms, C's
+//! maximum exceeded 2 s, or the feeds' modes are not push for B and polling for C. The last line
+//! is `PASS` otherwise. The output of a run is committed in `examples/results/`.
 //!
 //! Needs PostgreSQL at `REPLICABENCH_PG` (default `postgres://postgres@127.0.0.1:5432/postgres`);
 //! creates and drops the database `clerk_actix_replicabench`.
@@ -177,12 +186,31 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Endpoint::User,
         Fault::Delay(Duration::from_millis(api_delay)),
     );
+    // C reaches the database through a proxy that drops notifications (sslmode=disable: the
+    // proxy reads the server's messages).
+    let deaf = clerk_actix_tests::pgproxy::PgProxy::deaf().await;
+    let deaf_url = {
+        // The proxy forwards to 127.0.0.1:5432 as `postgres`, like the default REPLICABENCH_PG.
+        let (_, db) = db_url.rsplit_once('/').ok_or("a database URL")?;
+        let db = db.split('?').next().unwrap_or(db);
+        deaf.url("127.0.0.1", db, "sslmode=disable")
+    };
+    // REPLICABENCH_POLLING=0: C direct too (push to both), for comparisons with earlier runs.
+    let polling = env_num("REPLICABENCH_POLLING", 1) != 0;
     let replicas = vec![
         replica(&mock, &db_url).await?,
         replica(&mock, &db_url).await?,
-        replica(&mock, &db_url).await?,
+        replica(&mock, if polling { &deaf_url } else { &db_url }).await?,
     ];
-    println!("3 replicas on one PostgreSQL database; Backend API latency {api_delay} ms");
+    println!(
+        "3 replicas on one PostgreSQL database ({}); Backend API latency {api_delay} ms",
+        if polling {
+            "C through a proxy that drops notifications"
+        } else {
+            "all direct"
+        }
+    );
+    let mut failures: Vec<String> = Vec::new();
 
     // 1. Login storm.
     let tokens: Vec<(String, String)> = (0..users)
@@ -213,10 +241,34 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         calls as f64 / users as f64
     );
 
+    if errors > 0 {
+        failures.push(format!("{errors} login storm requests failed"));
+    }
+    if calls as f64 > 1.5 * users as f64 {
+        failures.push(format!("{calls} Backend API calls for {users} users"));
+    }
+
+    // The feeds' modes: B hears notifications, C found out it does not (within its 2 s probe).
+    actix_web::rt::time::sleep(Duration::from_secs(3)).await;
+    let modes: Vec<&'static str> = {
+        let mut modes = Vec::new();
+        for r in &replicas {
+            modes.push(r.clerk.health().await.change_feeds[0].mode);
+        }
+        modes
+    };
+    println!("feed modes: A {}, B {}, C {}", modes[0], modes[1], modes[2]);
+    let expected_c = if polling { "polling" } else { "listening" };
+    if modes[1] != "listening" || modes[2] != expected_c {
+        failures.push(format!(
+            "feed modes {modes:?}: expected B listening, C {expected_c}"
+        ));
+    }
+
     // 2. Invalidation latency: a change on A, applied on B and C.
     mock.clear_faults();
     let hook = format!("{}/webhooks/clerk", replicas[0].base);
-    let mut latencies = Vec::with_capacity(changes * 2);
+    let mut latencies = [Vec::with_capacity(changes), Vec::with_capacity(changes)];
     for i in 0..changes {
         let (id, _) = &tokens[i % tokens.len()];
         let mut data = mock_user_json(id);
@@ -233,7 +285,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         if status != 200 {
             return Err(format!("webhook answered {status}").into());
         }
-        for r in &replicas[1..] {
+        for (r, latencies) in replicas[1..].iter().zip(&mut latencies) {
             let deadline = sent + Duration::from_secs(5);
             loop {
                 let at = r.seen.lock().ok().and_then(|s| s.get(id).copied());
@@ -248,16 +300,32 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     }
-    latencies.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!(
-        "invalidation across replicas ({} changes x 2 replicas, from sending the webhook to A \
-         until B / C applied it): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        changes,
-        ms(percentile(&latencies, 0.50)),
-        ms(percentile(&latencies, 0.99)),
-        ms(percentile(&latencies, 1.0)),
-    );
+    let c_how = if polling { "polling" } else { "push" };
+    for ((name, how), latencies) in [("B", "push: NOTIFY wakes the feed"), ("C", c_how)]
+        .iter()
+        .zip(&mut latencies)
+    {
+        latencies.sort();
+        let (p50, p99, max) = (
+            percentile(latencies, 0.50),
+            percentile(latencies, 0.99),
+            percentile(latencies, 1.0),
+        );
+        println!(
+            "invalidation to {name} ({how}; {changes} changes, from sending the webhook to A \
+             until {name} applied it): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            ms(p50),
+            ms(p99),
+            ms(max),
+        );
+        if *name == "B" && p99 > Duration::from_millis(100) {
+            failures.push(format!("B's p99 {:.2} ms > 100 ms", ms(p99)));
+        }
+        if *name == "C" && polling && max > Duration::from_secs(2) {
+            failures.push(format!("C's max {:.2} ms > 2 s", ms(max)));
+        }
+    }
     for (name, r) in ["A", "B", "C"].iter().zip(&replicas) {
         let health = r.clerk.health().await;
         println!(
@@ -269,5 +337,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     admin
         .batch_execute("DROP DATABASE IF EXISTS clerk_actix_replicabench WITH (FORCE)")
         .await?;
-    Ok(())
+    if failures.is_empty() {
+        println!("PASS");
+        Ok(())
+    } else {
+        for failure in &failures {
+            println!("FAIL: {failure}");
+        }
+        Err(format!("{} check(s) failed", failures.len()).into())
+    }
 }
