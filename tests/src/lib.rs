@@ -511,8 +511,39 @@ pub struct Probe<S> {
     pub upserts: AtomicUsize,
     /// When true, every call fails like a database outage.
     pub down: AtomicBool,
-    /// When set, the next upsert writes, then waits this long before it answers (one-shot).
+    /// When set, the next upsert (a webhook delivery's included) writes, then waits this long
+    /// before it answers (one-shot).
     pub pause_next_upsert: Mutex<Option<std::time::Duration>>,
+    /// Set by [`hold_next_upsert`](Self::hold_next_upsert).
+    held: Mutex<
+        Option<(
+            tokio::sync::oneshot::Sender<()>,
+            tokio::sync::oneshot::Receiver<()>,
+        )>,
+    >,
+}
+
+/// The next upsert of a [`Probe`], held after its write until [`release`](Self::release)d.
+#[derive(Debug)]
+pub struct HeldUpsert {
+    written: Option<tokio::sync::oneshot::Receiver<()>>,
+    release: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl HeldUpsert {
+    /// Waits until the held upsert has written (it has not answered yet).
+    pub async fn written(&mut self) {
+        if let Some(written) = self.written.take() {
+            let _ = written.await;
+        }
+    }
+
+    /// Lets the upsert answer.
+    pub fn release(mut self) {
+        if let Some(release) = self.release.take() {
+            let _ = release.send(());
+        }
+    }
 }
 
 impl<S> Probe<S> {
@@ -524,7 +555,37 @@ impl<S> Probe<S> {
             upserts: AtomicUsize::new(0),
             down: AtomicBool::new(false),
             pause_next_upsert: Mutex::new(None),
+            held: Mutex::new(None),
         })
+    }
+
+    /// Holds the next upsert (any path) after its write, until the returned handle releases
+    /// it: a test orders events by what happened, not by sleeping.
+    pub fn hold_next_upsert(&self) -> HeldUpsert {
+        let (written_tx, written_rx) = tokio::sync::oneshot::channel();
+        let (release_tx, release_rx) = tokio::sync::oneshot::channel();
+        *self.held.lock().unwrap_or_else(|p| p.into_inner()) = Some((written_tx, release_rx));
+        HeldUpsert {
+            written: Some(written_rx),
+            release: Some(release_tx),
+        }
+    }
+
+    /// After an upsert's write: the pause or the hold set for it, if any.
+    async fn after_upsert(&self) {
+        let pause = self
+            .pause_next_upsert
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(pause) = pause {
+            actix_web::rt::time::sleep(pause).await;
+        }
+        let held = self.held.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some((written, release)) = held {
+            let _ = written.send(());
+            let _ = release.await;
+        }
     }
     fn enter(&self) -> Result<(), StoreError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
@@ -546,14 +607,7 @@ impl<S: UserStore> UserStore for Probe<S> {
             self.enter()?;
             self.upserts.fetch_add(1, Ordering::SeqCst);
             let written = self.inner.upsert(u).await;
-            let pause = self
-                .pause_next_upsert
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take();
-            if let Some(pause) = pause {
-                actix_web::rt::time::sleep(pause).await;
-            }
+            self.after_upsert().await;
             written
         })
     }
@@ -594,7 +648,9 @@ impl<S: UserStore> UserStore for Probe<S> {
         Box::pin(async move {
             self.enter()?;
             self.upserts.fetch_add(1, Ordering::SeqCst);
-            self.inner.upsert_delivered(u, svix_id).await
+            let written = self.inner.upsert_delivered(u, svix_id).await;
+            self.after_upsert().await;
+            written
         })
     }
     fn mark_deleted_delivered<'a>(

@@ -293,7 +293,7 @@ async fn a_killed_listen_connection_catches_up_on_every_change_it_missed() {
 #[actix_web::test]
 async fn replicas_starting_together_migrate_once_and_all_serve() {
     let (db, _store) = TestDb::new(Backend::Postgres).await;
-    // Drop what the first migration made, so the replicas below race on an empty database.
+    // Drop what the migrations made, so the replicas below race on an empty database.
     let mut conn = AsyncPgConnection::establish(&db.url).await.unwrap();
     diesel::sql_query(
         "DROP TABLE clerk_users, clerk_user_tombstones, clerk_webhook_deliveries, \
@@ -311,9 +311,39 @@ async fn replicas_starting_together_migrate_once_and_all_serve() {
     for result in futures_util::future::join_all(starts).await {
         result.unwrap();
     }
-    let r = Replica::start(&mock, &db.url).await;
-    let token = mock.token().subject("user_after_race").build();
-    assert_eq!(r.status("/api/me/user", &token).await, 200);
-    drop(r);
+    // Once: every embedded migration is recorded exactly once (a second run of one would
+    // have failed on its CREATE TABLE, or recorded it twice without the primary key).
+    #[derive(diesel::QueryableByName)]
+    struct Applied {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        rows: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        versions: i64,
+    }
+    let applied: Applied = diesel::sql_query(
+        "SELECT count(*) AS rows, count(DISTINCT version) AS versions \
+         FROM __diesel_schema_migrations",
+    )
+    .get_result(&mut conn)
+    .await
+    .unwrap();
+    let embedded = std::fs::read_dir(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../clerk-actix/migrations/postgres"
+    ))
+    .unwrap()
+    .count() as i64;
+    assert_eq!((applied.rows, applied.versions), (embedded, embedded));
+    // All: each of four replicas serves a new user.
+    let replicas =
+        futures_util::future::join_all((0..4).map(|_| Replica::start(&mock, &db.url))).await;
+    for (i, r) in replicas.iter().enumerate() {
+        let token = mock
+            .token()
+            .subject(&format!("user_after_race_{i}"))
+            .build();
+        assert_eq!(r.answer("/api/me/user", &token).await, (200, String::new()));
+    }
+    drop(replicas);
     db.cleanup().await;
 }

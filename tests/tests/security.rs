@@ -541,15 +541,25 @@ async fn a_webhook_update_racing_a_deletion_never_puts_the_user_back_in_the_cach
             let created = mock.webhook("user.created", user_json(id, 1_000, "Ada"));
             assert_eq!(created.send(&hook).await.unwrap().0, 200);
             // The update's write lands, then its answer is held back while the deletion
-            // arrives: the deletion must win in the cache as it does in the table.
-            *probe.pause_next_upsert.lock().unwrap() = Some(Duration::from_millis(800));
+            // arrives: the deletion must win in the cache as it does in the table. Ordered by
+            // what happened (the update has written; the deletion's tombstone is stored), not
+            // by sleeps.
+            let mut held = probe.hold_next_upsert();
             let update = mock.webhook("user.updated", user_json(id, 2_000, "Grace"));
-            let deletion = async {
-                actix_web::rt::time::sleep(Duration::from_millis(200)).await;
-                deleted(&mock, id).send(&hook).await.unwrap()
-            };
-            let (updated, deleted) = futures_util::join!(update.send(&hook), deletion);
-            assert_eq!((updated.unwrap().0, deleted.0), (200, 200), "{case}");
+            let update_hook = hook.clone();
+            let updating =
+                actix_web::rt::spawn(async move { update.send(&update_hook).await.unwrap().0 });
+            held.written().await;
+            let deletion = deleted(&mock, id);
+            let deletion_hook = hook.clone();
+            let deleting =
+                actix_web::rt::spawn(async move { deletion.send(&deletion_hook).await.unwrap() });
+            while probe.inner.deleted_at(id).await.unwrap().is_none() {
+                actix_web::rt::time::sleep(Duration::from_millis(2)).await;
+            }
+            held.release();
+            let (updated, deleted) = (updating.await.unwrap(), deleting.await.unwrap());
+            assert_eq!((updated, deleted.0), (200, 200), "{case}");
             assert_eq!(
                 clerk
                     .cached_users::<clerk_actix::store::ClerkUserRecord>()
