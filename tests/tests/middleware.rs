@@ -625,3 +625,71 @@ async fn one_registration_serves_extractors_hooks_and_the_webhook_endpoint() {
     let body: Value = serde_json::from_slice(&test::read_body(res).await).unwrap();
     assert_eq!(body["status"], "ignored");
 }
+
+#[actix_web::test]
+async fn required_mode_lets_preflights_through_to_what_answers_options_only() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static GET_ONLY: AtomicUsize = AtomicUsize::new(0);
+    static GUARDED: AtomicUsize = AtomicUsize::new(0);
+    static OPEN: AtomicUsize = AtomicUsize::new(0);
+    let mock = MockClerk::start();
+    let clerk = mock.clerk_builder().build().unwrap();
+    let app = test::init_service(
+        actix_web::App::new()
+            .wrap(clerk_actix::ClerkMiddleware::new(clerk).required())
+            .route(
+                "/get-only",
+                actix_web::web::get().to(|| async {
+                    GET_ONLY.fetch_add(1, Ordering::SeqCst);
+                    actix_web::HttpResponse::Ok().finish()
+                }),
+            )
+            .route(
+                "/guarded",
+                actix_web::web::to(|_s: clerk_actix::ClerkSession| async {
+                    GUARDED.fetch_add(1, Ordering::SeqCst);
+                    actix_web::HttpResponse::Ok().finish()
+                }),
+            )
+            .route(
+                "/open",
+                actix_web::web::to(|| async {
+                    OPEN.fetch_add(1, Ordering::SeqCst);
+                    actix_web::HttpResponse::Ok().finish()
+                }),
+            ),
+    )
+    .await;
+    let preflight = |path: &str| {
+        test::TestRequest::default()
+            .method(actix_web::http::Method::OPTIONS)
+            .uri(path)
+            .insert_header(("Origin", "http://localhost:3000"))
+            .insert_header(("Access-Control-Request-Method", "POST"))
+            .to_request()
+    };
+    // A handler registered for GET never sees a preflight.
+    let res = test::call_service(&app, preflight("/get-only")).await;
+    assert!(!res.status().is_success(), "{}", res.status());
+    assert_eq!(GET_ONLY.load(Ordering::SeqCst), 0);
+    // A handler for every method with a Clerk extractor: the preflight is anonymous, so 401.
+    let res = test::call_service(&app, preflight("/guarded")).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(GUARDED.load(Ordering::SeqCst), 0);
+    // A handler for every method without one runs for a preflight, unauthenticated (as the
+    // README warns: register per method, use an extractor, or answer CORS outside).
+    let res = test::call_service(&app, preflight("/open")).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(OPEN.load(Ordering::SeqCst), 1);
+    // An OPTIONS that is not a preflight is authenticated like any request.
+    let res = test::call_service(
+        &app,
+        test::TestRequest::default()
+            .method(actix_web::http::Method::OPTIONS)
+            .uri("/open")
+            .to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(OPEN.load(Ordering::SeqCst), 1);
+}
