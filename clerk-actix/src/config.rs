@@ -318,6 +318,7 @@ impl Clerk {
 #[must_use]
 pub struct ClerkBuilder {
     secret_key: Option<String>,
+    machine_secret_key: Option<String>,
     jwt_key: Option<String>,
     api_url: String,
     verify: VerifyOptions,
@@ -370,6 +371,7 @@ impl Default for ClerkBuilder {
             webhook_secret: None,
             deleted_policy: DeletedUserPolicy::default(),
             machine_policy: MachinePolicy::default(),
+            machine_secret_key: None,
             publishable_key: None,
             proxy_url: None,
             trust_forwarded_headers: false,
@@ -389,6 +391,10 @@ impl fmt::Debug for ClerkBuilder {
                     .map(|k| SecretKey::new(k.clone()).redacted()),
             )
             .field("jwt_key", &self.jwt_key.as_ref().map(|_| "[set]"))
+            .field(
+                "machine_secret_key",
+                &self.machine_secret_key.as_ref().map(|_| "[set]"),
+            )
             .field("api_url", &self.api_url)
             .finish_non_exhaustive()
     }
@@ -426,6 +432,7 @@ impl ClerkBuilder {
     /// | `CLERK_USER_CACHE_TTL` (or `REDIS_CACHE_TIMEOUT`) | seconds a synced user stays cached, default 3600 |
     /// | `CLERK_PUBLISHABLE_KEY` | `pk_test_…` / `pk_live_…`: the handshake mode for server-rendered pages |
     /// | `CLERK_PROXY_URL` | the Frontend API's proxy URL, if it is proxied |
+    /// | `CLERK_MACHINE_SECRET_KEY` | this service's machine secret key: opaque M2M tokens verify only if granted access to this machine |
     pub fn from_env() -> Self {
         let mut b = Self::default();
         if let Some(v) = env_var("CLERK_SECRET_KEY") {
@@ -433,6 +440,9 @@ impl ClerkBuilder {
         }
         if let Some(v) = env_var("CLERK_JWT_KEY") {
             b = b.jwt_key(v);
+        }
+        if let Some(v) = env_var("CLERK_MACHINE_SECRET_KEY") {
+            b = b.machine_secret_key(v);
         }
         if let Some(v) = env_var("CLERK_WEBHOOK_SIGNING_SECRET") {
             b = b.webhook_signing_secret(v);
@@ -508,6 +518,18 @@ impl ClerkBuilder {
     /// with user sync, users.
     pub fn secret_key(mut self, key: impl Into<String>) -> Self {
         self.secret_key = Some(key.into().trim().to_owned()).filter(|k| !k.is_empty());
+        self
+    }
+
+    /// This service's machine secret key (Clerk's `machineSecretKey`, from the machine's page in
+    /// the dashboard; `CLERK_MACHINE_SECRET_KEY`): opaque M2M tokens (`mt_…`) are then verified
+    /// with it instead of the instance secret key, and Clerk accepts only tokens granted access
+    /// to this machine, so a token minted for another machine of the instance is refused (401
+    /// `token-invalid`). M2M tokens in JWT form are verified locally, with the instance's keys:
+    /// check their scopes (the machine ids they may reach) with
+    /// `#[clerk_protected(scope = "mch_…")]` or [`MachineAuth::has_scope`](crate::machine::MachineAuth::has_scope).
+    pub fn machine_secret_key(mut self, key: impl Into<String>) -> Self {
+        self.machine_secret_key = Some(key.into().trim().to_owned()).filter(|k| !k.is_empty());
         self
     }
 
@@ -826,6 +848,16 @@ impl ClerkBuilder {
             attempts: 3,
             status: Arc::default(),
         });
+        // Opaque M2M tokens verified with this machine's key, when it has one.
+        let machine_api = self.machine_secret_key.map(|key| BackendApi {
+            api_url: self.api_url.clone(),
+            secret_key: SecretKey::new(key),
+            timeout: self.api_timeout,
+            attempts: 3,
+            status: api
+                .as_ref()
+                .map_or_else(Arc::default, |api| api.status.clone()),
+        });
         let revoked = Arc::new(Revocations::default());
         let setup = SyncSetup {
             api: api.clone(),
@@ -854,6 +886,7 @@ impl ClerkBuilder {
                 api_url: self.api_url,
                 machines: Machines::new(
                     api.clone(),
+                    machine_api,
                     TokenVerifier::new(verify.clone()),
                     static_keys.clone(),
                     jwks.clone(),

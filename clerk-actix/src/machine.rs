@@ -547,6 +547,8 @@ fn jwt_scopes(payload: &Map<String, Value>) -> Vec<String> {
 /// Verifies machine tokens for one [`Clerk`](crate::Clerk) handle.
 pub(crate) struct Machines {
     pub(crate) api: Option<BackendApi>,
+    /// The Backend API with this service's machine secret key: opaque M2M tokens.
+    machine_api: Option<BackendApi>,
     pub(crate) verifier: TokenVerifier,
     pub(crate) static_keys: Option<Arc<VerificationKeys>>,
     pub(crate) jwks: Option<Arc<RemoteJwks>>,
@@ -571,6 +573,7 @@ impl fmt::Debug for Machines {
 impl Machines {
     pub(crate) fn new(
         api: Option<BackendApi>,
+        machine_api: Option<BackendApi>,
         verifier: TokenVerifier,
         static_keys: Option<Arc<VerificationKeys>>,
         jwks: Option<Arc<RemoteJwks>>,
@@ -579,6 +582,7 @@ impl Machines {
     ) -> Self {
         Self {
             api,
+            machine_api,
             verifier,
             static_keys,
             jwks,
@@ -672,7 +676,11 @@ impl Machines {
                 }
             }
         };
-        let Some(api) = &self.api else {
+        let api = match token_type {
+            TokenType::M2mToken => self.machine_api.as_ref().or(self.api.as_ref()),
+            _ => self.api.as_ref(),
+        };
+        let Some(api) = api else {
             return Answer {
                 result: verdict(token_type, Err(ApiError::NoSecretKey), unix_ms(now)),
                 ttl: Duration::ZERO,

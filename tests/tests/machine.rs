@@ -804,3 +804,41 @@ async fn a_flood_of_unknown_keys_from_one_address_leaves_another_addresss_new_ke
     assert_eq!(flood.get(&200), None);
     assert_eq!(flood.values().sum::<u64>(), 650);
 }
+
+#[actix_web::test]
+async fn a_machine_secret_key_accepts_only_m2m_tokens_granted_to_this_machine() {
+    let mock = MockClerk::start();
+    let key = mock.create_machine_secret_key("mch_reports");
+    let clerk = mock
+        .clerk_builder()
+        .machine_secret_key(&key)
+        .build()
+        .unwrap();
+    assert!(
+        !format!("{clerk:?}").contains(&key),
+        "the key stays out of Debug"
+    );
+    let service = app(clerk, TokenTypes::M2M | TokenTypes::API_KEY).await;
+    // Granted access to mch_reports: verified with the machine's key.
+    let for_us = mock.create_m2m_token("mch_billing", &["mch_reports"], 3600);
+    let (status, _, body) = call(&service, "/machine", &for_us).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["subject"], "mch_billing");
+    // Minted for another machine of the instance: refused, as an unknown token.
+    let for_others = mock.create_m2m_token("mch_billing", &["mch_payroll"], 3600);
+    let (status, _, body) = call(&service, "/machine", &for_others).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(reason(&body), "token-invalid");
+    assert_eq!(mock.requests(Endpoint::M2mTokensVerify), 2);
+    // API keys are still verified with the instance's secret key.
+    let ak = mock.create_api_key("user_1", "ci", &[]);
+    assert_eq!(call(&service, "/machine", &ak).await.0, StatusCode::OK);
+
+    // Without the machine key (the instance's key), any token of the instance verifies.
+    let instance_wide = mock.clerk_builder().build().unwrap();
+    let service = app(instance_wide, TokenTypes::M2M).await;
+    assert_eq!(
+        call(&service, "/machine", &for_others).await.0,
+        StatusCode::OK
+    );
+}

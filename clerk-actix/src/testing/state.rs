@@ -96,6 +96,8 @@ pub(super) struct MockState {
     pub(super) users: Mutex<HashMap<String, Value>>,
     /// Opaque machine tokens by secret: the object the verify endpoint answers with.
     pub(super) machine_tokens: Mutex<HashMap<String, Value>>,
+    /// Machine secret keys: secret → the machine (`mch_…`) it belongs to.
+    pub(super) machine_keys: Mutex<HashMap<String, String>>,
     pub(super) missing_users: Mutex<HashSet<String>>,
     /// The Frontend API of the handshake (`frontend`).
     pub(super) frontend: Mutex<FrontendState>,
@@ -151,11 +153,21 @@ impl MockState {
     }
 
     pub(super) fn authorized(&self, req: &HttpRequest) -> bool {
+        Self::bearer(req) == Some(self.secret_key.as_str())
+    }
+
+    /// The request's bearer credential.
+    pub(super) fn bearer(req: &HttpRequest) -> Option<&str> {
         req.headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            == Some(self.secret_key.as_str())
+    }
+
+    /// The machine whose secret key authorizes the request, if it is one.
+    pub(super) fn machine_of(&self, req: &HttpRequest) -> Option<String> {
+        let bearer = Self::bearer(req)?;
+        lock(&self.machine_keys).get(bearer).cloned()
     }
 }
 
