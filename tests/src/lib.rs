@@ -408,6 +408,17 @@ pub mod db {
         }
     }
 
+    /// A store over `url`, migrated, answering a ping (or the first error, as text).
+    pub async fn store_at(url: &str) -> Result<DieselUserStore<ClerkUserRecord>, String> {
+        use clerk_actix::sync::UserStore;
+        let store: DieselUserStore<ClerkUserRecord> = DieselUserStore::connect(url)
+            .await
+            .map_err(|e| e.to_string())?;
+        store.ping().await.map_err(|e| e.to_string())?;
+        store.run_migrations().await.map_err(|e| e.to_string())?;
+        Ok(store)
+    }
+
     impl TestDb {
         /// A fresh database with the `clerk_users` migrations applied.
         pub async fn new(backend: Backend) -> (Self, DieselUserStore<ClerkUserRecord>) {

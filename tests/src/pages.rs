@@ -102,3 +102,39 @@ impl Setup {
             .collect()
     }
 }
+
+/// A client of its own, sending from `ip` (another loopback address than the browser's, so
+/// per-client budgets see another client).
+pub fn client_from(ip: &str) -> awc::Client {
+    awc::Client::builder()
+        .local_address(ip.parse().expect("a loopback address"))
+        .timeout(std::time::Duration::from_secs(10))
+        .finish()
+}
+
+/// `len` random alphanumeric characters: a made-up nonce or token.
+pub fn made_up(len: usize) -> String {
+    std::iter::repeat_with(fastrand::alphanumeric)
+        .take(len)
+        .collect()
+}
+
+/// The `i`-th request of a flood of made-up nonces at `home`: half in the query, half in the
+/// nonce cookie; half document `GET`s, half `fetch`es.
+pub fn made_up_nonce_request(client: &awc::Client, home: &str, i: usize) -> awc::ClientRequest {
+    let nonce = made_up(32);
+    let req = if i.is_multiple_of(2) {
+        client.get(format!("{home}?__clerk_handshake_nonce={nonce}"))
+    } else {
+        client
+            .get(home)
+            .insert_header(("cookie", format!("__clerk_handshake_nonce={nonce}")))
+    };
+    if i % 4 < 2 {
+        req.insert_header(("sec-fetch-dest", "document"))
+            .insert_header(("accept", "text/html"))
+    } else {
+        req.insert_header(("sec-fetch-dest", "empty"))
+            .insert_header(("accept", "*/*"))
+    }
+}

@@ -11,7 +11,7 @@ use clerk_actix::{
 };
 use clerk_actix_tests::{
     browser::Browser,
-    pages::{start, Setup},
+    pages::{client_from, made_up, made_up_nonce_request, start, Setup},
 };
 
 fn query_pairs(location: &str) -> Vec<(String, String)> {
@@ -416,20 +416,6 @@ fn configuration_mistakes_are_named() {
     assert!(message.contains("CLERK_PUBLISHABLE_KEY"), "{message}");
 }
 
-/// A client of its own: requests from `ip` (another loopback address than the browser's).
-fn client_from(ip: &str) -> awc::Client {
-    awc::Client::builder()
-        .local_address(ip.parse().unwrap())
-        .timeout(std::time::Duration::from_secs(10))
-        .finish()
-}
-
-fn made_up_nonce() -> String {
-    std::iter::repeat_with(fastrand::alphanumeric)
-        .take(32)
-        .collect()
-}
-
 #[actix_web::test]
 async fn made_up_nonces_cost_a_bounded_number_of_calls_and_a_genuine_handshake_still_completes() {
     let s = start(false);
@@ -437,22 +423,7 @@ async fn made_up_nonces_cost_a_bounded_number_of_calls_and_a_genuine_handshake_s
     let started = std::time::Instant::now();
     let mut statuses = std::collections::BTreeMap::<u16, u32>::new();
     for i in 0..1_000 {
-        let nonce = made_up_nonce();
-        // Half in the query, half in the nonce cookie; half document GETs, half fetches.
-        let mut req = if i % 2 == 0 {
-            flood.get(format!("{}?__clerk_handshake_nonce={nonce}", s.home()))
-        } else {
-            flood
-                .get(s.home())
-                .insert_header(("cookie", format!("__clerk_handshake_nonce={nonce}")))
-        };
-        req = if i % 4 < 2 {
-            req.insert_header(("sec-fetch-dest", "document"))
-                .insert_header(("accept", "text/html"))
-        } else {
-            req.insert_header(("sec-fetch-dest", "empty"))
-                .insert_header(("accept", "*/*"))
-        };
+        let req = made_up_nonce_request(&flood, &s.home(), i);
         let res = req.send().await.unwrap();
         *statuses.entry(res.status().as_u16()).or_default() += 1;
     }
@@ -474,7 +445,7 @@ async fn made_up_nonces_cost_a_bounded_number_of_calls_and_a_genuine_handshake_s
 
     // One nonce presented by many at once: one call, then remembered as refused.
     let third = client_from("127.0.0.3");
-    let nonce = made_up_nonce();
+    let nonce = made_up(32);
     let before = s.mock.requests(Endpoint::HandshakePayload);
     let url = format!("{}?__clerk_handshake_nonce={nonce}", s.home());
     let all = futures_util::future::join_all((0..50).map(|_| {

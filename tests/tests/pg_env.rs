@@ -6,25 +6,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-use clerk_actix::{
-    store::{ClerkUserRecord, DieselUserStore},
-    sync::UserStore,
-};
 use clerk_actix_tests::{
     ca::Ca,
-    db::{Backend, TestDb},
+    db::{store_at, Backend, TestDb},
     pgproxy::PgProxy,
 };
-
-/// A store over `url`, migrated, answering a ping (or the first error).
-async fn store_at(url: &str) -> Result<DieselUserStore<ClerkUserRecord>, String> {
-    let store: DieselUserStore<ClerkUserRecord> = DieselUserStore::connect(url)
-        .await
-        .map_err(|e| e.to_string())?;
-    store.ping().await.map_err(|e| e.to_string())?;
-    store.run_migrations().await.map_err(|e| e.to_string())?;
-    Ok(store)
-}
 
 fn set(vars: &[(&str, &str)]) {
     for key in [

@@ -13,7 +13,7 @@ use clerk_actix::{
 };
 use clerk_actix_tests::{
     ca::Ca,
-    db::{Backend, TestDb},
+    db::{store_at, Backend, TestDb},
     pgproxy::PgProxy,
 };
 use diesel::QueryableByName;
@@ -41,16 +41,6 @@ async fn pooled_connection_is_encrypted(store: &DieselUserStore<ClerkUserRecord>
         .await
         .unwrap();
     row.ssl
-}
-
-/// A store over `url`, migrated, answering a ping (or the first error).
-async fn store_at(url: &str) -> Result<DieselUserStore<ClerkUserRecord>, String> {
-    let store: DieselUserStore<ClerkUserRecord> = DieselUserStore::connect(url)
-        .await
-        .map_err(|e| e.to_string())?;
-    store.ping().await.map_err(|e| e.to_string())?;
-    store.run_migrations().await.map_err(|e| e.to_string())?;
-    Ok(store)
 }
 
 #[actix_web::test]

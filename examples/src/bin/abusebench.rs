@@ -18,7 +18,7 @@
 //! got a 5xx other than a budget's 503, and the genuine callers were all served; otherwise
 //! `FAIL: …` and a non-zero exit.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::collections::BTreeMap;
 
 use actix_web::{web, App, HttpResponse, HttpServer};
 use clerk_actix::{
@@ -26,20 +26,10 @@ use clerk_actix::{
     testing::{Endpoint, MockClerk},
     ClerkMiddleware, TokenTypes,
 };
-use clerk_actix_tests::{browser::Browser, pages};
-
-fn client_from(ip: &str) -> awc::Client {
-    awc::Client::builder()
-        .local_address(ip.parse().expect("an address"))
-        .timeout(Duration::from_secs(10))
-        .finish()
-}
-
-fn made_up(len: usize) -> String {
-    std::iter::repeat_with(fastrand::alphanumeric)
-        .take(len)
-        .collect()
-}
+use clerk_actix_tests::{
+    browser::Browser,
+    pages::{self, client_from, made_up},
+};
 
 /// The machine route, served on 127.0.0.1; its base URL.
 fn machine_app(mock: &MockClerk) -> Result<String, Box<dyn std::error::Error>> {
@@ -87,21 +77,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let s = pages::start(false);
     let mut statuses = Statuses::new();
     for i in 0..1_000 {
-        let nonce = made_up(32);
-        let mut req = if i % 2 == 0 {
-            flood.get(format!("{}?__clerk_handshake_nonce={nonce}", s.home()))
-        } else {
-            flood
-                .get(s.home())
-                .insert_header(("cookie", format!("__clerk_handshake_nonce={nonce}")))
-        };
-        req = if i % 4 < 2 {
-            req.insert_header(("sec-fetch-dest", "document"))
-                .insert_header(("accept", "text/html"))
-        } else {
-            req.insert_header(("sec-fetch-dest", "empty"))
-                .insert_header(("accept", "*/*"))
-        };
+        let req = pages::made_up_nonce_request(&flood, &s.home(), i);
         let status = req.send().await.map_or(0, |r| r.status().as_u16());
         *statuses.entry(status).or_default() += 1;
     }
