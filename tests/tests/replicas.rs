@@ -18,6 +18,10 @@ use clerk_actix_tests::{
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde_json::json;
 
+/// The reason a banned or deleted user's token is refused with: a 401 for another reason (an
+/// expired token, a bad signature) must not pass for a revocation.
+const INACTIVE: &str = "user-inactive";
+
 fn deleted(mock: &MockClerk, id: &str) -> WebhookDelivery {
     mock.webhook(
         "user.deleted",
@@ -67,10 +71,13 @@ async fn three_replicas_share_sign_in_deletion_replays_and_restarts() {
         within(
             Duration::from_secs(1),
             "refused on another replica",
-            || async { r.status("/api/me", &token).await == 401 },
+            || async { r.answer("/api/me", &token).await == (401, INACTIVE.to_owned()) },
         )
         .await;
-        assert_eq!(r.status("/api/me/user", &token).await, 401);
+        assert_eq!(
+            r.answer("/api/me/user", &token).await,
+            (401, INACTIVE.to_owned())
+        );
     }
 
     // The same delivery replayed on the other replicas: a duplicate, whoever gets it.
@@ -80,14 +87,23 @@ async fn three_replicas_share_sign_in_deletion_replays_and_restarts() {
     let late = mock.webhook("user.updated", user_json(id, 9_999_999_999_999, "Zombie"));
     assert_eq!(send(&late, &c.hook()).await, "ignored");
     for r in &replicas {
-        assert_eq!(r.status("/api/me", &token).await, 401);
+        assert_eq!(
+            r.answer("/api/me", &token).await,
+            (401, INACTIVE.to_owned())
+        );
     }
 
     // A restarted replica (nothing in memory) still refuses the token, on the session-only
     // route too: it loaded the revocation before serving.
     let restarted = Replica::start(&mock, &db.url).await;
-    assert_eq!(restarted.status("/api/me", &token).await, 401);
-    assert_eq!(restarted.status("/api/me/user", &token).await, 401);
+    assert_eq!(
+        restarted.answer("/api/me", &token).await,
+        (401, INACTIVE.to_owned())
+    );
+    assert_eq!(
+        restarted.answer("/api/me/user", &token).await,
+        (401, INACTIVE.to_owned())
+    );
     drop(replicas);
     drop(restarted);
     db.cleanup().await;
@@ -112,10 +128,13 @@ async fn a_ban_on_one_replica_refuses_tokens_on_the_others_and_an_unban_lifts_it
         "applied"
     );
     within(Duration::from_secs(1), "ban reaches B", || async {
-        b.status("/api/me", &token).await == 401
+        b.answer("/api/me", &token).await == (401, INACTIVE.to_owned())
     })
     .await;
-    assert_eq!(b.status("/api/me/user", &token).await, 401);
+    assert_eq!(
+        b.answer("/api/me/user", &token).await,
+        (401, INACTIVE.to_owned())
+    );
 
     // Unbanned through B: A admits the token again.
     assert_eq!(
@@ -150,7 +169,7 @@ async fn a_ban_replayed_after_the_unban_changes_nothing_on_any_replica() {
     let ban = mock.webhook("user.updated", banned);
     assert_eq!(send(&ban, &a.hook()).await, "applied");
     within(Duration::from_secs(2), "ban reaches B", || async {
-        b.status("/api/me", &token).await == 401
+        b.answer("/api/me", &token).await == (401, INACTIVE.to_owned())
     })
     .await;
     let unban = mock.webhook("user.updated", user_json(id, 3_000, "Ada"));
@@ -275,7 +294,7 @@ async fn a_killed_listen_connection_catches_up_on_every_change_it_missed() {
     for (i, (id, token)) in ids.iter().zip(&tokens).enumerate() {
         if i % 4 == 0 {
             within(Duration::from_secs(5), id, || async {
-                b.status("/api/me", token).await == 401
+                b.answer("/api/me", token).await == (401, INACTIVE.to_owned())
             })
             .await;
         } else {
