@@ -556,7 +556,8 @@ impl ClerkBuilder {
         self
     }
 
-    /// Accepted `aud` values (checked when the token has one).
+    /// Accepted `aud` values (checked when the token has one), for session tokens and, as in
+    /// Clerk's SDK, machine JWTs (an M2M JWT's `aud` lists the machines it may reach).
     pub fn audience<I, S>(mut self, audience: I) -> Self
     where
         I: IntoIterator<Item = S>,

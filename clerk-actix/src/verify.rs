@@ -110,7 +110,9 @@ impl VerifyOptions {
     }
 
     /// Accepted audiences. Checked only when this list and the token's `aud` are both non-empty
-    /// (Clerk's rule): a string `aud` must be listed, an array must share an entry.
+    /// (Clerk's rule): a string `aud` must be listed, an array must share an entry. Applies to
+    /// session tokens and, as Clerk's `verifyJwt` does, to machine JWTs (an M2M JWT's `aud` is
+    /// the machines it may reach).
     pub fn audience<I, S>(mut self, audience: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -423,6 +425,9 @@ impl TokenVerifier {
             _ => return Err(failed("subject claim (sub) is required")),
         }
         self.check_times(&decoded.payload, now)?;
+        // Clerk's verifyJwt applies the configured audience to machine JWTs too (an M2M JWT's
+        // `aud` is the machines it may reach).
+        self.check_audience(&decoded.payload)?;
         Ok(decoded.payload)
     }
 }
@@ -462,6 +467,32 @@ fn check_signature(decoded: &DecodedToken<'_>, key: &DecodingKey) -> Result<(), 
 }
 
 impl TokenVerifier {
+    /// `aud` against the accepted audiences, as Clerk's `assertAudienceClaim`: checked only
+    /// when both the configured list and the token's `aud` are non-empty.
+    fn check_audience(&self, payload: &Map<String, Value>) -> Result<(), AuthError> {
+        let audience = &self.options.audience;
+        if audience.is_empty() {
+            return Ok(());
+        }
+        let ok = match payload.get("aud") {
+            Some(Value::String(aud)) if !aud.is_empty() => audience.contains(aud),
+            Some(Value::Array(auds)) if !auds.is_empty() && auds.iter().all(Value::is_string) => {
+                auds.iter()
+                    .filter_map(Value::as_str)
+                    .any(|a| audience.iter().any(|x| x == a))
+            }
+            _ => true,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(AuthError::new(
+                R::TokenVerificationFailed,
+                "audience (aud) does not match",
+            ))
+        }
+    }
+
     pub(crate) fn check_claims(
         &self,
         payload: Map<String, Value>,
@@ -475,22 +506,7 @@ impl TokenVerifier {
         };
         let sub = sub.to_owned();
 
-        if !opts.audience.is_empty() {
-            let ok = match payload.get("aud") {
-                Some(Value::String(aud)) if !aud.is_empty() => opts.audience.contains(aud),
-                Some(Value::Array(auds))
-                    if !auds.is_empty() && auds.iter().all(Value::is_string) =>
-                {
-                    auds.iter()
-                        .filter_map(Value::as_str)
-                        .any(|a| opts.audience.iter().any(|x| x == a))
-                }
-                _ => true,
-            };
-            if !ok {
-                return Err(failed("audience (aud) does not match"));
-            }
-        }
+        self.check_audience(&payload)?;
 
         if !opts.authorized_parties.is_empty() {
             let azp = payload.get("azp").and_then(Value::as_str).unwrap_or("");

@@ -845,3 +845,36 @@ async fn a_machine_secret_key_accepts_only_m2m_tokens_granted_to_this_machine() 
         StatusCode::OK
     );
 }
+
+#[actix_web::test]
+async fn the_configured_audience_applies_to_m2m_jwts_as_clerks_verify_jwt_does() {
+    let mock = MockClerk::start();
+    let clerk = mock
+        .clerk_builder()
+        .audience(["mch_reports"])
+        .build()
+        .unwrap();
+    let service = app(clerk, TokenTypes::M2M).await;
+    // `aud` (the machines the token may reach) includes this one.
+    let for_us = mock.m2m_jwt("mch_billing", &["mch_reports", "mch_audit"], 60);
+    let (status, _, body) = call(&service, "/machine", &for_us).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Minted for another machine only.
+    let for_others = mock.m2m_jwt("mch_billing", &["mch_payroll"], 60);
+    let (status, _, body) = call(&service, "/machine", &for_others).await;
+    assert_eq!(
+        (status, reason(&body)),
+        (StatusCode::UNAUTHORIZED, "token-verification-failed")
+    );
+    // No `aud` at all: Clerk's rule checks only when both sides are non-empty.
+    let no_aud = mock
+        .token()
+        .subject("mch_billing")
+        .without_claim("sid")
+        .without_claim("azp")
+        .header("cat", clerk_actix::verify::CATEGORY_M2M)
+        .build();
+    let (status, _, body) = call(&service, "/machine", &no_aud).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(verify_calls(&mock), 0);
+}
