@@ -750,56 +750,68 @@ async fn a_refused_secret_key_is_a_server_error_for_every_opaque_type() {
     assert_eq!(verify_calls(&mock), 3);
 }
 
-/// `call`, from the client address `peer`.
-async fn call_from<B: actix_web::body::MessageBody>(
-    app: &impl Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    path: &str,
-    token: &str,
-    peer: &str,
-) -> StatusCode {
-    test::call_service(
-        app,
-        test::TestRequest::get()
-            .uri(path)
-            .peer_addr(peer.parse().unwrap())
-            .insert_header(bearer(token))
-            .to_request(),
-    )
-    .await
-    .status()
+/// `/machine` (API keys) served over HTTP on 127.0.0.1; its base URL.
+fn serve_machine_route(clerk: clerk_actix::Clerk) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = actix_web::HttpServer::new(move || {
+        App::new()
+            .wrap(ClerkMiddleware::new(clerk.clone()).accepts_token(TokenTypes::API_KEY))
+            .route(
+                "/machine",
+                web::get().to(|m: ClerkMachine| async move {
+                    HttpResponse::Ok().body(m.subject().to_owned())
+                }),
+            )
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)
+    .unwrap()
+    .run();
+    actix_web::rt::spawn(server);
+    base
 }
 
 #[actix_web::test]
 async fn a_flood_of_unknown_keys_from_one_address_leaves_another_addresss_new_keys_verified() {
+    use clerk_actix_tests::pages::{client_from, made_up};
     let mock = MockClerk::start();
-    let clerk = mock.clerk_builder().build().unwrap();
-    let app = app(clerk, TokenTypes::API_KEY).await;
+    let base = serve_machine_route(mock.clerk_builder().build().unwrap());
+    let url = format!("{base}/machine");
+    let (flooder, genuine_client) = (client_from("127.0.0.2"), client_from("127.0.0.1"));
     let genuine: Vec<String> = (0..65)
         .map(|i| mock.create_api_key(&format!("user_{i}"), "first-time", &[]))
         .collect();
     let started = std::time::Instant::now();
     let mut flood = std::collections::BTreeMap::<u16, u64>::new();
     let mut served = 0;
-    // 127.0.0.2 sends ten made-up keys every 100 ms; 127.0.0.1 presents a key never verified
-    // before, one every 100 ms.
+    // Over real HTTP: 127.0.0.2 sends ten made-up keys every 100 ms; 127.0.0.1 presents a key
+    // never verified before, one every 100 ms.
     for key in &genuine {
         for _ in 0..10 {
-            let random: String = std::iter::repeat_with(fastrand::alphanumeric)
-                .take(32)
-                .collect();
-            let status =
-                call_from(&app, "/machine", &format!("ak_{random}"), "127.0.0.2:40000").await;
-            *flood.entry(status.as_u16()).or_default() += 1;
+            let res = flooder
+                .get(&url)
+                .bearer_auth(format!("ak_{}", made_up(32)))
+                .send()
+                .await
+                .unwrap();
+            *flood.entry(res.status().as_u16()).or_default() += 1;
         }
-        let status = call_from(&app, "/machine", key, "127.0.0.1:40001").await;
-        if status == StatusCode::OK {
+        let res = genuine_client
+            .get(&url)
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        if res.status() == StatusCode::OK {
             served += 1;
         }
         actix_web::rt::time::sleep(Duration::from_millis(100)).await;
     }
     let elapsed = started.elapsed().as_secs_f64();
     let calls = mock.requests(Endpoint::ApiKeysVerify);
-    println!("650 made-up keys from one address in {elapsed:.1} s: {calls} verify calls, flood statuses {flood:?}, {served}/65 first-time keys served");
+    println!("650 made-up keys from 127.0.0.2 in {elapsed:.1} s: {calls} verify calls, flood statuses {flood:?}, {served}/65 first-time keys from 127.0.0.1 served");
     assert_eq!(served, 65, "every genuine first-time key is verified");
     // The flooder's own budget: 5, then one a second; plus the 65 genuine calls.
     let bound = 65 + 5 + elapsed.ceil() as u64;
