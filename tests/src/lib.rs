@@ -287,6 +287,30 @@ pub mod http {
         base
     }
 
+    /// Serves `GET /machine` on 127.0.0.1 under a middleware accepting `accepts` (the caller's
+    /// subject, from `ClerkMachine`); returns the base URL.
+    pub fn serve_machine(clerk: Clerk, accepts: clerk_actix::TokenTypes) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(ClerkMiddleware::new(clerk.clone()).accepts_token(accepts))
+                .route(
+                    "/machine",
+                    web::get().to(|m: clerk_actix::extract::ClerkMachine| async move {
+                        HttpResponse::Ok().body(m.subject().to_owned())
+                    }),
+                )
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)
+        .unwrap()
+        .run();
+        actix_web::rt::spawn(server);
+        base
+    }
+
     /// `GET base+path` with a Bearer token over real HTTP: the status and the JSON (or text) body.
     pub async fn get(base: &str, path: &str, token: &str) -> (u16, Value) {
         let client = awc::Client::builder()

@@ -750,34 +750,14 @@ async fn a_refused_secret_key_is_a_server_error_for_every_opaque_type() {
     assert_eq!(verify_calls(&mock), 3);
 }
 
-/// `/machine` (API keys) served over HTTP on 127.0.0.1; its base URL.
-fn serve_machine_route(clerk: clerk_actix::Clerk) -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let server = actix_web::HttpServer::new(move || {
-        App::new()
-            .wrap(ClerkMiddleware::new(clerk.clone()).accepts_token(TokenTypes::API_KEY))
-            .route(
-                "/machine",
-                web::get().to(|m: ClerkMachine| async move {
-                    HttpResponse::Ok().body(m.subject().to_owned())
-                }),
-            )
-    })
-    .workers(1)
-    .disable_signals()
-    .listen(listener)
-    .unwrap()
-    .run();
-    actix_web::rt::spawn(server);
-    base
-}
-
 #[actix_web::test]
 async fn a_flood_of_unknown_keys_from_one_address_leaves_another_addresss_new_keys_verified() {
     use clerk_actix_tests::pages::{client_from, made_up};
     let mock = MockClerk::start();
-    let base = serve_machine_route(mock.clerk_builder().build().unwrap());
+    let base = clerk_actix_tests::http::serve_machine(
+        mock.clerk_builder().build().unwrap(),
+        TokenTypes::API_KEY,
+    );
     let url = format!("{base}/machine");
     let (flooder, genuine_client) = (client_from("127.0.0.2"), client_from("127.0.0.1"));
     let genuine: Vec<String> = (0..65)

@@ -20,39 +20,14 @@
 
 use std::collections::BTreeMap;
 
-use actix_web::{web, App, HttpResponse, HttpServer};
 use clerk_actix::{
-    extract::ClerkMachine,
     testing::{Endpoint, MockClerk},
-    ClerkMiddleware, TokenTypes,
+    TokenTypes,
 };
 use clerk_actix_tests::{
     browser::Browser,
     pages::{self, client_from, made_up},
 };
-
-/// The machine route, served on 127.0.0.1; its base URL.
-fn machine_app(mock: &MockClerk) -> Result<String, Box<dyn std::error::Error>> {
-    let clerk = mock.clerk_builder().build()?;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    let base = format!("http://127.0.0.1:{}", listener.local_addr()?.port());
-    let server = HttpServer::new(move || {
-        App::new()
-            .wrap(ClerkMiddleware::new(clerk.clone()).accepts_token(TokenTypes::ANY))
-            .route(
-                "/machine",
-                web::get().to(|m: ClerkMachine| async move {
-                    HttpResponse::Ok().body(m.subject().to_owned())
-                }),
-            )
-    })
-    .workers(1)
-    .disable_signals()
-    .listen(listener)?
-    .run();
-    actix_web::rt::spawn(server);
-    Ok(base)
-}
 
 type Statuses = BTreeMap<u16, u32>;
 
@@ -90,7 +65,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Unknown machine tokens.
     let mock = MockClerk::start();
-    let base = machine_app(&mock)?;
+    let base =
+        clerk_actix_tests::http::serve_machine(mock.clerk_builder().build()?, TokenTypes::ANY);
     for (edge, prefix, endpoint, from) in [
         (
             "unknown API keys",
