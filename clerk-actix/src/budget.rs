@@ -16,7 +16,7 @@ use std::{
 
 /// A token bucket: refilled at `rate` per second, up to `burst`.
 #[derive(Debug)]
-struct Bucket {
+pub(crate) struct Bucket {
     tokens: f64,
     last: Instant,
 }
@@ -35,14 +35,15 @@ impl Rate {
 }
 
 impl Bucket {
-    fn full(rate: Rate) -> Self {
+    pub(crate) fn full(rate: Rate) -> Self {
         Self {
             tokens: f64::from(rate.burst),
             last: Instant::now(),
         }
     }
 
-    fn take(&mut self, rate: Rate, now: Instant) -> bool {
+    /// One token, if there is one (refilled up to `now` first).
+    pub(crate) fn take(&mut self, rate: Rate, now: Instant) -> bool {
         let refill = now.saturating_duration_since(self.last).as_secs_f64() * rate.per_second;
         self.tokens = (self.tokens + refill).min(f64::from(rate.burst));
         self.last = now;
@@ -52,6 +53,11 @@ impl Bucket {
         } else {
             false
         }
+    }
+
+    /// How long until one token is there, as of the last `take`.
+    pub(crate) fn until_one(&self, rate: Rate) -> Duration {
+        Duration::from_secs_f64(((1.0 - self.tokens) / rate.per_second).max(0.0))
     }
 
     fn give(&mut self, rate: Rate) {

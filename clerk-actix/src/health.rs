@@ -61,8 +61,8 @@ pub struct ChangeFeedHealth {
     /// Changes applied so far.
     pub changes_applied: u64,
     /// The class of the last connection error (`connection-refused`, `timeout`,
-    /// `connection-lost`, `tls`, `authentication`, `permission-denied`, `missing-table`,
-    /// `database-error`): the detail, which can name hosts, users and certificates, is only in
+    /// `connection-lost`, `tls`, `authentication`, `permission-denied`, `missing-database`,
+    /// `missing-table`, `database-error`): the detail, which can name hosts, users and certificates, is only in
     /// the log (`ChangeFeedDisconnected`).
     pub last_error: Option<&'static str>,
     /// Seconds since that error.
@@ -114,8 +114,12 @@ fn failure_class(error: &str) -> &'static str {
     let has = |needles: &[&str]| needles.iter().any(|n| e.contains(n));
     if has(&["tls", "certificate", "ssl"]) {
         "tls"
-    } else if has(&["password", "authentication", "no pg_hba.conf entry"]) {
+    } else if has(&["password", "authentication", "no pg_hba.conf entry"])
+        || (has(&["role \""]) && has(&["does not exist"]))
+    {
         "authentication"
+    } else if has(&["database \""]) && has(&["does not exist"]) {
+        "missing-database"
     } else if has(&["are missing", "does not exist"]) {
         "missing-table"
     } else if has(&["permission denied", "must be owner"]) {
@@ -245,4 +249,34 @@ pub async fn readyz(req: HttpRequest) -> HttpResponse {
     };
     res.insert_header((header::CACHE_CONTROL, "no-store"));
     res.json(health)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::failure_class;
+
+    #[test]
+    fn database_errors_are_reported_by_class_only() {
+        for (error, class) in [
+            (
+                "change feed connect: error performing TLS handshake: invalid peer certificate: UnknownIssuer",
+                "tls",
+            ),
+            ("change feed connect: db error: FATAL: password authentication failed for user \"app\"", "authentication"),
+            ("change feed connect: db error: FATAL: role \"app\" does not exist", "authentication"),
+            ("change feed connect: db error: FATAL: database \"app\" does not exist", "missing-database"),
+            (
+                "the store's tables clerk_user_changes are missing and could not be created (permission denied for schema public): run ...",
+                "missing-table",
+            ),
+            ("store tables: permission denied for table clerk_user_changes", "permission-denied"),
+            ("change feed connect: error connecting to server: Connection refused (os error 111)", "connection-refused"),
+            ("change feed catch-up: no answer within 5s", "timeout"),
+            ("change feed: the connection closed", "connection-lost"),
+            ("change feed: db error: FATAL: terminating connection due to administrator command", "connection-lost"),
+            ("something else entirely", "database-error"),
+        ] {
+            assert_eq!(failure_class(error), class, "{error}");
+        }
+    }
 }

@@ -25,6 +25,7 @@ use std::{
 };
 
 use crate::{
+    budget::{Bucket, Rate},
     clock,
     events::{ClerkEvent, Events},
     revocation::Revocations,
@@ -46,39 +47,22 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// not this often (it may start).
 const REPROBE_LISTENING: Duration = Duration::from_secs(60);
 const REPROBE_POLLING: Duration = Duration::from_secs(30);
-/// Reads of the log: at most this many a second, after a burst of `READ_BURST` (a notification
-/// is read at once unless notifications flood in).
-const READS_PER_SECOND: f64 = 200.0;
-const READ_BURST: f64 = 20.0;
+/// Reads of the log: at most 200 a second, after a burst of 20 (a notification is read at once
+/// unless notifications flood in).
+const READS: Rate = Rate::new(200.0, 20);
 
 /// A token bucket for the feed's reads of the log.
-struct ReadLimiter {
-    tokens: f64,
-    last: Instant,
-}
+struct ReadLimiter(Bucket);
 
 impl ReadLimiter {
     fn new() -> Self {
-        Self {
-            tokens: READ_BURST,
-            last: Instant::now(),
-        }
+        Self(Bucket::full(READS))
     }
 
     /// Takes one read, waiting for it if the bucket is empty.
     async fn acquire(&mut self) {
-        let now = Instant::now();
-        self.tokens = (self.tokens
-            + now.duration_since(self.last).as_secs_f64() * READS_PER_SECOND)
-            .min(READ_BURST);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-        } else {
-            let short = (1.0 - self.tokens) / READS_PER_SECOND;
-            tokio::time::sleep(Duration::from_secs_f64(short)).await;
-            self.last = Instant::now();
-            self.tokens = 0.0;
+        while !self.0.take(READS, Instant::now()) {
+            tokio::time::sleep(self.0.until_one(READS)).await;
         }
     }
 }
@@ -682,5 +666,22 @@ mod tests {
         assert!(!hearing_run
             .events()
             .contains(&"ChangeFeedPolling".to_owned()));
+    }
+
+    #[test]
+    fn payloads_round_trip_and_foreign_ones_are_not_changes() {
+        let c = change(42, "user_x", UserChangeKind::Updated, true, 1_700);
+        assert_eq!(UserChange::from_payload(&c.to_payload()), Some(c));
+        for foreign in [
+            "",
+            "hello",
+            "1\tupdated\t1\t2\t3\t",
+            "x\tupdated\t1\t2\t3\tuser_a",
+            "1\tcreated\t1\t2\t3\tuser_a",
+            "1\tdeleted\t2\t2\t3\tuser_a",
+            "1\tdeleted\t0\t2",
+        ] {
+            assert_eq!(UserChange::from_payload(foreign), None, "{foreign:?}");
+        }
     }
 }

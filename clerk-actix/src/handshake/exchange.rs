@@ -110,18 +110,17 @@ impl NonceExchanges {
                         reservation.refund();
                         Ok(NonceAnswer::Payload(body))
                     }
-                    // Nothing learnt about the nonce: not charged.
-                    Err(err) if err.is_transient() || err.is_invalid_secret_key() => {
+                    // Nothing learnt about the nonce (an outage, a 429, the key): not charged.
+                    Err(err)
+                        if err.is_transient()
+                            || err.is_invalid_secret_key()
+                            || matches!(
+                                err,
+                                ApiError::RateLimited { .. } | ApiError::NoSecretKey
+                            ) =>
+                    {
                         reservation.refund();
                         Err(err)
-                    }
-                    Err(ApiError::RateLimited { retry_after }) => {
-                        reservation.refund();
-                        Err(ApiError::RateLimited { retry_after })
-                    }
-                    Err(ApiError::NoSecretKey) => {
-                        reservation.refund();
-                        Err(ApiError::NoSecretKey)
                     }
                     // 404 (unknown or used) and other 4xx: the nonce is no good.
                     Err(_) => {
