@@ -66,6 +66,8 @@ pub(crate) struct PgTarget {
     config: tokio_postgres::Config,
     tls: Option<MakeRustlsConnect>,
     mode: TlsMode,
+    /// `pgbouncer=true`: the string reaches PostgreSQL through a transaction-mode pooler.
+    pooler: bool,
 }
 
 impl std::fmt::Debug for PgTarget {
@@ -75,6 +77,7 @@ impl std::fmt::Debug for PgTarget {
             .field("hosts", &self.config.get_hosts().len())
             .field("dbname", &self.config.get_dbname())
             .field("tls", &self.mode)
+            .field("pooler", &self.pooler)
             .finish()
     }
 }
@@ -232,10 +235,21 @@ impl PgTarget {
         let is_url = url.starts_with("postgres://") || url.starts_with("postgresql://");
         let mut mode: Option<String> = None;
         let mut root_cert: Option<String> = None;
+        let mut pooler = false;
         let mut take = |key: &str, value: String| -> Result<bool, String> {
             match key {
                 "sslmode" => mode = Some(value),
                 "sslrootcert" => root_cert = Some(value),
+                // Prisma's name for the same thing; libpq has none (it prepares nothing).
+                "pgbouncer" => {
+                    pooler = match value.as_str() {
+                        "true" | "1" => true,
+                        "false" | "0" => false,
+                        other => {
+                            return Err(format!("pgbouncer={other} is not true or false"));
+                        }
+                    }
+                }
                 k @ ("sslcert" | "sslkey" | "sslpassword" | "sslcrl" | "sslcrldir") => {
                     return Err(format!(
                         "{k} is not supported (client certificates and CRLs): only sslmode and \
@@ -326,7 +340,19 @@ impl PgTarget {
                 root_cert.as_deref(),
             )?)),
         };
-        Ok(Self { config, tls, mode })
+        Ok(Self {
+            config,
+            tls,
+            mode,
+            pooler,
+        })
+    }
+
+    /// Whether the string says it goes through a transaction-mode pooler (`pgbouncer=true`):
+    /// then every statement runs inside a transaction, and prepared statements live no longer
+    /// than the transaction that made them (the pooler may hand the next one another server).
+    pub(crate) fn transaction_pooler(&self) -> bool {
+        self.pooler
     }
 
     /// The same target with `application_name` set, unless the URL sets one.
@@ -358,13 +384,48 @@ impl PgTarget {
                     .connect(tokio_postgres::NoTls)
                     .await
                     .map_err(bad)?;
-                AsyncPgConnection::try_from_client_and_connection(client, conn).await
+                self.set_up(client, conn).await
             }
             Some(tls) => {
                 let (client, conn) = self.config.connect(tls.clone()).await.map_err(bad)?;
-                AsyncPgConnection::try_from_client_and_connection(client, conn).await
+                self.set_up(client, conn).await
             }
         }
+    }
+
+    /// diesel-async's set-up of a connected client. Through a transaction-mode pooler its
+    /// `SET`s (prepared statements) run inside a transaction, so that each statement's
+    /// messages reach one server, and no statement is cached past its transaction: a cached one
+    /// would be missing on the next server, or collide with another process's of the same
+    /// name. (Such a connection hears no notifications; the change feed then polls.)
+    async fn set_up<S>(
+        &self,
+        client: tokio_postgres::Client,
+        conn: tokio_postgres::Connection<tokio_postgres::Socket, S>,
+    ) -> Result<AsyncPgConnection, ConnectionError>
+    where
+        S: tokio_postgres::tls::TlsStream + Unpin + Send + 'static,
+    {
+        use diesel::connection::CacheSize;
+        use diesel_async::{AsyncConnection, SimpleAsyncConnection};
+        if !self.pooler {
+            return AsyncPgConnection::try_from_client_and_connection(client, conn).await;
+        }
+        // The connection is driven here (it ends when the client is dropped), so the set-up
+        // can be wrapped in a transaction.
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        client
+            .batch_execute("BEGIN")
+            .await
+            .map_err(|e| ConnectionError::BadConnection(e.to_string()))?;
+        let mut pg = AsyncPgConnection::try_from(client).await?;
+        pg.batch_execute("COMMIT")
+            .await
+            .map_err(ConnectionError::CouldntSetupConfiguration)?;
+        pg.set_prepared_statement_cache_size(CacheSize::Disabled);
+        Ok(pg)
     }
 }
 
@@ -735,6 +796,26 @@ mod tests {
         assert_eq!(t.mode, TlsMode::Disable);
         assert!(t.tls.is_none());
         assert_eq!(t.config.get_ssl_mode(), SslMode::Disable);
+    }
+
+    #[test]
+    fn pgbouncer_true_marks_a_transaction_pooler_and_is_taken_out_of_the_string() {
+        assert!(!bare("postgres://h:6543/app").unwrap().transaction_pooler());
+        for url in [
+            "postgres://h:6543/app?pgbouncer=true",
+            "postgres://h:6543/app?sslmode=disable&pgbouncer=1",
+            "host=h port=6543 dbname=app pgbouncer=true",
+        ] {
+            // tokio-postgres would refuse the unknown parameter had it not been taken out.
+            let t = bare(url).unwrap();
+            assert!(t.transaction_pooler(), "{url}");
+            assert_eq!(t.config.get_dbname(), Some("app"), "{url}");
+        }
+        assert!(!bare("postgres://h/app?pgbouncer=false")
+            .unwrap()
+            .transaction_pooler());
+        let bad = bare("postgres://h/app?pgbouncer=yes").unwrap_err();
+        assert!(bad.contains("pgbouncer=yes is not true or false"), "{bad}");
     }
 
     #[test]

@@ -682,6 +682,9 @@ impl std::fmt::Debug for DbPool {
 pub struct DieselUserStore<U = ClerkUserRecord> {
     pool: DbPool,
     url: String,
+    /// The pool reaches PostgreSQL through a transaction-mode pooler (`pgbouncer=true`): each
+    /// operation runs in a transaction of its own.
+    pooler: bool,
     /// Set once the store's own tables (tombstones, deliveries, changes) are known to exist.
     tables: tokio::sync::OnceCell<()>,
     _model: PhantomData<fn() -> U>,
@@ -696,7 +699,17 @@ impl<U> std::fmt::Debug for DieselUserStore<U> {
 }
 
 fn store_err(context: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::new(format!("{context}: {e}"))
+    let text = e.to_string();
+    // A prepared statement missing on the server, or already there: the signature of a
+    // transaction-mode pooler (PgBouncer, Supavisor) the URL does not mention.
+    let hint = if text.contains("prepared statement \"s")
+        && (text.contains("does not exist") || text.contains("already exists"))
+    {
+        " (through a transaction-mode pooler? add pgbouncer=true to the connection string)"
+    } else {
+        ""
+    };
+    StoreError::new(format!("{context}: {text}{hint}"))
 }
 
 /// Strips `sqlite://` / `sqlite:` to the file path SQLite expects.
@@ -789,17 +802,27 @@ impl<U> DieselUserStore<U> {
 
     /// A store over an existing pool. `url` is the pool's database: the migrations and, on
     /// PostgreSQL, the change feed connect to it themselves (a `postgres://` URL or libpq's
-    /// key/value string, read as [`postgres_manager`] reads it, `PG*` variables included; for a
-    /// pooled string, pass the direct one here). A PostgreSQL `url` that cannot be used is an
-    /// error here rather than a store without its feed.
+    /// key/value string, read as [`postgres_manager`] reads it, `PG*` variables included). For
+    /// a pool through a transaction-mode pooler, pass the pooled string with `pgbouncer=true`
+    /// (the pool's manager made from it too): the store then runs each operation in a
+    /// transaction; add the direct string with [`with_direct_url`](Self::with_direct_url). A
+    /// PostgreSQL `url` that cannot be used is an error here rather than a store without its
+    /// feed.
     pub fn from_pool(pool: DbPool, url: &str) -> Result<Self, StoreError> {
         #[cfg(feature = "postgres")]
-        if matches!(pool, DbPool::Postgres(_)) {
-            PgTarget::parse(url).map_err(|e| store_err("postgres URL", e))?;
-        }
+        let pooler = match pool {
+            DbPool::Postgres(_) => PgTarget::parse(url)
+                .map_err(|e| store_err("postgres URL", e))?
+                .transaction_pooler(),
+            #[cfg(feature = "sqlite")]
+            DbPool::Sqlite(_) => false,
+        };
+        #[cfg(not(feature = "postgres"))]
+        let pooler = false;
         Ok(Self {
             pool,
             url: url.trim().to_owned(),
+            pooler,
             tables: tokio::sync::OnceCell::new(),
             _model: PhantomData,
         })
@@ -906,15 +929,23 @@ struct TableName {
 #[cfg(feature = "postgres")]
 async fn create_tables_pg(conn: &mut AsyncPgConnection) -> Result<(), StoreError> {
     use diesel_async::{AsyncConnection, SimpleAsyncConnection};
-    let missing: Vec<TableName> = diesel_async::RunQueryDsl::load(
-        diesel::sql_query(
-            "SELECT name FROM unnest($1::text[]) AS t(name) WHERE to_regclass(name) IS NULL",
-        )
-        .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(STORE_TABLES.to_vec()),
-        conn,
-    )
-    .await
-    .map_err(|e| store_err("store tables", e))?;
+    // In a transaction, as every statement that may go through a transaction-mode pooler.
+    let missing: Vec<TableName> = conn
+        .transaction(async |conn| {
+            diesel_async::RunQueryDsl::load(
+                diesel::sql_query(
+                    "SELECT name FROM unnest($1::text[]) AS t(name) \
+                     WHERE to_regclass(name) IS NULL",
+                )
+                .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(
+                    STORE_TABLES.to_vec(),
+                ),
+                conn,
+            )
+            .await
+        })
+        .await
+        .map_err(|e| store_err("store tables", e))?;
     if missing.is_empty() {
         return Ok(());
     }
@@ -978,6 +1009,10 @@ pub async fn run_migrations_sqlite(
 /// aws-lc-rs; client certificates (`sslcert`, `sslkey`) and CRLs are refused with an error. Fails
 /// only on a URL or `sslrootcert` that cannot be read; connections are made by the pool.
 ///
+/// `pgbouncer=true` (a string through a transaction-mode pooler, Prisma's name for it) makes
+/// connections that cache no prepared statement and check themselves with a simple query; run
+/// every query of yours on such a pool inside a transaction.
+///
 /// ```no_run
 /// # fn demo() -> Result<(), clerk_actix::sync::StoreError> {
 /// use clerk_actix::store::{postgres_manager, DbPool, DieselUserStore};
@@ -994,6 +1029,15 @@ pub fn postgres_manager(
     let target =
         Arc::new(PgTarget::parse(database_url.trim()).map_err(|e| store_err("postgres URL", e))?);
     let mut config = diesel_async::pooled_connection::ManagerConfig::default();
+    if target.transaction_pooler() {
+        // The default check prepares `SELECT 1` outside a transaction; a simple query instead.
+        config.recycling_method = diesel_async::pooled_connection::RecyclingMethod::CustomFunction(
+            Box::new(|conn: &mut AsyncPgConnection| {
+                use diesel_async::SimpleAsyncConnection;
+                conn.batch_execute("SELECT 1").boxed()
+            }),
+        );
+    }
     config.custom_setup = Box::new(move |_url| {
         let target = Arc::clone(&target);
         async move { target.establish().await }.boxed()
@@ -1033,25 +1077,27 @@ async fn pending_migrations_pg(
         .iter()
         .map(|m| m.name().version().to_string())
         .collect();
-    let table: Vec<TableName> = diesel_async::RunQueryDsl::load(
-        diesel::sql_query(
-            "SELECT '__diesel_schema_migrations'::text AS name \
-             WHERE to_regclass('__diesel_schema_migrations') IS NOT NULL",
-        ),
-        conn,
-    )
-    .await
-    .map_err(|e| store_err("postgres migrations", e))?;
-    let applied: Vec<Version> = if table.is_empty() {
-        Vec::new()
-    } else {
+    // One transaction (a transaction-mode pooler keeps a server for it, not for a session).
+    let applied: Vec<Version> = diesel_async::AsyncConnection::transaction(conn, async |conn| {
+        let table: Vec<TableName> = diesel_async::RunQueryDsl::load(
+            diesel::sql_query(
+                "SELECT '__diesel_schema_migrations'::text AS name \
+                 WHERE to_regclass('__diesel_schema_migrations') IS NOT NULL",
+            ),
+            conn,
+        )
+        .await?;
+        if table.is_empty() {
+            return Ok(Vec::new());
+        }
         diesel_async::RunQueryDsl::load(
             diesel::sql_query("SELECT version FROM __diesel_schema_migrations"),
             conn,
         )
         .await
-        .map_err(|e| store_err("postgres migrations", e))?
-    };
+    })
+    .await
+    .map_err(|e: diesel::result::Error| store_err("postgres migrations", e))?;
     Ok(all
         .into_iter()
         .filter(|v| !applied.iter().any(|a| &a.version == v))
@@ -1134,6 +1180,22 @@ fn apply_migrations_pg(
     })
 }
 
+/// `$body` with `$c` bound to the connection `$conn`: in a transaction of its own when
+/// `$pooler` (a transaction-mode pooler hands each transaction, not each session, a server).
+#[cfg(feature = "postgres")]
+macro_rules! pg_unit {
+    ($pooler:expr, $conn:expr, |$c:ident| $body:expr) => {{
+        let conn: &mut AsyncPgConnection = $conn;
+        if $pooler {
+            use diesel_async::AsyncConnection;
+            conn.transaction(async |$c| $body).await
+        } else {
+            let $c = conn;
+            $body
+        }
+    }};
+}
+
 /// Runs `U::$pg` or `U::$sqlite` on a pooled connection of the store's backend.
 macro_rules! on_backend {
     ($store:expr, $pg:ident, $sqlite:ident, $($arg:expr),*) => {
@@ -1141,7 +1203,7 @@ macro_rules! on_backend {
             #[cfg(feature = "postgres")]
             DbPool::Postgres(pool) => {
                 let mut conn = pooled!(pool, "postgres pool");
-                U::$pg(&mut conn, $($arg),*).await
+                pg_unit!($store.pooler, &mut *conn, |c| U::$pg(c, $($arg),*).await)
             }
             #[cfg(feature = "sqlite")]
             DbPool::Sqlite(pool) => {
@@ -1508,7 +1570,7 @@ impl<U: DieselUserModel> UserStore for DieselUserStore<U> {
                 #[cfg(feature = "postgres")]
                 DbPool::Postgres(pool) => {
                     let mut conn = pooled!(pool, "postgres pool");
-                    tombstone_of!(&mut conn, id)
+                    pg_unit!(self.pooler, &mut *conn, |c| tombstone_of!(c, id))
                 }
                 #[cfg(feature = "sqlite")]
                 DbPool::Sqlite(pool) => {
@@ -1645,59 +1707,67 @@ impl ChangeSubscription for PgSubscription {
     ) -> BoxFuture<'_, Result<(Vec<UserChange>, i64), StoreError>> {
         async move {
             use diesel::sql_types::BigInt;
+            use diesel_async::AsyncConnection;
             let columns = "seq, clerk_user_id, kind, active, version, recorded_at";
             let Some(mut after) = after_seq else {
                 // Start-up: the log's position first (every change up to it has committed),
                 // then what can still revoke a token up to it, and the changes that followed
                 // for the same users (a lifted ban).
-                let last: LastSeq = within(
-                    "change feed position",
-                    diesel_async::RunQueryDsl::get_result(
-                        diesel::sql_query(
-                            "SELECT coalesce(max(seq), 0)::bigint AS seq FROM clerk_user_changes",
-                        ),
-                        &mut self.conn,
-                    ),
-                )
-                .await?;
-                let rows: Vec<ChangeRow> = within(
+                let window_ms = window.as_millis() as i64;
+                let (rows, last) = within(
                     "change feed catch-up",
-                    diesel_async::RunQueryDsl::load(
-                        diesel::sql_query(format!(
-                            "SELECT {columns} FROM clerk_user_changes \
-                             WHERE seq <= $1 AND recorded_at >= {DB_NOW_MS} - $2 \
-                             AND clerk_user_id IN (SELECT clerk_user_id FROM clerk_user_changes \
-                             WHERE seq <= $1 AND recorded_at >= {DB_NOW_MS} - $2 \
-                             AND (kind = 'deleted' OR NOT active)) ORDER BY seq"
-                        ))
-                        .bind::<BigInt, _>(last.seq)
-                        .bind::<BigInt, _>(window.as_millis() as i64),
-                        &mut self.conn,
-                    ),
+                    self.conn.transaction(async |conn| {
+                        let last: LastSeq = diesel_async::RunQueryDsl::get_result(
+                            diesel::sql_query(
+                                "SELECT coalesce(max(seq), 0)::bigint AS seq \
+                                 FROM clerk_user_changes",
+                            ),
+                            conn,
+                        )
+                        .await?;
+                        let rows: Vec<ChangeRow> = diesel_async::RunQueryDsl::load(
+                            diesel::sql_query(format!(
+                                "SELECT {columns} FROM clerk_user_changes \
+                                 WHERE seq <= $1 AND recorded_at >= {DB_NOW_MS} - $2 \
+                                 AND clerk_user_id IN (SELECT clerk_user_id \
+                                 FROM clerk_user_changes \
+                                 WHERE seq <= $1 AND recorded_at >= {DB_NOW_MS} - $2 \
+                                 AND (kind = 'deleted' OR NOT active)) ORDER BY seq"
+                            ))
+                            .bind::<BigInt, _>(last.seq)
+                            .bind::<BigInt, _>(window_ms),
+                            conn,
+                        )
+                        .await?;
+                        Ok((rows, last.seq))
+                    }),
                 )
                 .await?;
-                return Ok((to_changes(rows), last.seq));
+                return Ok((to_changes(rows), last));
             };
             let mut changes = Vec::new();
             loop {
                 use change_log::clerk_user_changes::dsl as log;
                 let rows: Vec<ChangeRow> = within(
                     "change feed catch-up",
-                    diesel_async::RunQueryDsl::load(
-                        log::clerk_user_changes
-                            .select((
-                                log::seq,
-                                log::clerk_user_id,
-                                log::kind,
-                                log::active,
-                                log::version,
-                                log::recorded_at,
-                            ))
-                            .filter(log::seq.gt(after))
-                            .order(log::seq)
-                            .limit(CATCH_UP_PAGE),
-                        &mut self.conn,
-                    ),
+                    self.conn.transaction(async |conn| {
+                        diesel_async::RunQueryDsl::load(
+                            log::clerk_user_changes
+                                .select((
+                                    log::seq,
+                                    log::clerk_user_id,
+                                    log::kind,
+                                    log::active,
+                                    log::version,
+                                    log::recorded_at,
+                                ))
+                                .filter(log::seq.gt(after))
+                                .order(log::seq)
+                                .limit(CATCH_UP_PAGE),
+                            conn,
+                        )
+                        .await
+                    }),
                 )
                 .await?;
                 let full = rows.len() as i64 == CATCH_UP_PAGE;
@@ -1747,14 +1817,18 @@ impl ChangeSubscription for PgSubscription {
 
     fn probe<'a>(&'a mut self, payload: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
         async move {
+            use diesel_async::AsyncConnection;
             within(
                 "change feed probe",
-                diesel_async::RunQueryDsl::execute(
-                    diesel::sql_query("SELECT pg_notify($1, $2)")
-                        .bind::<diesel::sql_types::Text, _>(CHANGES_CHANNEL)
-                        .bind::<diesel::sql_types::Text, _>(payload),
-                    &mut self.prober,
-                ),
+                self.prober.transaction(async |conn| {
+                    diesel_async::RunQueryDsl::execute(
+                        diesel::sql_query("SELECT pg_notify($1, $2)")
+                            .bind::<diesel::sql_types::Text, _>(CHANGES_CHANNEL)
+                            .bind::<diesel::sql_types::Text, _>(payload),
+                        conn,
+                    )
+                    .await
+                }),
             )
             .await
             .map(|_| ())
@@ -1769,24 +1843,26 @@ impl ChangeSubscription for PgSubscription {
     ) -> BoxFuture<'_, Result<u64, StoreError>> {
         async move {
             use diesel::sql_types::BigInt;
-            let changes = within(
+            use diesel_async::AsyncConnection;
+            let (changes, deliveries) = within(
                 "change log sweep",
-                diesel_async::RunQueryDsl::execute(
-                    diesel::sql_query("DELETE FROM clerk_user_changes WHERE recorded_at < $1")
-                        .bind::<BigInt, _>(changes_before_ms),
-                    &mut self.conn,
-                ),
-            )
-            .await?;
-            let deliveries = within(
-                "delivery sweep",
-                diesel_async::RunQueryDsl::execute(
-                    diesel::sql_query(
-                        "DELETE FROM clerk_webhook_deliveries WHERE received_at < $1",
+                self.conn.transaction(async |conn| {
+                    let changes = diesel_async::RunQueryDsl::execute(
+                        diesel::sql_query("DELETE FROM clerk_user_changes WHERE recorded_at < $1")
+                            .bind::<BigInt, _>(changes_before_ms),
+                        conn,
                     )
-                    .bind::<BigInt, _>(deliveries_before_ms),
-                    &mut self.conn,
-                ),
+                    .await?;
+                    let deliveries = diesel_async::RunQueryDsl::execute(
+                        diesel::sql_query(
+                            "DELETE FROM clerk_webhook_deliveries WHERE received_at < $1",
+                        )
+                        .bind::<BigInt, _>(deliveries_before_ms),
+                        conn,
+                    )
+                    .await?;
+                    Ok((changes, deliveries))
+                }),
             )
             .await?;
             Ok((changes + deliveries) as u64)

@@ -242,14 +242,24 @@ async fn quickstart_machine_route_takes_api_keys_and_m2m_tokens_and_refuses_the_
 /// A quickstart process against a shared Clerk (here the test's MockClerk) and database, as one
 /// replica of an application deployed three times.
 fn start_replica(port: u16, db: &TestDb, mock: &MockClerk) -> Server {
-    let child = Command::new(env!("CARGO_BIN_EXE_quickstart"))
+    start_replica_at(port, &db.url, None, mock)
+}
+
+/// [`start_replica`] with `DATABASE_URL=url` and, when given, `CLERK_DATABASE_DIRECT_URL`.
+fn start_replica_at(port: u16, url: &str, direct: Option<&str>, mock: &MockClerk) -> Server {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_quickstart"));
+    match direct {
+        Some(direct) => command.env("CLERK_DATABASE_DIRECT_URL", direct),
+        None => command.env_remove("CLERK_DATABASE_DIRECT_URL"),
+    };
+    let child = command
         .env("PORT", port.to_string())
         .env("CLERK_SECRET_KEY", mock.secret_key())
         .env("CLERK_API_URL", mock.api_url())
         .env("CLERK_WEBHOOK_SIGNING_SECRET", MOCK_WEBHOOK_SECRET)
         .env_remove("CLERK_JWT_KEY")
         .env_remove("CLERK_AUTHORIZED_PARTIES")
-        .env("DATABASE_URL", &db.url)
+        .env("DATABASE_URL", url)
         .env_remove("SQLITE_PATH")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -369,5 +379,147 @@ async fn three_quickstart_processes_on_one_postgres_behave_as_replicas() {
     );
     drop(restarted);
     drop(servers);
+    db.cleanup().await;
+}
+
+/// `GET /readyz`: the first change feed's `mode`.
+async fn feed_mode(client: &awc::Client, base: &str) -> String {
+    let mut res = client.get(format!("{base}/readyz")).send().await.unwrap();
+    let health: serde_json::Value = res.json().await.unwrap();
+    health["change_feeds"][0]["mode"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Waits until `base` refuses `token` as a deleted user's; the time it took, or a failure after
+/// `limit`.
+async fn refused_within(
+    client: &awc::Client,
+    base: &str,
+    token: &str,
+    limit: Duration,
+) -> Duration {
+    let started = std::time::Instant::now();
+    while answer(client, base, token).await != (401, "user-inactive".to_owned()) {
+        assert!(
+            started.elapsed() < limit,
+            "{base} still serves the deleted user after {limit:?}"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(10)).await;
+    }
+    started.elapsed()
+}
+
+/// Managed PostgreSQL's pooled string: a real PgBouncer in transaction mode with two server
+/// connections, three quickstart processes started together on an empty database through it
+/// (`pgbouncer=true`), one of them also given the direct string.
+#[actix_web::test]
+async fn quickstart_processes_through_pgbouncer_in_transaction_mode_migrate_once_and_replicate() {
+    use clerk_actix_tests::pgbouncer::PgBouncer;
+    use diesel::prelude::*;
+    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+
+    let db = TestDb::empty_postgres().await;
+    let bouncer = PgBouncer::start(2);
+    let pooled = bouncer.url(db.name());
+    let mock = MockClerk::start();
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .finish();
+    let ports = [free_port(), free_port(), free_port()];
+    // Started together on an empty database: they race on the migrations through the pooler.
+    let servers: Vec<Server> = vec![
+        start_replica_at(ports[0], &pooled, None, &mock),
+        start_replica_at(ports[1], &pooled, None, &mock),
+        start_replica_at(ports[2], &pooled, Some(&db.url), &mock),
+    ];
+    let bases: Vec<String> = ports
+        .iter()
+        .map(|p| format!("http://127.0.0.1:{p}"))
+        .collect();
+    for base in &bases {
+        wait_ready(&client, base).await;
+    }
+
+    // Once: each embedded migration recorded exactly once.
+    #[derive(diesel::QueryableByName)]
+    struct Applied {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        rows: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        versions: i64,
+    }
+    let mut direct = AsyncPgConnection::establish(&db.url).await.unwrap();
+    let applied: Applied = diesel::sql_query(
+        "SELECT count(*) AS rows, count(DISTINCT version) AS versions \
+         FROM __diesel_schema_migrations",
+    )
+    .get_result(&mut direct)
+    .await
+    .unwrap();
+    let embedded = std::fs::read_dir(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../clerk-actix/migrations/postgres"
+    ))
+    .unwrap()
+    .count() as i64;
+    assert_eq!((applied.rows, applied.versions), (embedded, embedded));
+
+    // Through the pooler LISTEN hears nothing: the feeds without the direct string find out
+    // (their probe does not come back within 2 s) and poll.
+    let started = std::time::Instant::now();
+    for base in &bases[..2] {
+        while feed_mode(&client, base).await != "polling" {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{base}: the feed does not notice that it is deaf"
+            );
+            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    assert_eq!(feed_mode(&client, &bases[2]).await, "listening");
+
+    // Sign-in on all three (concurrently, so they share the two server connections): one
+    // Backend API call, one row.
+    for round in 0..2 {
+        let id = format!("user_pooled_{round}");
+        let token = mock.token().subject(&id).build();
+        mock.reset_counters();
+        // First sight on one replica; then all of them at once (sharing the two server
+        // connections) find the row it wrote.
+        assert_eq!(status(&client, &bases[round], &token).await, 200);
+        let answers = futures_util::future::join_all(
+            bases
+                .iter()
+                .flat_map(|b| [b, b, b])
+                .map(|b| status(&client, b, &token)),
+        )
+        .await;
+        assert!(answers.iter().all(|s| *s == 200), "{answers:?}");
+        assert_eq!(mock.requests(Endpoint::User), 1, "one Backend API call");
+
+        // A deletion delivered to one replica is refused on the others within 2 s.
+        let deletion = mock.webhook(
+            "user.deleted",
+            serde_json::json!({"object": "user", "id": id, "deleted": true}),
+        );
+        let from = round; // 0: polling → the others; 1: the other polling one.
+        assert_eq!(deliver(&deletion, &bases[from]).await, "applied");
+        for (i, base) in bases.iter().enumerate().filter(|(i, _)| *i != from) {
+            let took = refused_within(&client, base, &token, Duration::from_secs(2)).await;
+            eprintln!("pooler: deletion on replica {from} refused on replica {i} after {took:?}");
+        }
+        assert_eq!(deliver(&deletion, &bases[2]).await, "duplicate");
+    }
+    let rows: i64 = clerk_actix::store::clerk_users::table
+        .count()
+        .get_result(&mut direct)
+        .await
+        .unwrap();
+    assert_eq!(rows, 2, "one row per user, whichever replica wrote it");
+    drop(servers);
+    drop(bouncer);
+    drop(direct);
     db.cleanup().await;
 }

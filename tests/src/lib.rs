@@ -141,6 +141,7 @@ pub mod browser;
 pub mod ca;
 pub mod chromium;
 pub mod pages;
+pub mod pgbouncer;
 pub mod pgproxy;
 pub mod replica;
 
@@ -469,6 +470,27 @@ pub mod db {
                 panic!("migrations on {backend:?}: {e}");
             }
             (Self { backend, url, name }, store)
+        }
+
+        /// A fresh PostgreSQL database with nothing in it (no migration applied).
+        pub async fn empty_postgres() -> Self {
+            let name = format!("{PREFIX}{}_{}", std::process::id(), fastrand::u64(..));
+            let mut conn = admin().await;
+            sweep(&mut conn).await;
+            if let Err(e) = conn.batch_execute(&format!("CREATE DATABASE {name}")).await {
+                panic!("could not create test database {name}: {e}");
+            }
+            let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+            Self {
+                backend: Backend::Postgres,
+                url,
+                name,
+            }
+        }
+
+        /// The database's name.
+        pub fn name(&self) -> &str {
+            &self.name
         }
 
         /// Rows in `clerk_users`.
