@@ -188,9 +188,41 @@ mod tests {
 
     #[test]
     fn entry_bound_holds_under_the_byte_bound() {
+        let claims = |exp: i64| {
+            Arc::new(ClerkClaims::from_payload(
+                serde_json::Map::new(),
+                "user_1".into(),
+                exp,
+            ))
+        };
+        let exp = unix_now(SystemTime::now()) as i64 + 3_600;
         // 10 entries of at least 1000 bytes each in a 10,000-byte budget.
         let cache = TokenCache::new(10, 10_000, Duration::ZERO);
         assert_eq!(cache.min_weight, 1000);
+        // Small tokens: the entry bound decides. 50 inserted, at most 10 kept.
+        for i in 0..50 {
+            cache.insert(&format!("h.p.small{i}"), claims(exp));
+        }
+        assert!((1..=10).contains(&cache.len()), "{} entries", cache.len());
+        assert!(cache.weighted_bytes() <= 10_000);
+        // Large tokens: the byte bound decides, well below the entry bound.
+        let cache = TokenCache::new(100, 10_000, Duration::ZERO);
+        for i in 0..20 {
+            cache.insert(&format!("h.p.{i}{}", "x".repeat(2_000)), claims(exp));
+        }
+        // Each weighs 2 x ~2,000 + 512 bytes: at most two fit in 10,000.
+        assert!((1..=2).contains(&cache.len()), "{} entries", cache.len());
+        assert!(
+            cache.weighted_bytes() <= 10_000,
+            "{}",
+            cache.weighted_bytes()
+        );
+        // What is kept is served, until exp (+ skew) on the wall clock.
+        let cache = TokenCache::new(10, 10_000, Duration::ZERO);
+        let kept = cache.insert("h.p.kept", claims(exp));
+        assert!(cache.get(&kept, SystemTime::now()).is_some());
+        let later = SystemTime::now() + Duration::from_secs(3_601);
+        assert!(cache.get(&kept, later).is_none());
         let cache = TokenCache::new(0, 10_000, Duration::ZERO);
         assert!(cache.cache.is_none());
         let cache = TokenCache::new(10, 0, Duration::ZERO);

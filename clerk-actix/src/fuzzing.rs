@@ -93,38 +93,93 @@ pub fn authorization(data: &[u8]) {
                 cookie.unwrap_or_default()
             }
         };
-        // Cookie values are percent-decoded, as Clerk's SDKs decode them (`cookie.parse`).
-        let decoded = percent_encoding::percent_decode(source).collect::<Vec<u8>>();
-        assert!(
-            [source, &decoded[..]]
-                .iter()
-                .any(|s| s.windows(token.len()).any(|w| w == token.as_bytes())),
-            "the token is not in the header it came from"
-        );
+        match carrier {
+            // From the header: the whole value (no scheme), or what follows `Bearer ` (any
+            // case), trimmed; never another scheme's credentials.
+            TokenCarrier::Header => {
+                let value = auth.trim_ascii();
+                let bearer = value.len() > 7
+                    && value[..7].eq_ignore_ascii_case(b"bearer ")
+                    && value[7..].trim_ascii() == token.as_bytes();
+                assert!(
+                    value == token.as_bytes() && !value.contains(&b' ') || bearer,
+                    "the header's token is neither the whole value nor a Bearer credential"
+                );
+            }
+            // From a cookie: the value of a cookie named exactly `__session` (percent-decoded,
+            // as Clerk's SDKs decode it), and only when the header gave none.
+            TokenCarrier::Cookie => {
+                assert!(
+                    session_cookie_values(source).iter().any(|v| v == token),
+                    "the token is not the value of a __session cookie"
+                );
+                assert!(
+                    !matches!(find_token(&req, false), Ok(Some(_))),
+                    "the cookie was read although the header had a token"
+                );
+            }
+        }
+    }
+    // Completeness: a well-formed `Bearer <token>` is always found, as that token.
+    if let Ok(value) = std::str::from_utf8(auth) {
+        if let Some(credentials) = value
+            .get(7..)
+            .filter(|_| value.len() > 7 && value.as_bytes()[..7].eq_ignore_ascii_case(b"bearer "))
+        {
+            if credentials.bytes().all(|b| b.is_ascii_graphic()) && !credentials.is_empty() {
+                let found = find_token(&req, true);
+                assert!(
+                    matches!(&found, Ok(Some((t, TokenCarrier::Header))) if t.as_str() == credentials),
+                    "a well-formed Bearer header was not read as its token"
+                );
+            }
+        }
     }
 }
 
 /// Whether `token`'s signature is the one the named test key makes over its first two segments
-/// (RS256 with PKCS#1 v1.5 is deterministic: there is exactly one).
+/// (RS256 with PKCS#1 v1.5 is deterministic: there is exactly one). The signature segment is
+/// compared as the bytes it encodes, padding or not: the verifier (as Clerk's decoder) accepts
+/// trailing `=`, and a padded genuine token is genuine.
 fn genuinely_signed(token: &str) -> bool {
+    use base64::engine::general_purpose;
+    use base64::Engine as _;
     let mut parts = token.rsplitn(2, '.');
     let (Some(signature), Some(message)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    let Some(signature) = lenient_base64(signature) else {
         return false;
     };
     let Some(header) = message.split('.').next() else {
         return false;
     };
-    use base64::Engine as _;
-    let header: Value = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(header)
-        .ok()
+    let header: Value = lenient_base64(header)
         .and_then(|h| serde_json::from_slice(&h).ok())
         .unwrap_or_default();
     let kid = header.get("kid").and_then(Value::as_str);
     TEST_KEYS[..2]
         .iter()
         .filter(|k| kid.is_none() || kid == Some(k.kid))
-        .any(|k| crate::testing::sign_rs256(message, k) == signature)
+        .any(|k| {
+            general_purpose::URL_SAFE_NO_PAD
+                .decode(crate::testing::sign_rs256(message, k))
+                .is_ok_and(|genuine| genuine == signature)
+        })
+}
+
+/// base64url as leniently as anything may read it: any trailing `=`, trailing bits allowed (so
+/// an oracle built on it never calls a genuine value forged).
+fn lenient_base64(text: &str) -> Option<Vec<u8>> {
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    use base64::Engine as _;
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::URL_SAFE,
+        GeneralPurposeConfig::new()
+            .with_decode_padding_mode(DecodePaddingMode::RequireNone)
+            .with_decode_allow_trailing_bits(true),
+    );
+    LENIENT.decode(text.trim_end_matches('=')).ok()
 }
 
 /// Session-token decoding and verification with the published test keys and the fixed clock,
@@ -164,6 +219,27 @@ pub fn session_token(data: &[u8]) {
             assert!(genuinely_signed(token), "a forged machine JWT was accepted");
         }
     }
+}
+
+/// The values of the cookies named exactly `__session` in a `Cookie` header, trimmed and
+/// percent-decoded (an independent reading of RFC 6265's `name=value; name=value`).
+fn session_cookie_values(header: &[u8]) -> Vec<String> {
+    let Ok(header) = std::str::from_utf8(header) else {
+        return Vec::new();
+    };
+    header
+        .split(';')
+        .filter_map(|pair| pair.trim().split_once('='))
+        .filter(|(name, _)| name.trim() == crate::auth::SESSION_COOKIE)
+        .flat_map(|(_, value)| {
+            let value = value.trim();
+            let decoded = percent_encoding::percent_decode_str(value)
+                .decode_utf8_lossy()
+                .trim()
+                .to_owned();
+            [value.to_owned(), decoded]
+        })
+        .collect()
 }
 
 /// A time claim as a token may carry it.
@@ -245,6 +321,15 @@ pub fn claims(data: &[u8]) {
     }
     // The subject the payload ends up with: an `extra` field may be named `sub` too.
     let sub = payload.get("sub").cloned();
+    // The times it ends up with (an `extra` field may be named `exp` too): present or not, and
+    // the whole seconds when a number.
+    let payload_times: std::collections::HashMap<&str, Option<f64>> = ["exp", "nbf", "iat"]
+        .into_iter()
+        .filter_map(|name| {
+            let v = payload.get(name)?;
+            Some((name, v.as_f64().map(f64::trunc)))
+        })
+        .collect();
     let Ok(claims) = verifier().check_claims(payload, fuzz_now()) else {
         return;
     };
@@ -258,6 +343,19 @@ pub fn claims(data: &[u8]) {
         claims.expires_at() >= FUZZ_NOW_SECS - 5,
         "expired claims passed"
     );
+    // Each time claim that passed, read from the payload as Clerk reads it (seconds, a JSON
+    // number, fractions dropped), is within the 5 s skew: exp after now - 5, nbf and iat not
+    // after now + 5. A missing exp, or a time that is not a number, never passes.
+    let seconds = |name: &str| payload_times.get(name).cloned().flatten();
+    let exp = seconds("exp").expect("claims passed without a numeric exp");
+    assert!(exp > (FUZZ_NOW_SECS - 5) as f64, "exp {exp} passed");
+    for name in ["nbf", "iat"] {
+        match payload_times.get(name) {
+            None => {}
+            Some(None) => panic!("claims passed with a {name} that is not a number"),
+            Some(Some(t)) => assert!(*t <= (FUZZ_NOW_SECS + 5) as f64, "{name} {t} passed"),
+        }
+    }
     // Whatever passed answers has() without panicking.
     let _ = claims.has(crate::claims::Has::role("org:admin"));
     let _ = claims.has(crate::claims::Has::permission("org:a:b"));
@@ -271,12 +369,72 @@ pub fn keys(data: &[u8]) {
         for kid in &kids {
             assert!(keys.contains(Some(kid)), "a listed kid is not found");
         }
+        // A key set verifies a test key's signature only if the input holds that key's
+        // modulus (as the bytes it encodes, leading zeros aside): parsing invents no key.
+        let moduli = jwks_moduli(data);
+        for (i, token) in key_probe_tokens().iter().enumerate() {
+            if verifier()
+                .verify_session_at(token, &keys, fuzz_now())
+                .is_ok()
+            {
+                let key = &TEST_KEYS[i / 2];
+                assert!(
+                    moduli.contains(&modulus_bytes(key.n).unwrap_or_default()),
+                    "a key set verified test key {} without holding its modulus",
+                    key.kid
+                );
+            }
+        }
     }
     if let Ok(text) = std::str::from_utf8(data) {
         if let Ok(keys) = VerificationKeys::from_pem(text) {
             assert!(keys.is_pem());
         }
     }
+}
+
+/// Tokens signed with each test key, under its own kid and without one (`keys`' oracle).
+fn key_probe_tokens() -> &'static [String] {
+    static TOKENS: OnceLock<Vec<String>> = OnceLock::new();
+    TOKENS.get_or_init(|| {
+        TEST_KEYS
+            .iter()
+            .flat_map(|k| {
+                let at = |b: TokenBuilder| {
+                    b.issued_at(FUZZ_NOW_SECS - 10)
+                        .not_before(FUZZ_NOW_SECS - 10)
+                        .expires_at(FUZZ_NOW_SECS + 60)
+                };
+                [
+                    at(TokenBuilder::with_key(*k)).build(),
+                    at(TokenBuilder::with_key(*k).without_header("kid")).build(),
+                ]
+            })
+            .collect()
+    })
+}
+
+/// A JWK `n` as big-endian bytes without leading zeros (padding or not).
+fn modulus_bytes(n: &str) -> Option<Vec<u8>> {
+    let bytes = lenient_base64(n)?;
+    let first = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
+    Some(bytes[first..].to_vec())
+}
+
+/// Every `n` of every object in the input's `keys` array (or of the input itself), decoded.
+fn jwks_moduli(data: &[u8]) -> Vec<Vec<u8>> {
+    let Ok(json) = serde_json::from_slice::<Value>(data) else {
+        return Vec::new();
+    };
+    let entries: Vec<&Value> = match json.get("keys").and_then(Value::as_array) {
+        Some(keys) => keys.iter().collect(),
+        None => vec![&json],
+    };
+    entries
+        .into_iter()
+        .filter_map(|k| k.get("n").and_then(Value::as_str))
+        .filter_map(modulus_bytes)
+        .collect()
 }
 
 /// How the delivery's signature header is made.
@@ -703,6 +861,14 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
             at(TokenBuilder::new().broken(crate::testing::Breakage::Hs256WithPublicKey)).build(),
         ),
     ];
+    // Padding on the signature segment (accepted, as Clerk's decoder accepts it): the accepting
+    // path with a signature that is not the canonical text.
+    let padded = format!("{}==", tokens[0].1);
+    out.push((
+        "session_token",
+        "v1_padded_signature".into(),
+        padded.into_bytes(),
+    ));
     for (name, token) in tokens {
         out.push(("session_token", name.to_owned(), token.clone().into_bytes()));
         out.push((

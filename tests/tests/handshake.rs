@@ -360,7 +360,7 @@ async fn an_outage_during_the_exchange_is_a_503_and_a_forged_nonce_signs_out() {
     assert_eq!(page.status, 503, "{page:#?}");
     assert!(page.hops.last().unwrap().retry_after.is_some());
     s.mock.clear_faults();
-    // A forged nonce in the URL: signed out, the page renders, the nonce cookie is cleared.
+    // A forged nonce cookie: signed out, the page renders, the nonce cookie is cleared.
     browser.set_cookie(&s.app, "__clerk_handshake_nonce=forged; Path=/");
     s.handshakes();
     let (hop, body) = browser.document(Method::GET, &s.home(), &[]).await;
@@ -368,6 +368,20 @@ async fn an_outage_during_the_exchange_is_a_503_and_a_forged_nonce_signs_out() {
     assert!(body.contains("signed out: session-token-missing"), "{body}");
     assert_eq!(browser.cookie(&s.app, "__clerk_handshake_nonce"), None);
     assert_eq!(s.handshakes(), ["resolved:nonce-refused"]);
+    // A forged nonce in the URL (where the return leg carries it): refused the same way, one
+    // exchange asked of Clerk, signed out.
+    s.mock.reset_counters();
+    let (hop, body) = browser
+        .document(
+            Method::GET,
+            &format!("{}?__clerk_handshake_nonce=forged-in-the-url", s.home()),
+            &[],
+        )
+        .await;
+    assert_eq!(s.handshakes(), ["resolved:nonce-refused"]);
+    assert_eq!(s.mock.requests(Endpoint::HandshakePayload), 1);
+    assert_eq!(hop.status, 200, "{body}");
+    assert!(body.contains("signed out: session-token-missing"), "{body}");
     // Then the next navigation hands over again and signs in.
     let page = browser.navigate(&s.home()).await;
     assert!(page.body.contains("signed in as user_1"), "{page:#?}");

@@ -16,7 +16,8 @@
 //!    the change log every second).
 //!
 //! `REPLICABENCH_POLLING=0` puts C on a direct connection too (push to both, as runs before
-//! 2026-12-07 measured). It checks what it measures and exits non-zero, printing `FAIL: ...`, when a request failed,
+//! 2026-12-07 measured); `REPLICABENCH_PGBOUNCER=1` puts C behind a real PgBouncer in
+//! transaction mode (`pgbouncer=true`; Debian's package) instead of the proxy. It checks what it measures and exits non-zero, printing `FAIL: ...`, when a request failed,
 //! the storm cost more than 1.5 Backend API calls per user, B's p99 exceeded 100 ms, C's
 //! maximum exceeded 2 s, or the feeds' modes are not push for B and polling for C. The last line
 //! is `PASS` otherwise. The output of a run is committed in `examples/results/`.
@@ -197,17 +198,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     // REPLICABENCH_POLLING=0: C direct too (push to both), for comparisons with earlier runs.
     let polling = env_num("REPLICABENCH_POLLING", 1) != 0;
+    // REPLICABENCH_PGBOUNCER=1: C through a real PgBouncer in transaction mode instead of the
+    // proxy (4 server connections; `pgbouncer=true`).
+    let bouncer = (polling && env_num("REPLICABENCH_PGBOUNCER", 0) != 0)
+        .then(|| clerk_actix_tests::pgbouncer::PgBouncer::start(4));
+    let c_url = match &bouncer {
+        Some(b) => b.url("clerk_actix_replicabench"),
+        None if polling => deaf_url.clone(),
+        None => db_url.clone(),
+    };
     let replicas = vec![
         replica(&mock, &db_url).await?,
         replica(&mock, &db_url).await?,
-        replica(&mock, if polling { &deaf_url } else { &db_url }).await?,
+        replica(&mock, &c_url).await?,
     ];
     println!(
         "3 replicas on one PostgreSQL database ({}); Backend API latency {api_delay} ms",
-        if polling {
-            "C through a proxy that drops notifications"
-        } else {
-            "all direct"
+        match (&bouncer, polling) {
+            (Some(_), _) => "C through PgBouncer 1.18 in transaction mode, 4 server connections",
+            (None, true) => "C through a proxy that drops notifications",
+            (None, false) => "all direct",
         }
     );
     let mut failures: Vec<String> = Vec::new();
