@@ -568,9 +568,6 @@ pub struct Probe<S> {
     pub upserts: AtomicUsize,
     /// When true, every call fails like a database outage.
     pub down: AtomicBool,
-    /// When set, the next upsert (a webhook delivery's included) writes, then waits this long
-    /// before it answers (one-shot).
-    pub pause_next_upsert: Mutex<Option<std::time::Duration>>,
     /// Set by [`hold_next_upsert`](Self::hold_next_upsert).
     held: Mutex<
         Option<(
@@ -611,7 +608,6 @@ impl<S> Probe<S> {
             calls: AtomicUsize::new(0),
             upserts: AtomicUsize::new(0),
             down: AtomicBool::new(false),
-            pause_next_upsert: Mutex::new(None),
             held: Mutex::new(None),
         })
     }
@@ -628,16 +624,8 @@ impl<S> Probe<S> {
         }
     }
 
-    /// After an upsert's write: the pause or the hold set for it, if any.
+    /// After an upsert's write: the hold set for it, if any.
     async fn after_upsert(&self) {
-        let pause = self
-            .pause_next_upsert
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(pause) = pause {
-            actix_web::rt::time::sleep(pause).await;
-        }
         let held = self.held.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some((written, release)) = held {
             let _ = written.send(());

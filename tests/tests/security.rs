@@ -15,6 +15,7 @@ use clerk_actix_tests::{
     app, bearer, call_json,
     db::{Backend, TestDb, BACKENDS},
     http::{get, serve, user_json},
+    replica::within,
     Probe, Recorder,
 };
 use serde_json::json;
@@ -459,10 +460,14 @@ async fn backend_api_answer_arriving_after_the_deletion_does_not_bring_the_user_
             let id = "user_raced";
             let token = mock.token().subject(id).build();
             // The first request's Backend API call is slow; the deletion lands meanwhile, and
-            // then Clerk's (stale) answer still describes the user.
+            // then Clerk's (stale) answer still describes the user. The deletion is sent once
+            // the mock has received the call (not after a guessed sleep).
             mock.set_fault(Endpoint::User, Fault::Delay(Duration::from_millis(800)));
             let deletion = async {
-                actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+                within(Duration::from_secs(5), "the Backend API call", || async {
+                    mock.requests(Endpoint::User) == 1
+                })
+                .await;
                 let deleted = deleted(&mock, id);
                 deleted.send(&hook).await.unwrap()
             };
@@ -491,9 +496,11 @@ async fn a_slow_first_load_never_overwrites_a_newer_cached_user() {
         let (db, store) = TestDb::new(backend).await;
         let mock = MockClerk::start();
         let probe = Probe::new(store);
+        let events = Recorder::default();
         let clerk = mock
             .clerk_builder()
             .user_store(probe.clone())
+            .on_event(events.listener())
             .build()
             .unwrap();
         let base = serve(clerk);
@@ -501,15 +508,40 @@ async fn a_slow_first_load_never_overwrites_a_newer_cached_user() {
         let id = "user_stale";
         let token = mock.token().subject(id).build();
         mock.set_user(user_json(id, 1_000, "Old"));
-        // The request's load (Backend API v1 + upsert) holds its answer back for a while...
-        *probe.pause_next_upsert.lock().unwrap() = Some(Duration::from_millis(1_000));
+        // The request's load (Backend API v1 + upsert) is held once v1 is written...
+        let mut held = probe.hold_next_upsert();
         let webhook = async {
-            // ... while a webhook stores and caches v2.
-            actix_web::rt::time::sleep(Duration::from_millis(300)).await;
-            mock.webhook("user.updated", user_json(id, 2_000, "New"))
-                .send(&hook)
-                .await
-                .unwrap()
+            held.written().await;
+            // ... while a webhook with v2 arrives. Its write and cache update are ordered
+            // behind the load (the user's cache entry is computed one at a time), so v2 only
+            // reaches the table after the load; code that wrote v2 and cached it meanwhile
+            // would show v2 in the table now, and v1 would then overwrite it in the cache.
+            let update = mock.webhook("user.updated", user_json(id, 2_000, "New"));
+            let hook = hook.clone();
+            let sending = actix_web::rt::spawn(async move { update.send(&hook).await.unwrap() });
+            within(Duration::from_secs(5), "the webhook arrives", || async {
+                events
+                    .take()
+                    .iter()
+                    .any(|e| matches!(e, ClerkEvent::WebhookReceived { .. }))
+            })
+            .await;
+            // Time for such code to get v2 in (this bounds how long the test gives a broken
+            // ordering to show; the result does not depend on it).
+            // (A deadline, not a timeout around the query: a cancelled SQLite query panics.)
+            let deadline = std::time::Instant::now() + Duration::from_millis(300);
+            let mut stored_early = false;
+            while !stored_early && std::time::Instant::now() < deadline {
+                let row = probe.inner.find(id).await.unwrap();
+                stored_early = row.and_then(|u| u.first_name).as_deref() == Some("New");
+                actix_web::rt::time::sleep(Duration::from_millis(5)).await;
+            }
+            assert!(
+                !stored_early,
+                "{backend:?}: v2 stored before the load ended"
+            );
+            held.release();
+            sending.await.unwrap()
         };
         let ((status, first), (hook_status, hook_body)) =
             futures_util::join!(get(&base, "/api/me/user", &token), webhook);
