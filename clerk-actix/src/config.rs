@@ -579,9 +579,10 @@ impl ClerkBuilder {
         self
     }
 
-    /// The clock session tokens are verified against, instead of the system's (testing kit:
-    /// a test crosses a token's expiry without sleeping; see [`TestClock`](crate::testing::TestClock)).
-    /// Caches keep their own monotonic timers.
+    /// The clock tokens are verified against, instead of the system's (testing kit: a test
+    /// crosses a token's expiry, or a cached machine-token answer's TTL, without sleeping; see
+    /// [`TestClock`](crate::testing::TestClock)). The other caches keep their own monotonic
+    /// timers.
     #[cfg(feature = "testing")]
     pub fn clock(mut self, now: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
         self.clock = crate::clock::Clock::from_fn(now);
@@ -893,6 +894,7 @@ impl ClerkBuilder {
                     jwks.clone(),
                     events.clone(),
                     self.machine_policy,
+                    self.clock.clone(),
                 ),
                 sessions: Sessions {
                     verifier: TokenVerifier::new(verify),

@@ -232,12 +232,18 @@ fn session_cookie_values(header: &[u8]) -> Vec<String> {
         .filter_map(|pair| pair.trim().split_once('='))
         .filter(|(name, _)| name.trim() == crate::auth::SESSION_COOKIE)
         .flat_map(|(_, value)| {
+            // ASCII whitespace, as the library trims (U+000B and Unicode spaces stay).
+            let trim = |s: &str| s.trim_matches(|c: char| c.is_ascii_whitespace()).to_owned();
+            // RFC 6265: a value may be wrapped in double quotes, which are not part of it.
             let value = value.trim();
-            let decoded = percent_encoding::percent_decode_str(value)
-                .decode_utf8_lossy()
-                .trim()
-                .to_owned();
-            [value.to_owned(), decoded]
+            let unquoted = value
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(value);
+            [value, unquoted].into_iter().flat_map(move |v| {
+                let decoded = percent_encoding::percent_decode_str(v).decode_utf8_lossy();
+                [trim(v), trim(&decoded)]
+            })
         })
         .collect()
 }

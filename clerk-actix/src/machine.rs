@@ -375,6 +375,9 @@ impl MachinePolicy {
 struct Answer {
     result: Result<MachineAuth, AuthError>,
     ttl: Duration,
+    /// `ttl` on the handle's clock: the answer stands until then (moka's timer runs on the
+    /// monotonic clock, which a test's clock does not move).
+    until: SystemTime,
 }
 
 struct AnswerExpiry;
@@ -546,6 +549,8 @@ fn jwt_scopes(payload: &Map<String, Value>) -> Vec<String> {
 
 /// Verifies machine tokens for one [`Clerk`](crate::Clerk) handle.
 pub(crate) struct Machines {
+    /// The handle's clock (a test's, with the testing kit): token times and answers' TTLs.
+    clock: crate::clock::Clock,
     pub(crate) api: Option<BackendApi>,
     /// The Backend API with this service's machine secret key: opaque M2M tokens.
     machine_api: Option<BackendApi>,
@@ -579,8 +584,10 @@ impl Machines {
         jwks: Option<Arc<RemoteJwks>>,
         events: Events,
         policy: MachinePolicy,
+        clock: crate::clock::Clock,
     ) -> Self {
         Self {
+            clock,
             api,
             machine_api,
             verifier,
@@ -638,15 +645,28 @@ impl Machines {
             return self.finish(&span, Err(err), AuthSource::Verified, token);
         }
         let key: Arc<str> = Arc::from(token);
+        let now = self.clock.now();
         let mut source = AuthSource::Cache;
-        let answer = self
+        let mut answer = self
             .answers
-            .get_with(key, async {
+            .get_with(key.clone(), async {
                 source = AuthSource::Verified;
-                self.ask_clerk(token, token_type, client).await
+                self.ask_clerk(token, token_type, client, now).await
             })
             .instrument(span.clone())
             .await;
+        if source == AuthSource::Cache && answer.until <= now {
+            // Past its TTL on the handle's clock: asked again.
+            self.answers.invalidate(&key).await;
+            answer = self
+                .answers
+                .get_with(key, async {
+                    source = AuthSource::Verified;
+                    self.ask_clerk(token, token_type, client, now).await
+                })
+                .instrument(span.clone())
+                .await;
+        }
         self.finish(&span, answer.result, source, token)
     }
 
@@ -656,12 +676,13 @@ impl Machines {
         token: &str,
         token_type: TokenType,
         client: Option<IpAddr>,
+        now: SystemTime,
     ) -> Answer {
         let hash = fxhash(token);
-        let now = SystemTime::now();
         let transient = |err| Answer {
             result: Err(err),
             ttl: Duration::ZERO,
+            until: now,
         };
         let reservation = if self.known.contains_key(&hash) {
             None
@@ -684,6 +705,7 @@ impl Machines {
             return Answer {
                 result: verdict(token_type, Err(ApiError::NoSecretKey), unix_ms(now)),
                 ttl: Duration::ZERO,
+                until: now,
             };
         };
         let (endpoint, path, field) = token_type.endpoint();
@@ -708,7 +730,7 @@ impl Machines {
                 answer
             }
         };
-        let result = verdict(token_type, answer, unix_ms(SystemTime::now()));
+        let result = verdict(token_type, answer, unix_ms(now));
         let ttl = match &result {
             Ok(auth) => {
                 // A genuine token: the call was worth making.
@@ -724,7 +746,11 @@ impl Machines {
             Err(e) if e.kind() == crate::AuthErrorKind::InvalidToken => self.policy.negative_ttl,
             Err(_) => Duration::ZERO,
         };
-        Answer { result, ttl }
+        Answer {
+            result,
+            ttl,
+            until: now + ttl,
+        }
     }
 
     /// Verifies a JWT-form M2M or OAuth token (already decoded) with the instance keys.
@@ -783,7 +809,7 @@ impl Machines {
         let oauth = token_type == TokenType::OAuthToken;
         let payload = self
             .verifier
-            .verify_machine_jwt(decoded, oauth, &keys, SystemTime::now())?;
+            .verify_machine_jwt(decoded, oauth, &keys, self.clock.now())?;
         let text = |name: &str| payload.get(name).and_then(Value::as_str).map(str::to_owned);
         if token_type == TokenType::M2mToken && !text("sub").is_some_and(|s| s.starts_with("mch_"))
         {

@@ -201,18 +201,25 @@ async fn revoked_expired_and_unknown_opaque_tokens_are_401_with_their_reason() {
 #[actix_web::test]
 async fn a_revoked_key_stops_working_within_the_cache_ttl() {
     let mock = MockClerk::start();
+    // The handle's clock, moved by the test: no window to hit, no sleep.
+    let clock = clerk_actix::testing::TestClock::new();
     let clerk = mock
         .clerk_builder()
-        .machine_tokens(MachinePolicy::default().cache_ttl(Duration::from_millis(300)))
+        .clock(clock.reader())
+        .machine_tokens(MachinePolicy::default().cache_ttl(Duration::from_secs(10)))
         .build()
         .unwrap();
     let app = app(clerk, TokenTypes::API_KEY).await;
     let ak = mock.create_api_key("user_1", "k", &[]);
     assert_eq!(call(&app, "/machine", &ak).await.0, StatusCode::OK);
     mock.revoke_machine_token(&ak);
-    // Within the TTL the cached answer stands; after it, Clerk's answer.
+    // Within the TTL the cached answer stands (one second before its end too)...
     assert_eq!(call(&app, "/machine", &ak).await.0, StatusCode::OK);
-    actix_web::rt::time::sleep(Duration::from_millis(400)).await;
+    clock.advance(Duration::from_secs(9));
+    assert_eq!(call(&app, "/machine", &ak).await.0, StatusCode::OK);
+    assert_eq!(mock.requests(Endpoint::ApiKeysVerify), 1);
+    // ... and after it, Clerk's answer.
+    clock.advance(Duration::from_secs(1));
     let (status, _, body) = call(&app, "/machine", &ak).await;
     assert_eq!(
         (status, reason(&body)),
