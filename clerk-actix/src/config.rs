@@ -894,8 +894,8 @@ impl ClerkBuilder {
                     jwks.clone(),
                     events.clone(),
                     self.machine_policy,
-                    self.clock.clone(),
-                ),
+                )
+                .with_clock(self.clock.clone()),
                 sessions: Sessions {
                     verifier: TokenVerifier::new(verify),
                     static_keys,

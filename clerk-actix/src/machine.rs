@@ -584,10 +584,9 @@ impl Machines {
         jwks: Option<Arc<RemoteJwks>>,
         events: Events,
         policy: MachinePolicy,
-        clock: crate::clock::Clock,
     ) -> Self {
         Self {
-            clock,
+            clock: crate::clock::Clock::default(),
             api,
             machine_api,
             verifier,
@@ -608,6 +607,12 @@ impl Machines {
                 Rate::new(f64::from(policy.client_rate), policy.client_burst),
             ),
         }
+    }
+
+    /// The same, on `clock` (the handle's) instead of the system's.
+    pub(crate) fn with_clock(mut self, clock: crate::clock::Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The type of an opaque machine token (by prefix), if it is one.
