@@ -684,6 +684,7 @@ pub struct DieselUserStore<U = ClerkUserRecord> {
     url: String,
     /// The pool reaches PostgreSQL through a transaction-mode pooler (`pgbouncer=true`): each
     /// operation runs in a transaction of its own.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pooler: bool,
     /// Set once the store's own tables (tombstones, deliveries, changes) are known to exist.
     tables: tokio::sync::OnceCell<()>,
