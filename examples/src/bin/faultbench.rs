@@ -1,4 +1,5 @@
-//! Faults under load: `cargo run --release --bin faultbench -- <scenario>` (or `all`).
+//! Faults under load: `cargo run --release --bin faultbench -- <scenario>` (several separated
+//! by commas, or `all`).
 //!
 //! One actix server on 127.0.0.1 (`GET /user`: `ClerkUser<ClerkUserRecord>` on PostgreSQL,
 //! `GET /session`: `ClerkSession`) talks to a `MockClerk` and to PostgreSQL through a TCP
@@ -694,12 +695,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "pg-restart",
         "key-rotation",
     ];
+    // `all`, one scenario, or several separated by commas.
     let scenarios: Vec<&str> = if which == "all" {
         all.to_vec()
-    } else if all.contains(&which.as_str()) {
-        vec![all.iter().copied().find(|s| *s == which).unwrap_or("all")]
     } else {
-        return Err(format!("unknown scenario {which}: one of {all:?} or all").into());
+        let mut chosen = Vec::new();
+        for name in which.split(',') {
+            match all.iter().copied().find(|s| *s == name) {
+                Some(s) => chosen.push(s),
+                None => {
+                    return Err(format!("unknown scenario {name}: one of {all:?} or all").into())
+                }
+            }
+        }
+        chosen
     };
     let admin_url = std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());

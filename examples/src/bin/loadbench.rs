@@ -124,7 +124,7 @@ struct Run {
 }
 
 /// Drives `url` with `concurrency` connections for `secs`, cycling through `tokens`.
-fn drive(url: &str, tokens: Arc<Vec<String>>, concurrency: usize, secs: f64) -> Run {
+async fn drive(url: &str, tokens: Arc<Vec<String>>, concurrency: usize, secs: f64) -> Run {
     let url = url.to_owned();
     std::thread::spawn(move || {
         pin(1);
@@ -185,8 +185,8 @@ fn drive(url: &str, tokens: Arc<Vec<String>>, concurrency: usize, secs: f64) -> 
             }
         })
     })
-    .join()
-    .expect("load thread")
+    .join_without_blocking()
+    .await
 }
 
 /// Counts upserts, for the first-login storm.
@@ -331,15 +331,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .iter()
         .map(|(_, variant, clerk, _)| serve(*variant, clerk.clone()))
         .collect();
-    // Warm-up: every token and user once, on every server.
-    for (url, _) in &servers {
-        let _ = drive(url, thousand.clone(), concurrency, 1.0);
-        let _ = drive(url, one.clone(), concurrency, 0.5);
+    // Warm-up: every token and user once, on every server (each request sent, not a time
+    // budget: a slow build must not leave first sights in the measured runs), then a second.
+    for ((url, _), (name, ..)) in servers.iter().zip(&rows) {
+        let (_, errors) = drive_all(url, thousand.clone(), concurrency).await;
+        if errors > 0 {
+            return Err(format!("warm-up: {errors} of 1000 first requests failed ({name})").into());
+        }
+        let _ = drive(url, thousand.clone(), concurrency, 1.0).await;
+        let _ = drive(url, one.clone(), concurrency, 0.5).await;
     }
     let mut results: Vec<Vec<Run>> = rows.iter().map(|_| Vec::new()).collect();
     for _ in 0..rounds {
         for (i, (_, _, _, tokens)) in rows.iter().enumerate() {
-            results[i].push(drive(&servers[i].0, tokens.clone(), concurrency, secs));
+            results[i].push(drive(&servers[i].0, tokens.clone(), concurrency, secs).await);
         }
     }
     for (_, handle) in &servers {
@@ -396,7 +401,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     mock.reset_counters();
     let t0 = Instant::now();
-    let storm = drive_all(&url, requests, 100);
+    let storm = drive_all(&url, requests, 100).await;
     let took = t0.elapsed();
     handle.stop(true).await;
     let rows = {
@@ -446,7 +451,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// Sends every request once with `concurrency` in flight; returns (ok, errors).
-fn drive_all(url: &str, requests: Arc<Vec<String>>, concurrency: usize) -> (usize, usize) {
+async fn drive_all(url: &str, requests: Arc<Vec<String>>, concurrency: usize) -> (usize, usize) {
     let url = url.to_owned();
     std::thread::spawn(move || {
         pin(1);
@@ -470,7 +475,19 @@ fn drive_all(url: &str, requests: Arc<Vec<String>>, concurrency: usize) -> (usiz
                                     let _ = r.body().await;
                                     ok += 1;
                                 }
-                                _ => err += 1,
+                                Ok(mut r) => {
+                                    let body = r.body().await.unwrap_or_default();
+                                    eprintln!(
+                                        "{url}: {} {}",
+                                        r.status(),
+                                        String::from_utf8_lossy(&body)
+                                    );
+                                    err += 1;
+                                }
+                                Err(e) => {
+                                    eprintln!("{url}: request {i}: {e}");
+                                    err += 1;
+                                }
                             }
                         }
                         (ok, err)
@@ -486,6 +503,22 @@ fn drive_all(url: &str, requests: Arc<Vec<String>>, concurrency: usize) -> (usiz
             total
         })
     })
-    .join()
-    .expect("storm thread")
+    .join_without_blocking()
+    .await
+}
+
+/// Joining a load thread without blocking this runtime: the pool's connections made on it (the
+/// migrations' included) are driven by it, and a blocked runtime would stall whichever request
+/// is handed such a connection.
+trait JoinWithoutBlocking<T> {
+    async fn join_without_blocking(self) -> T;
+}
+
+impl<T: Send + 'static> JoinWithoutBlocking<T> for std::thread::JoinHandle<T> {
+    async fn join_without_blocking(self) -> T {
+        actix_web::rt::task::spawn_blocking(move || self.join())
+            .await
+            .expect("the joining task")
+            .expect("the load thread")
+    }
 }
