@@ -240,9 +240,11 @@ fn session_cookie_values(header: &[u8]) -> Vec<String> {
                 .strip_prefix('"')
                 .and_then(|v| v.strip_suffix('"'))
                 .unwrap_or(value);
+            // The cookie parser (the `cookie` crate, under actix) also trims Unicode whitespace
+            // (U+0085, U+00A0...) around a decoded value; no token that verifies has any.
             [value, unquoted].into_iter().flat_map(move |v| {
                 let decoded = percent_encoding::percent_decode_str(v).decode_utf8_lossy();
-                [trim(v), trim(&decoded)]
+                [trim(v), trim(&decoded), trim(decoded.trim())]
             })
         })
         .collect()
