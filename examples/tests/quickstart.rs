@@ -443,28 +443,8 @@ async fn quickstart_processes_through_pgbouncer_in_transaction_mode_migrate_once
     }
 
     // Once: each embedded migration recorded exactly once.
-    #[derive(diesel::QueryableByName)]
-    struct Applied {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        rows: i64,
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        versions: i64,
-    }
+    clerk_actix_tests::db::assert_migrated_once(&db.url).await;
     let mut direct = AsyncPgConnection::establish(&db.url).await.unwrap();
-    let applied: Applied = diesel::sql_query(
-        "SELECT count(*) AS rows, count(DISTINCT version) AS versions \
-         FROM __diesel_schema_migrations",
-    )
-    .get_result(&mut direct)
-    .await
-    .unwrap();
-    let embedded = std::fs::read_dir(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../clerk-actix/migrations/postgres"
-    ))
-    .unwrap()
-    .count() as i64;
-    assert_eq!((applied.rows, applied.versions), (embedded, embedded));
 
     // Through the pooler LISTEN hears nothing: the feeds without the direct string find out
     // (their probe does not come back within 2 s) and poll.

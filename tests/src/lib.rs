@@ -375,6 +375,34 @@ pub mod db {
         name: String,
     }
 
+    /// Asserts that every embedded PostgreSQL migration is recorded exactly once in `url`'s
+    /// database (a second run of one would have failed on its `CREATE TABLE`, or recorded it
+    /// twice without the primary key).
+    pub async fn assert_migrated_once(url: &str) {
+        #[derive(QueryableByName)]
+        struct Applied {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            rows: i64,
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            versions: i64,
+        }
+        let mut conn = AsyncPgConnection::establish(url).await.expect("connect");
+        let applied: Applied = diesel::sql_query(
+            "SELECT count(*) AS rows, count(DISTINCT version) AS versions \
+             FROM __diesel_schema_migrations",
+        )
+        .get_result(&mut conn)
+        .await
+        .expect("__diesel_schema_migrations");
+        let embedded = std::fs::read_dir(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../clerk-actix/migrations/postgres"
+        ))
+        .expect("the migrations directory")
+        .count() as i64;
+        assert_eq!((applied.rows, applied.versions), (embedded, embedded));
+    }
+
     /// A connection to the admin database.
     pub async fn admin() -> AsyncPgConnection {
         match AsyncPgConnection::establish(PG_ADMIN_URL).await {

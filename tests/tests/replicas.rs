@@ -352,29 +352,8 @@ async fn replicas_starting_together_migrate_once_and_all_serve() {
     for result in futures_util::future::join_all(starts).await {
         result.unwrap();
     }
-    // Once: every embedded migration is recorded exactly once (a second run of one would
-    // have failed on its CREATE TABLE, or recorded it twice without the primary key).
-    #[derive(diesel::QueryableByName)]
-    struct Applied {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        rows: i64,
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        versions: i64,
-    }
-    let applied: Applied = diesel::sql_query(
-        "SELECT count(*) AS rows, count(DISTINCT version) AS versions \
-         FROM __diesel_schema_migrations",
-    )
-    .get_result(&mut conn)
-    .await
-    .unwrap();
-    let embedded = std::fs::read_dir(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../clerk-actix/migrations/postgres"
-    ))
-    .unwrap()
-    .count() as i64;
-    assert_eq!((applied.rows, applied.versions), (embedded, embedded));
+    // Once: every embedded migration is recorded exactly once.
+    clerk_actix_tests::db::assert_migrated_once(&db.url).await;
     // All: each of four replicas serves a new user.
     let replicas =
         futures_util::future::join_all((0..4).map(|_| Replica::start(&mock, &db.url))).await;
