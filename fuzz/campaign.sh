@@ -25,17 +25,18 @@ for t in "${targets[@]}"; do
   "$bin/$t" "$work" -runs="$RUNS" -max_total_time="$MAX_TIME" -print_final_stats=1 \
     -artifact_prefix=artifacts/"$t"/ >logs/"$t".log 2>&1 || echo "$t: stopped ($?), see logs/$t.log"
   echo "$t: $(( $(date +%s) - start )) s, $(grep -E '^#[0-9]+' logs/"$t".log | tail -1)"
+  # The run's own figures, before the merge below appends its lines to the log.
+  secs=$(( $(date +%s) - start ))
+  execs=$(grep -E '^stat::number_of_executed_units:' logs/"$t".log | tail -1 | awk '{print $2}')
+  last=$(grep -E '^#[0-9]+.*cov: ' logs/"$t".log | tail -1)
+  cov=$(sed -nE 's/.* cov: ([0-9]+).*/\1/p' <<<"$last")
+  ft=$(sed -nE 's/.* ft: ([0-9]+).*/\1/p' <<<"$last")
   min=$(mktemp -d)
   "$bin/$t" -merge=1 "$min" "$work" >>logs/"$t".log 2>&1
   # The committed seeds (seed_*, from the test vectors) stay as they are, beside the minimised corpus.
   cp corpus/"$t"/seed_* "$min"/ 2>/dev/null || true
   rm -rf corpus/"$t" && mkdir -p corpus/"$t" && cp "$min"/* corpus/"$t"/
   rm -rf "$work" "$min"
-  secs=$(( $(date +%s) - start ))
-  execs=$(grep -E '^stat::number_of_executed_units:' logs/"$t".log | tail -1 | awk '{print $2}')
-  last=$(grep -E '^#[0-9]+.*cov: ' logs/"$t".log | grep -v 'MERGE' | tail -1)
-  cov=$(sed -nE 's/.* cov: ([0-9]+).*/\1/p' <<<"$last")
-  ft=$(sed -nE 's/.* ft: ([0-9]+).*/\1/p' <<<"$last")
   crashes=$(find artifacts/"$t" -type f | wc -l)
   printf '{"target":"%s","commit":"%s","date":"%s","runs_asked":%s,"executions":%s,"seconds":%s,"cov":%s,"ft":%s,"corpus_before":%s,"corpus_after":%s,"crashes":%s}\n' \
     "$t" "$commit" "$(date -u +%Y-%m-%dT%H:%MZ)" "$RUNS" "${execs:-0}" "$secs" "${cov:-0}" "${ft:-0}" \
