@@ -124,6 +124,35 @@ impl Clerk {
             .await
     }
 
+    /// The warm path, decided without a future: `Some(Authenticated)` for a request whose
+    /// session token (header or cookie) is cached, unrevoked and not a pending session treated
+    /// as signed out — reported as [`auth_state`](Self::auth_state) reports it. `None` for
+    /// everything else (no token, a miss, an opaque machine token on a route that accepts
+    /// machines, ...), which `auth_state` decides.
+    pub(crate) fn cached_auth_state(
+        &self,
+        req: &HttpRequest,
+        accepts: TokenTypes,
+    ) -> Option<AuthState> {
+        if !accepts.accepts(TokenType::SessionToken) {
+            return None;
+        }
+        let (token, carrier) = find_token(req, self.inner.http.accept_cookie).ok()??;
+        if accepts != TokenTypes::SESSION
+            && carrier == TokenCarrier::Header
+            && Machines::opaque_type(token.as_str()).is_some()
+        {
+            return None;
+        }
+        let sessions = &self.inner.sessions;
+        let session = sessions.peek_cached(token.as_str(), carrier)?;
+        if session.is_pending() && self.inner.http.treat_pending_as_signed_out {
+            return None;
+        }
+        sessions.report_cached(&session);
+        Some(AuthState::Authenticated(session))
+    }
+
     /// The client's address, for per-client budgets: the peer's, or with
     /// [`trust_forwarded_headers`](crate::ClerkBuilder::trust_forwarded_headers) the last
     /// `X-Forwarded-For` entry (the one the app's own proxy appended; earlier ones are the

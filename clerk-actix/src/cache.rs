@@ -10,9 +10,9 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use moka::{sync::Cache, Expiry};
+use moka::{notification::RemovalCause, sync::Cache, Expiry};
 
-use crate::claims::ClerkClaims;
+use crate::{claims::ClerkClaims, slots::Slots};
 
 /// Default number of verified tokens kept.
 pub const DEFAULT_TOKEN_CACHE_CAPACITY: u64 = 10_000;
@@ -73,6 +73,9 @@ pub(crate) struct TokenCache {
     /// The least weight of an entry, so the entry bound holds under the byte bound.
     min_weight: u32,
     cache: Option<Cache<Arc<str>, Entry, foldhash::fast::RandomState>>,
+    /// Read slots in front of the cache (see `slots`): a repeated token skips moka's read
+    /// bookkeeping.
+    slots: Option<Arc<Slots<Entry>>>,
     skew: Duration,
 }
 
@@ -99,18 +102,27 @@ impl TokenCache {
         let min_weight = u32::try_from(max_bytes.div_ceil(capacity.max(1)))
             .unwrap_or(u32::MAX)
             .max(1);
-        let cache = (capacity > 0 && max_bytes > 0).then(|| {
+        let enabled = capacity > 0 && max_bytes > 0;
+        let slots = enabled.then(|| Arc::new(Slots::for_capacity(capacity)));
+        let cache = enabled.then(|| {
+            let removed = slots.clone();
             // Keys are tokens that verified (an attacker cannot choose them freely), ~1 KB each:
             // a fast hasher instead of SipHash.
             Cache::builder()
                 .max_capacity(max_bytes)
                 .weigher(|_key: &Arc<str>, entry: &Entry| entry.weight)
                 .expire_after(UntilExpiry)
+                .eviction_listener(move |key: Arc<Arc<str>>, _: Entry, _: RemovalCause| {
+                    if let Some(slots) = &removed {
+                        slots.remove(&key);
+                    }
+                })
                 .build_with_hasher(foldhash::fast::RandomState::default())
         });
         Self {
             min_weight,
             cache,
+            slots,
             skew,
         }
     }
@@ -118,9 +130,27 @@ impl TokenCache {
     /// Claims (and the shared token) for a token verified earlier and still within `exp` +
     /// skew at `now`.
     pub(crate) fn get(&self, token: &str, now: SystemTime) -> Option<(Arc<ClerkClaims>, Arc<str>)> {
-        let entry = self.cache.as_ref()?.get(cache_key(token))?;
+        let cache = self.cache.as_ref()?;
+        let key = cache_key(token);
+        let now = unix_now(now);
+        if let Some(slots) = &self.slots {
+            if let Some((entry, read_through)) = slots.get(key, |e| now < e.valid_until) {
+                if read_through {
+                    let _ = cache.get(key);
+                }
+                return Some((entry.claims, entry.token));
+            }
+        }
+        let generation = self.slots.as_ref().map(|s| s.generation());
+        let entry = cache.get(key)?;
         // moka's expiry is driven by a monotonic clock; the wall clock has the last word.
-        (unix_now(now) < entry.valid_until).then_some((entry.claims, entry.token))
+        if now >= entry.valid_until {
+            return None;
+        }
+        if let (Some(slots), Some(generation)) = (&self.slots, generation) {
+            slots.put(entry.token.clone(), entry.clone(), generation);
+        }
+        Some((entry.claims, entry.token))
     }
 
     /// Caches a verified token; returns it as a shared string (the cache's own key when cached).

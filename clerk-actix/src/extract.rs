@@ -399,13 +399,43 @@ impl<U> Deref for ClerkUser<U> {
     }
 }
 
+/// The warm path of [`ClerkUser`]: an authenticated session whose active user is cached,
+/// with no future; `None` for every other case (reported by the full path).
+fn cached_user<U: SyncedUser>(req: &HttpRequest) -> Option<ClerkUser<U>> {
+    let extensions = req.extensions();
+    let auth = extensions.get::<RequestAuth>()?;
+    if auth.resolving.is_some() {
+        return None;
+    }
+    let session = auth.state.require_session().ok()?;
+    let user = auth.clerk.user_sync::<U>()?.cached(session.user_id())?;
+    if !user.is_active() {
+        return None;
+    }
+    if auth.clerk.events().wants_debug() {
+        auth.clerk.emit(ClerkEvent::UserAuthenticated {
+            user_id: session.user_id().to_owned(),
+            source: UserSource::Cache,
+            user: UserSync::<U>::any_user(&user),
+        });
+    }
+    Some(ClerkUser {
+        user,
+        session: session.clone(),
+        source: UserSource::Cache,
+    })
+}
+
 impl<U: SyncedUser> FromRequest for ClerkUser<U> {
     type Error = actix_web::Error;
-    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+    type Future = AuthFuture<Self>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        if let Some(user) = cached_user(req) {
+            return Either::Left(ready(Ok(user)));
+        }
         let req = req.clone();
-        Box::pin(async move {
+        Either::Right(Box::pin(async move {
             resolved(&req).await?;
             let (session, clerk) = with_auth(&req, |auth| {
                 Ok((auth.state.require_session()?.clone(), auth.clerk.clone()))
@@ -444,6 +474,6 @@ impl<U: SyncedUser> FromRequest for ClerkUser<U> {
                     Err(reject(err, &req, Some(&clerk)))
                 }
             }
-        })
+        }))
     }
 }

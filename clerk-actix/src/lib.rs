@@ -82,6 +82,7 @@ mod replication;
 pub mod response;
 mod revocation;
 pub mod session;
+mod slots;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub mod store;
 pub mod sync;

@@ -7,6 +7,8 @@ use std::{
     rc::Rc,
 };
 
+use futures_util::future::{Either, FutureExt as _, Map};
+
 use actix_web::{
     body::{EitherBody, MessageBody},
     dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform},
@@ -193,17 +195,36 @@ where
 {
     type Response = ServiceResponse<EitherBody<B>>;
     type Error = actix_web::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>>>>;
+    /// The warm path (a cached session token) calls the service at once and maps its future,
+    /// with no allocation; every other request is decided in a boxed future.
+    type Future = Either<
+        Map<S::Future, fn(Result<ServiceResponse<B>, actix_web::Error>) -> Output<B>>,
+        Pin<Box<dyn Future<Output = Output<B>>>>,
+    >;
 
     forward_ready!(service);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
+        // The warm path: a cached session token needs no future of its own. Handshake mode
+        // reads cookies by Clerk's rules first, and a preflight is never authenticated.
+        if !self.handshake && !is_preflight(&req) {
+            if let Some(state) = self.clerk.cached_auth_state(req.request(), self.accepts) {
+                req.extensions_mut().insert(RequestAuth {
+                    state,
+                    clerk: self.clerk.clone(),
+                    resolving: None,
+                });
+                let left: fn(Result<ServiceResponse<B>, actix_web::Error>) -> Output<B> =
+                    |res| res.map(ServiceResponse::map_into_left_body);
+                return Either::Left(self.service.call(req).map(left));
+            }
+        }
         let service = Rc::clone(&self.service);
         let clerk = self.clerk.clone();
         let required = self.required;
         let accepts = self.accepts;
         let handshake = self.handshake;
-        Box::pin(async move {
+        Either::Right(Box::pin(async move {
             if is_preflight(&req) {
                 req.extensions_mut().insert(RequestAuth {
                     state: AuthState::Anonymous,
@@ -270,9 +291,12 @@ where
                 .call(req)
                 .await
                 .map(|res| finish(res.map_into_left_body()))
-        })
+        }))
     }
 }
+
+/// What the middleware's service answers.
+type Output<B> = Result<ServiceResponse<EitherBody<B>>, actix_web::Error>;
 
 fn refuse<B>(req: ServiceRequest, clerk: &Clerk, err: AuthError) -> ServiceResponse<EitherBody<B>> {
     let (req, _payload) = req.into_parts();

@@ -181,6 +181,36 @@ impl Sessions {
         result
     }
 
+    /// The warm path's synchronous answer: the session of a cached, unrevoked token of the
+    /// right size, with nothing reported yet ([`report_cached`](Self::report_cached) does), or
+    /// `None` — for every other case, which [`authenticate`](Self::authenticate) decides and
+    /// reports. Also `None` while the shared revocations load, and when a subscriber listens
+    /// to the `clerk.authenticate` span (the span is `authenticate`'s to record).
+    pub(crate) fn peek_cached(&self, token: &str, carrier: TokenCarrier) -> Option<ClerkSession> {
+        if self.revoked.is_loading()
+            || self.verifier.check_len(token).is_err()
+            || tracing::enabled!(target: TRACING_TARGET, tracing::Level::DEBUG)
+        {
+            return None;
+        }
+        let (claims, shared) = self.cache.get(token, self.clock.now())?;
+        match self.revoked.issued_up_to(claims.user_id()) {
+            Some(at) if claims.issued_at().unwrap_or(i64::MIN) <= at => None,
+            _ => Some(ClerkSession::new(
+                claims,
+                AuthSource::Cache,
+                carrier,
+                shared,
+            )),
+        }
+    }
+
+    /// Reports a session [`peek_cached`](Self::peek_cached) answered, as `authenticate` reports
+    /// a cache hit.
+    pub(crate) fn report_cached(&self, session: &ClerkSession) {
+        self.emit_success(session.claims(), AuthSource::Cache, session.carrier());
+    }
+
     /// Whether `token` is in the verified-token cache (a session token, then).
     pub(crate) fn is_cached(&self, token: &str) -> bool {
         self.cache.get(token, self.clock.now()).is_some()

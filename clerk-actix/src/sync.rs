@@ -10,7 +10,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use futures_util::future::BoxFuture;
+use futures_util::{future::BoxFuture, FutureExt as _};
+use moka::notification::RemovalCause;
 use moka::{
     future::Cache,
     ops::compute::{CompResult, Op},
@@ -23,6 +24,7 @@ use crate::{
     error::{AuthError, AuthErrorReason as R},
     events::{ClerkEvent, Events},
     revocation::Revocations,
+    slots::Slots,
     telemetry,
     user::ClerkUserData,
 };
@@ -422,6 +424,9 @@ impl Users {
 pub(crate) struct UserSync<U: SyncedUser> {
     store: Arc<dyn UserStore<User = U>>,
     cache: Cache<Arc<str>, Cached<U>, foldhash::fast::RandomState>,
+    /// Read slots in front of the cache (see `slots`): a cached user's request skips moka's
+    /// read bookkeeping. Every write to `cache` is followed by `slots.forget`.
+    slots: Arc<Slots<Cached<U>>>,
     /// Loads that failed, and when: requests that were queued behind a failed load get its
     /// error instead of asking Clerk again (an outage or a 429 must not turn into one call per
     /// waiter); a request that arrives afterwards tries again.
@@ -455,6 +460,9 @@ struct Cached<U> {
     user: Arc<U>,
     ttl: Duration,
     version: i64,
+    /// When the entry was made (a little before moka's own creation time): the slots serve it
+    /// until `cached_at + ttl`, never past moka's expiry.
+    cached_at: Instant,
 }
 
 /// The Clerk `updated_at` a stored row holds: the model's own when it keeps one (an upsert may
@@ -495,9 +503,14 @@ impl<U: SyncedUser> UserSync<U> {
         events: Events,
         revoked: Arc<Revocations>,
     ) -> Self {
+        let slots = Arc::new(Slots::for_capacity(capacity));
+        let removed = slots.clone();
         let cache = Cache::builder()
             .max_capacity(capacity)
             .expire_after(PerEntryTtl)
+            .eviction_listener(move |key: Arc<Arc<str>>, _: Cached<U>, _: RemovalCause| {
+                removed.remove(&key);
+            })
             // Keys are user ids from verified tokens: a fast hasher instead of SipHash.
             .build_with_hasher(foldhash::fast::RandomState::default());
         let failures = moka::sync::Cache::builder()
@@ -507,6 +520,7 @@ impl<U: SyncedUser> UserSync<U> {
         Self {
             store,
             cache,
+            slots,
             failures,
             ttl,
             fallback_ttl,
@@ -514,6 +528,24 @@ impl<U: SyncedUser> UserSync<U> {
             events,
             revoked,
         }
+    }
+
+    /// The warm path: the cached user, when the cache answers without waiting (reported as
+    /// [`user`](Self::user) reports a hit); `None` otherwise, for `user` to decide.
+    pub(crate) fn cached(&self, user_id: &str) -> Option<Arc<U>> {
+        let now = Instant::now();
+        if let Some((hit, read_through)) = self.slots.get(user_id, |c| now < c.cached_at + c.ttl) {
+            if read_through {
+                let _ = self.cache.get(user_id).now_or_never();
+            }
+            telemetry::user_synced(UserSource::Cache, 0);
+            return Some(hit.user);
+        }
+        let generation = self.slots.generation();
+        let hit = self.cache.get(user_id).now_or_never()??;
+        self.slots.put(Arc::from(user_id), hit.clone(), generation);
+        telemetry::user_synced(UserSource::Cache, 0);
+        Some(hit.user)
     }
 
     /// The local user for a Clerk user id: cache, else Backend API + upsert (coalesced per user),
@@ -579,10 +611,13 @@ impl<U: SyncedUser> UserSync<U> {
                         user: Arc::new(user),
                         ttl,
                         version,
+                        cached_at: Instant::now(),
                     }))
                 }
             })
-            .await?;
+            .await;
+        self.slots.forget(user_id);
+        let computed = computed?;
         match computed {
             CompResult::Inserted(e) | CompResult::ReplacedWith(e) | CompResult::Unchanged(e) => {
                 telemetry::user_synced(origin, self.cache.entry_count());
@@ -704,7 +739,8 @@ impl<U: SyncedUser> UserSync<U> {
     ) -> Result<Delivered<U>, SyncError> {
         let mut stored = None;
         let stored_out = &mut stored;
-        self.cache
+        let written = self
+            .cache
             .entry(Arc::from(data.id.as_str()))
             .and_try_compute_with(|existing| {
                 let cached_version = existing.map(|e| e.value().version);
@@ -731,11 +767,14 @@ impl<U: SyncedUser> UserSync<U> {
                             user,
                             ttl: self.ttl,
                             version,
+                            cached_at: Instant::now(),
                         })
                     })
                 }
             })
-            .await?;
+            .await;
+        self.slots.forget(&data.id);
+        written?;
         match stored.ok_or(SyncError::NotFound)? {
             Delivered::Duplicate => Ok(Delivered::Duplicate),
             Delivered::Applied(user) => {
@@ -824,6 +863,7 @@ impl<U: SyncedUser> UserSync<U> {
             .entry(Arc::from(user_id))
             .and_compute_with(|_| std::future::ready(Op::Remove))
             .await;
+        self.slots.forget(user_id);
     }
 
     pub(crate) fn any_user(user: &Arc<U>) -> AnyUser {
@@ -852,6 +892,7 @@ impl<U: SyncedUser> CachedUsers for UserSync<U> {
                     })
                 })
                 .await;
+            self.slots.forget(user_id);
         })
     }
 }
