@@ -126,22 +126,30 @@ impl Clerk {
 
     /// The warm path, decided without a future: `Some(Authenticated)` for a request whose
     /// session token (header or cookie) is cached, unrevoked and not a pending session treated
-    /// as signed out — reported as [`auth_state`](Self::auth_state) reports it. `None` for
-    /// everything else (no token, a miss, an opaque machine token on a route that accepts
-    /// machines, ...), which `auth_state` decides.
+    /// as signed out; `Some(Machine)` for an opaque machine token of an accepted type whose
+    /// accepted answer is cached — reported as [`auth_state`](Self::auth_state) reports them.
+    /// `None` for everything else (no token, a miss, a refused or mismatched token, ...), which
+    /// `auth_state` decides and reports.
     pub(crate) fn cached_auth_state(
         &self,
         req: &HttpRequest,
         accepts: TokenTypes,
     ) -> Option<AuthState> {
-        if !accepts.accepts(TokenType::SessionToken) {
-            return None;
-        }
         let (token, carrier) = find_token(req, self.inner.http.accept_cookie).ok()??;
-        if accepts != TokenTypes::SESSION
-            && carrier == TokenCarrier::Header
-            && Machines::opaque_type(token.as_str()).is_some()
-        {
+        if accepts != TokenTypes::SESSION && carrier == TokenCarrier::Header {
+            if let Some(token_type) = Machines::opaque_type(token.as_str()) {
+                // A type this route leaves out is refused (and reported) by `auth_state`.
+                if !accepts.accepts(token_type) {
+                    return None;
+                }
+                return self
+                    .inner
+                    .machines
+                    .cached_opaque(token.as_str())
+                    .map(AuthState::Machine);
+            }
+        }
+        if !accepts.accepts(TokenType::SessionToken) {
             return None;
         }
         let sessions = &self.inner.sessions;

@@ -16,7 +16,8 @@ use std::{
 };
 
 use actix_web::web::Bytes;
-use moka::{future::Cache, Expiry};
+use futures_util::FutureExt as _;
+use moka::{future::Cache, notification::RemovalCause, Expiry};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tracing::Instrument as _;
@@ -28,6 +29,7 @@ use crate::{
     events::{AuthSource, ClerkEvent, Events, TRACING_TARGET},
     jwks::{resolve_keys, RemoteJwks},
     keys::VerificationKeys,
+    slots::Slots,
     telemetry,
     verify::{DecodedToken, TokenVerifier},
 };
@@ -560,6 +562,9 @@ pub(crate) struct Machines {
     pub(crate) events: Events,
     policy: MachinePolicy,
     answers: Cache<Arc<str>, Answer>,
+    /// Read slots in front of `answers` (see `slots`): a cached token's request skips moka's
+    /// read bookkeeping. `answers`' removals clear them.
+    slots: Arc<Slots<Answer>>,
     /// Hashes of tokens that verified within the last hour: never held back by the budget.
     known: moka::sync::Cache<u64, ()>,
     /// Verify calls for tokens not known, per client and in all.
@@ -585,8 +590,11 @@ impl Machines {
         events: Events,
         policy: MachinePolicy,
     ) -> Self {
+        let slots = Arc::new(Slots::for_capacity(policy.capacity));
+        let removed = slots.clone();
         Self {
             clock: crate::clock::Clock::default(),
+            slots,
             api,
             machine_api,
             verifier,
@@ -597,6 +605,9 @@ impl Machines {
             answers: Cache::builder()
                 .max_capacity(policy.capacity)
                 .expire_after(AnswerExpiry)
+                .eviction_listener(move |key: Arc<Arc<str>>, _: Answer, _: RemovalCause| {
+                    removed.remove(&key);
+                })
                 .build(),
             known: moka::sync::Cache::builder()
                 .max_capacity(policy.capacity)
@@ -663,6 +674,7 @@ impl Machines {
         if source == AuthSource::Cache && answer.until <= now {
             // Past its TTL on the handle's clock: asked again.
             self.answers.invalidate(&key).await;
+            self.slots.forget(token);
             answer = self
                 .answers
                 .get_with(key, async {
@@ -673,6 +685,39 @@ impl Machines {
                 .await;
         }
         self.finish(&span, answer.result, source, token)
+    }
+
+    /// The warm path: the caller of an opaque token whose accepted answer is cached and still
+    /// stands, reported as [`verify_opaque`](Self::verify_opaque) reports a cache hit; `None`
+    /// for everything else (a miss, a refused token, an answer past its TTL), and when a
+    /// subscriber listens to the `clerk.authenticate_machine` span, for `verify_opaque` to
+    /// decide and report.
+    pub(crate) fn cached_opaque(&self, token: &str) -> Option<MachineAuth> {
+        if tracing::enabled!(target: TRACING_TARGET, tracing::Level::DEBUG) {
+            return None;
+        }
+        let now = self.clock.now();
+        let stands = |a: &Answer| a.until > now && a.result.is_ok();
+        let answer = match self.slots.get(token, stands) {
+            Some((answer, read_through)) => {
+                if read_through {
+                    let _ = self.answers.get(token).now_or_never();
+                }
+                answer
+            }
+            None => {
+                let generation = self.slots.generation();
+                let answer = self.answers.get(token).now_or_never()??;
+                if !stands(&answer) {
+                    return None;
+                }
+                self.slots.put(Arc::from(token), answer.clone(), generation);
+                answer
+            }
+        };
+        let auth = answer.result.ok()?;
+        self.succeeded(&auth, AuthSource::Cache);
+        Some(auth)
     }
 
     /// One verify call (if the budget allows), as a cacheable answer.
