@@ -102,25 +102,35 @@ fn rotating_cached_tokens(c: &mut Criterion) {
     let mock = MockClerk::start();
     let mut g = c.benchmark_group("clerk/authenticate_cached_token_rotating");
     for n in [1_000usize, 100_000] {
+        // Criterion calls the routine more than once (warm-up, samples): set up once.
+        let setup = std::cell::OnceCell::new();
         g.bench_function(n.to_string(), |b| {
-            let clerk = mock
-                .clerk_builder()
-                .token_cache_capacity(n as u64)
-                .token_cache_max_bytes(n as u64 * 4096)
-                .build()
-                .expect("clerk");
-            let tokens: Vec<String> = (0..n)
-                .map(|i| mock.token().subject(&format!("user_{i:06}")).build())
-                .collect();
-            for token in &tokens {
-                rt.0.block_on(clerk.authenticate_token(token, TokenCarrier::Header))
-                    .expect("warm");
-            }
+            let (clerk, tokens) = setup.get_or_init(|| {
+                let clerk = mock
+                    .clerk_builder()
+                    .token_cache_capacity(n as u64)
+                    .token_cache_max_bytes(n as u64 * 4096)
+                    .build()
+                    .expect("clerk");
+                // Valid for the whole run: minting 100,000 takes longer than a default token lives.
+                let tokens: Vec<String> = (0..n)
+                    .map(|i| {
+                        mock.token()
+                            .subject(&format!("user_{i:06}"))
+                            .expires_in(3_600)
+                            .build()
+                    })
+                    .collect();
+                for token in &tokens {
+                    rt.0.block_on(clerk.authenticate_token(token, TokenCarrier::Header))
+                        .expect("warm");
+                }
+                (clerk, tokens)
+            });
             let mut i = 0;
             b.to_async(&rt).iter(|| {
                 i = (i + 1) % n;
                 let token = &tokens[i];
-                let clerk = &clerk;
                 async move {
                     clerk
                         .authenticate_token(token, TokenCarrier::Header)

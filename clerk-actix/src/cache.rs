@@ -148,7 +148,7 @@ impl TokenCache {
             return None;
         }
         if let (Some(slots), Some(generation)) = (&self.slots, generation) {
-            slots.put(entry.token.clone(), entry.clone(), generation);
+            slots.put(key, || (entry.token.clone(), entry.clone()), generation);
         }
         Some((entry.claims, entry.token))
     }

@@ -711,7 +711,8 @@ impl Machines {
                 if !stands(&answer) {
                     return None;
                 }
-                self.slots.put(Arc::from(token), answer.clone(), generation);
+                self.slots
+                    .put(token, || (Arc::from(token), answer.clone()), generation);
                 answer
             }
         };

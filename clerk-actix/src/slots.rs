@@ -26,6 +26,11 @@ use std::{
 /// Slot hits between two reads through the cache for one slot's key.
 pub(crate) const READ_THROUGH_EVERY: u32 = 32;
 
+/// Reads of other keys that land on a slot, with no hit of its own key between them, before
+/// the slot is given to one of them: keys that share a slot and are read in turn do not
+/// replace each other on every read (each replacement costs more than the miss).
+const REPLACE_AFTER_MISSES: u32 = 4;
+
 /// The most slots in front of one cache.
 const MAX_SLOTS: usize = 8_192;
 
@@ -34,6 +39,8 @@ struct Hot<V> {
     value: V,
     /// Hits since the last read through the cache.
     hits: u32,
+    /// Reads of other keys since the last hit (see [`REPLACE_AFTER_MISSES`]).
+    misses: u32,
 }
 
 /// A direct-mapped array of recently read cache entries (see the module docs).
@@ -84,6 +91,7 @@ impl<V: Clone> Slots<V> {
             return None;
         }
         hot.hits += 1;
+        hot.misses = 0;
         let read_through = hot.hits >= READ_THROUGH_EVERY;
         if read_through {
             hot.hits = 0;
@@ -96,17 +104,28 @@ impl<V: Clone> Slots<V> {
         self.generation.load(Ordering::SeqCst)
     }
 
-    /// Keeps what the cache answered for `key`, unless the cache was written since
-    /// `generation` was read (the value may then be older than the cache's).
-    pub(crate) fn put(&self, key: Arc<str>, value: V, generation: u64) {
-        let mut slot = self.lock(&key);
-        if self.generation.load(Ordering::SeqCst) == generation {
-            *slot = Some(Hot {
-                key,
-                value,
-                hits: 0,
-            });
+    /// Keeps what the cache answered for `key` (`entry` makes the shared key and the value,
+    /// called only when they are kept), unless the cache was written since `generation` was
+    /// read (the value may then be older than the cache's), or the slot holds another key
+    /// that was read since fewer than [`REPLACE_AFTER_MISSES`] other reads landed on it.
+    pub(crate) fn put(&self, key: &str, entry: impl FnOnce() -> (Arc<str>, V), generation: u64) {
+        let mut slot = self.lock(key);
+        if self.generation.load(Ordering::SeqCst) != generation {
+            return;
         }
+        if let Some(hot) = slot.as_mut().filter(|hot| &*hot.key != key) {
+            hot.misses += 1;
+            if hot.misses < REPLACE_AFTER_MISSES {
+                return;
+            }
+        }
+        let (key, value) = entry();
+        *slot = Some(Hot {
+            key,
+            value,
+            hits: 0,
+            misses: 0,
+        });
     }
 
     /// The cache removed `key`'s entry: its slot lets it go too.
@@ -133,7 +152,7 @@ mod tests {
     fn a_slot_serves_what_was_put_until_removed_or_invalid() {
         let slots = Slots::<u32>::for_capacity(16);
         assert!(slots.get("a", |_| true).is_none());
-        slots.put(Arc::from("a"), 1, slots.generation());
+        slots.put("a", || (Arc::from("a"), 1), slots.generation());
         assert_eq!(slots.get("a", |_| true), Some((1, false)));
         assert!(
             slots.get("a", |_| false).is_none(),
@@ -152,22 +171,42 @@ mod tests {
         // ... a writer writes 2 to the cache and forgets the key ...
         slots.forget("a");
         // ... and the reader's put of the old value is refused.
-        slots.put(Arc::from("a"), 1, seen);
+        slots.put("a", || (Arc::from("a"), 1), seen);
         assert!(slots.get("a", |_| true).is_none());
         // Stored before the write: the writer's forget clears it.
         let seen = slots.generation();
-        slots.put(Arc::from("a"), 1, seen);
+        slots.put("a", || (Arc::from("a"), 1), seen);
         slots.forget("a");
         assert!(slots.get("a", |_| true).is_none());
         // A read after the write stores the new value.
-        slots.put(Arc::from("a"), 2, slots.generation());
+        slots.put("a", || (Arc::from("a"), 2), slots.generation());
         assert_eq!(slots.get("a", |_| true).map(|(v, _)| v), Some(2));
+    }
+
+    #[test]
+    fn keys_sharing_a_slot_take_it_after_four_misses_without_a_hit() {
+        // One slot: every key shares it.
+        let slots = Slots::<u32>::for_capacity(1);
+        slots.put("a", || (Arc::from("a"), 1), slots.generation());
+        for _ in 0..3 {
+            slots.put("b", || panic!("kept too early"), slots.generation());
+        }
+        // A hit of "a" starts the count again.
+        assert_eq!(slots.get("a", |_| true).map(|(v, _)| v), Some(1));
+        for _ in 0..3 {
+            slots.put("b", || panic!("kept too early"), slots.generation());
+        }
+        assert!(slots.get("b", |_| true).is_none());
+        // The fourth miss in a row gives the slot to "b".
+        slots.put("b", || (Arc::from("b"), 2), slots.generation());
+        assert_eq!(slots.get("b", |_| true).map(|(v, _)| v), Some(2));
+        assert!(slots.get("a", |_| true).is_none());
     }
 
     #[test]
     fn every_32nd_hit_reads_through() {
         let slots = Slots::<u32>::for_capacity(16);
-        slots.put(Arc::from("a"), 1, slots.generation());
+        slots.put("a", || (Arc::from("a"), 1), slots.generation());
         let through: Vec<bool> = (0..64)
             .map(|_| slots.get("a", |_| true).unwrap().1)
             .collect();

@@ -543,7 +543,8 @@ impl<U: SyncedUser> UserSync<U> {
         }
         let generation = self.slots.generation();
         let hit = self.cache.get(user_id).now_or_never()??;
-        self.slots.put(Arc::from(user_id), hit.clone(), generation);
+        self.slots
+            .put(user_id, || (Arc::from(user_id), hit.clone()), generation);
         telemetry::user_synced(UserSource::Cache, 0);
         Some(hit.user)
     }
