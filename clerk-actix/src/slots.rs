@@ -29,12 +29,14 @@ pub(crate) const READ_THROUGH_EVERY: u32 = 32;
 /// Reads of other keys that land on a slot, with no hit of its own key between them, before
 /// the slot is given to one of them: keys that share a slot and are read in turn do not
 /// replace each other on every read (each replacement costs more than the miss).
-const REPLACE_AFTER_MISSES: u32 = 4;
+const REPLACE_AFTER_MISSES: u32 = 16;
 
 /// The most slots in front of one cache.
 const MAX_SLOTS: usize = 8_192;
 
 struct Hot<V> {
+    /// The key's hash: a read of another key is told apart without touching the key's memory.
+    hash: u64,
     key: Arc<str>,
     value: V,
     /// Hits since the last read through the cache.
@@ -74,19 +76,23 @@ impl<V: Clone> Slots<V> {
         }
     }
 
-    fn lock(&self, key: &str) -> MutexGuard<'_, Option<Hot<V>>> {
-        let index = self.hasher.hash_one(key) as usize & (self.slots.len() - 1);
-        match self.slots[index].lock() {
+    /// The key's hash and its slot, locked.
+    fn lock(&self, key: &str) -> (u64, MutexGuard<'_, Option<Hot<V>>>) {
+        let hash = self.hasher.hash_one(key);
+        let slot = match self.slots[hash as usize & (self.slots.len() - 1)].lock() {
             Ok(slot) => slot,
             Err(poisoned) => poisoned.into_inner(),
-        }
+        };
+        (hash, slot)
     }
 
     /// The slot's value for `key` when `valid` accepts it, and whether the owner should read
     /// through the cache this time.
     pub(crate) fn get(&self, key: &str, valid: impl FnOnce(&V) -> bool) -> Option<(V, bool)> {
-        let mut slot = self.lock(key);
-        let hot = slot.as_mut().filter(|hot| &*hot.key == key)?;
+        let (hash, mut slot) = self.lock(key);
+        let hot = slot
+            .as_mut()
+            .filter(|hot| hot.hash == hash && &*hot.key == key)?;
         if !valid(&hot.value) {
             return None;
         }
@@ -109,11 +115,14 @@ impl<V: Clone> Slots<V> {
     /// read (the value may then be older than the cache's), or the slot holds another key
     /// that was read since fewer than [`REPLACE_AFTER_MISSES`] other reads landed on it.
     pub(crate) fn put(&self, key: &str, entry: impl FnOnce() -> (Arc<str>, V), generation: u64) {
-        let mut slot = self.lock(key);
+        let (hash, mut slot) = self.lock(key);
         if self.generation.load(Ordering::SeqCst) != generation {
             return;
         }
-        if let Some(hot) = slot.as_mut().filter(|hot| &*hot.key != key) {
+        if let Some(hot) = slot
+            .as_mut()
+            .filter(|hot| hot.hash != hash || &*hot.key != key)
+        {
             hot.misses += 1;
             if hot.misses < REPLACE_AFTER_MISSES {
                 return;
@@ -121,6 +130,7 @@ impl<V: Clone> Slots<V> {
         }
         let (key, value) = entry();
         *slot = Some(Hot {
+            hash,
             key,
             value,
             hits: 0,
@@ -130,8 +140,11 @@ impl<V: Clone> Slots<V> {
 
     /// The cache removed `key`'s entry: its slot lets it go too.
     pub(crate) fn remove(&self, key: &str) {
-        let mut slot = self.lock(key);
-        if slot.as_ref().is_some_and(|hot| &*hot.key == key) {
+        let (hash, mut slot) = self.lock(key);
+        if slot
+            .as_ref()
+            .is_some_and(|hot| hot.hash == hash && &*hot.key == key)
+        {
             *slot = None;
         }
     }
@@ -184,20 +197,20 @@ mod tests {
     }
 
     #[test]
-    fn keys_sharing_a_slot_take_it_after_four_misses_without_a_hit() {
+    fn keys_sharing_a_slot_take_it_after_sixteen_misses_without_a_hit() {
         // One slot: every key shares it.
         let slots = Slots::<u32>::for_capacity(1);
         slots.put("a", || (Arc::from("a"), 1), slots.generation());
-        for _ in 0..3 {
+        for _ in 0..15 {
             slots.put("b", || panic!("kept too early"), slots.generation());
         }
         // A hit of "a" starts the count again.
         assert_eq!(slots.get("a", |_| true).map(|(v, _)| v), Some(1));
-        for _ in 0..3 {
+        for _ in 0..15 {
             slots.put("b", || panic!("kept too early"), slots.generation());
         }
         assert!(slots.get("b", |_| true).is_none());
-        // The fourth miss in a row gives the slot to "b".
+        // The sixteenth miss in a row gives the slot to "b".
         slots.put("b", || (Arc::from("b"), 2), slots.generation());
         assert_eq!(slots.get("b", |_| true).map(|(v, _)| v), Some(2));
         assert!(slots.get("a", |_| true).is_none());
