@@ -217,6 +217,28 @@ mod tests {
     }
 
     #[test]
+    fn a_cached_token_is_served_until_exp_plus_skew_from_moka_and_from_its_slot() {
+        let exp = unix_now(SystemTime::now()) as i64 + 3_600;
+        let at = |secs: i64| UNIX_EPOCH + Duration::from_secs(secs as u64);
+        let claims = Arc::new(ClerkClaims::from_payload(
+            serde_json::Map::new(),
+            "user_1".into(),
+            exp,
+        ));
+        let cache = TokenCache::new(10, 100_000, Duration::from_secs(5));
+        cache.insert("h.p.sig", claims);
+        // Past exp, within the skew: served, first from moka (which fills the slot), then from
+        // the slot.
+        assert!(cache.get("h.p.sig", at(exp + 4)).is_some());
+        assert!(cache.get("h.p.sig", at(exp + 4)).is_some());
+        // At exp + skew: refused, whichever answers.
+        assert!(cache.get("h.p.sig", at(exp + 5)).is_none());
+        assert!(cache.get("h.p.sig", at(exp + 5)).is_none());
+        // Padding after the signature shares the entry.
+        assert!(cache.get("h.p.sig==", at(exp)).is_some());
+    }
+
+    #[test]
     fn entry_bound_holds_under_the_byte_bound() {
         let claims = |exp: i64| {
             Arc::new(ClerkClaims::from_payload(
@@ -235,6 +257,8 @@ mod tests {
         }
         assert!((1..=10).contains(&cache.len()), "{} entries", cache.len());
         assert!(cache.weighted_bytes() <= 10_000);
+        // Each small entry weighs the least weight: the two counts agree.
+        assert_eq!(cache.weighted_bytes(), cache.len() * 1000);
         // Large tokens: the byte bound decides, well below the entry bound.
         let cache = TokenCache::new(100, 10_000, Duration::ZERO);
         for i in 0..20 {

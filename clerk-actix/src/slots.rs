@@ -217,6 +217,17 @@ mod tests {
     }
 
     #[test]
+    fn a_new_value_for_the_same_key_replaces_the_slot_at_once() {
+        let slots = Slots::<u32>::for_capacity(1);
+        slots.put("a", || (Arc::from("a"), 1), slots.generation());
+        // The slot's value no longer valid (say, expired): the cache's newer one takes its
+        // place at the first put, not after the misses another key would need.
+        assert!(slots.get("a", |v| *v != 1).is_none());
+        slots.put("a", || (Arc::from("a"), 2), slots.generation());
+        assert_eq!(slots.get("a", |_| true).map(|(v, _)| v), Some(2));
+    }
+
+    #[test]
     fn every_32nd_hit_reads_through() {
         let slots = Slots::<u32>::for_capacity(16);
         slots.put("a", || (Arc::from("a"), 1), slots.generation());
