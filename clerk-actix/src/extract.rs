@@ -399,6 +399,22 @@ impl<U> Deref for ClerkUser<U> {
     }
 }
 
+/// Reports a request's user (`UserAuthenticated`, when a listener wants debug events).
+fn report_user<U: SyncedUser>(
+    clerk: &Clerk,
+    session: &ClerkSession,
+    user: &Arc<U>,
+    source: UserSource,
+) {
+    if clerk.events().wants_debug() {
+        clerk.emit(ClerkEvent::UserAuthenticated {
+            user_id: session.user_id().to_owned(),
+            source,
+            user: UserSync::<U>::any_user(user),
+        });
+    }
+}
+
 /// The warm path of [`ClerkUser`]: an authenticated session whose active user is cached,
 /// with no future; `None` for every other case (reported by the full path).
 fn cached_user<U: SyncedUser>(req: &HttpRequest) -> Option<ClerkUser<U>> {
@@ -412,13 +428,7 @@ fn cached_user<U: SyncedUser>(req: &HttpRequest) -> Option<ClerkUser<U>> {
     if !user.is_active() {
         return None;
     }
-    if auth.clerk.events().wants_debug() {
-        auth.clerk.emit(ClerkEvent::UserAuthenticated {
-            user_id: session.user_id().to_owned(),
-            source: UserSource::Cache,
-            user: UserSync::<U>::any_user(&user),
-        });
-    }
+    report_user::<U>(&auth.clerk, session, &user, UserSource::Cache);
     Some(ClerkUser {
         user,
         session: session.clone(),
@@ -453,13 +463,7 @@ impl<U: SyncedUser> FromRequest for ClerkUser<U> {
             };
             match outcome {
                 Ok((user, source)) => {
-                    if clerk.events().wants_debug() {
-                        clerk.emit(ClerkEvent::UserAuthenticated {
-                            user_id: session.user_id().to_owned(),
-                            source,
-                            user: UserSync::<U>::any_user(&user),
-                        });
-                    }
+                    report_user::<U>(&clerk, &session, &user, source);
                     Ok(ClerkUser {
                         user,
                         session,

@@ -195,8 +195,9 @@ where
 {
     type Response = ServiceResponse<EitherBody<B>>;
     type Error = actix_web::Error;
-    /// The warm path (a cached session token) calls the service at once and maps its future,
-    /// with no allocation; every other request is decided in a boxed future.
+    /// The warm path (a cached session token, or a cached accepted opaque machine token)
+    /// calls the service at once and maps its future, with no allocation; every other request
+    /// is decided in a boxed future.
     type Future = Either<
         Map<S::Future, fn(Result<ServiceResponse<B>, actix_web::Error>) -> Output<B>>,
         Pin<Box<dyn Future<Output = Output<B>>>>,
@@ -205,7 +206,7 @@ where
     forward_ready!(service);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
-        // The warm path: a cached session token needs no future of its own. Handshake mode
+        // The warm path: a cached token needs no future of its own. Handshake mode
         // reads cookies by Clerk's rules first, and a preflight is never authenticated.
         if !self.handshake && !is_preflight(&req) {
             if let Some(state) = self.clerk.cached_auth_state(req.request(), self.accepts) {

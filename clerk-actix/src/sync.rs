@@ -11,9 +11,9 @@ use std::{
 };
 
 use futures_util::{future::BoxFuture, FutureExt as _};
-use moka::notification::RemovalCause;
 use moka::{
     future::Cache,
+    notification::RemovalCause,
     ops::compute::{CompResult, Op},
 };
 use tracing::Instrument as _;
