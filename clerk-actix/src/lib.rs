@@ -29,17 +29,22 @@
 //!
 //! ## Architecture
 //!
-//! Layers import only downward (CI checks it: `python3 .ci/modcycles.py clerk-actix/src`). The
-//! data and protocol layers use no actix-web types, except the Backend API transport ([`api`]),
-//! which runs awc on its own thread; [`config`] holds the adapters' settings (the error hook).
+//! The folders of `src/` are the layers, and layers import only downward (CI checks both:
+//! `python3 .ci/modcycles.py clerk-actix/src` finds no import cycle, and
+//! `.ci/core-names-no-actix` finds no actix type outside `actix/`). The public paths
+//! (`clerk_actix::session`, `clerk_actix::store`, ...) are re-exports in `lib.rs` and do not show
+//! the folders.
 //!
-//! | layer | modules | concern |
+//! | folder | layer | what |
 //! |---|---|---|
-//! | data | [`events`], [`error`], [`claims`], [`user`], `clock` | what flows through: events (plain data, listeners, the log budget), errors and their reason codes, verified claims and `has()`, Clerk's user object; Unix time in Clerk's units |
-//! | protocol | [`keys`], [`verify`], `cache`, `budget`, [`jwks`], [`api`], `revocation`, [`session`], [`machine`], [`sync`], [`store`], `replication`, [`webhooks`] (verification), `webhooks::apply`, `handshake` | PEM/JWKS keys; Clerk's verification rules (the `azp` check is in `verify::TokenVerifier`); the verified-token cache; the remote key set and its refresh task; the Backend API transport (one client thread: every public future is `Send`); per-client budgets under a global ceiling for the calls a client can cause (unknown machine tokens, handshake nonces); revoked users; authenticating one session token (`session::Sessions`); machine tokens (`machine::Machines`: shape check, verify calls bounded for unknown tokens, a short cache; JWT forms with the session keys); the user cache, the per-model syncs (`sync::Users`) and the `UserStore` seam and its `ChangeFeed`; diesel stores with tombstones, durable `svix-id`s and (PostgreSQL) a change log announced with `NOTIFY`; the `LISTEN` task that applies other replicas' changes; Svix signatures and applying events; the handshake's protocol core (publishable key, cookie suffixes and selection, the cookie path's decision table, the redirect URL and loop guard, the return leg's payload and its bounded nonce exchange) |
-//! | composition | [`config`] (`Clerk`, `ClerkBuilder`) | the handle: it composes the services above (sessions, users, revocations, webhooks, events) and the adapters' settings |
-//! | actix adapters | `auth`, `document`, [`middleware`], [`extract`], [`guard`], [`response`], [`health`], `webhooks::endpoint` | a request's token (header, else cookie) to an `AuthState` (the accepted token types; a type the middleware leaves out deferred to the handler's guard); the handshake mode for server-rendered pages (`document`: the 307 to the Frontend API, the nonce exchange, cookies set on the page); `ClerkMiddleware`, the extractors, `#[clerk_protected]`'s runtime, errors as HTTP responses (RFC 6750), the webhook resource and `WebhookVerifier::verify_at` over actix headers; the health report and `/readyz` |
-//! | kit | `testing` (feature `testing`) | `MockClerk`, token builder, webhook signer |
+//! | `base/` | data | events (plain data, listeners, the log budget), errors and their reason codes, verified claims and `has()`, Clerk's user object, Unix time in Clerk's units; per-client budgets under a global ceiling, read slots in front of a cache, metrics; the Backend API client ([`api`]: spans, retries, Clerk's error body) |
+//! | `tokens/` | protocol | session tokens and keys: PEM/JWKS keys ([`keys`]) and the remote key set's refresh ([`jwks`]), Clerk's verification rules ([`verify`], with the `azp` check), the verified-token cache, revoked users, authenticating one session token ([`session`]) |
+//! | `machine/` | protocol | machine tokens ([`machine`]): the types, and the service (shape check, verify calls bounded for unknown tokens, a short cache; JWT forms with the session keys) |
+//! | `mirror/` | protocol | the local mirror of Clerk's users: the user cache and per-model syncs ([`sync`]), the `UserStore` seam and its diesel stores ([`store`]: one file per backend, the model, the schema, the operations, the PostgreSQL change feed and connection), the `LISTEN` task applying other replicas' changes, the webhooks' verification and application ([`webhooks`]) |
+//! | `handshake/` | protocol | the handshake's core for server-rendered pages: publishable key, cookie suffixes and selection, the cookie path's decision table, the redirect URL and loop guard, the return leg's payload and its bounded nonce exchange |
+//! | `config/` | composition | the handle ([`Clerk`]) composing the services above, its builder ([`ClerkBuilder`]) apart from the environment reader, and the health report |
+//! | `actix/` | actix adapters | the only code that names actix-web or awc: a request's token to an `AuthState` (header, else cookie); the handshake's document mode (the 307 to the Frontend API, the nonce exchange, cookies set on the page); [`ClerkMiddleware`], the [extractors](extract), `#[clerk_protected]`'s runtime ([`guard`]), errors as HTTP responses ([`response`], RFC 6750), the webhook and `/readyz` endpoints; and the Backend API's awc transport, a leaf the core's client calls as it would an HTTP crate |
+//! | `testing/` | kit (feature `testing`) | `MockClerk`, token builder, webhook signer |
 //!
 //! One request: [`ClerkMiddleware`] takes the token (`auth::find_token`: `Authorization`,
 //! else the `__session` cookie when authorized parties are set) → [`session`]: `cache` (canonical
@@ -55,49 +60,81 @@
 #![recursion_limit = "256"]
 #![warn(missing_docs)]
 
-pub mod api;
-mod auth;
-mod budget;
-mod cache;
-pub mod claims;
-mod clock;
+// The folders are the layers (see the table above); the public paths below are the API.
+mod actix;
+mod base;
 pub mod config;
-mod document;
-pub mod error;
-pub mod events;
-pub mod extract;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod guard;
 mod handshake;
-pub mod health;
-pub mod jwks;
-pub mod keys;
 pub mod machine;
-pub mod middleware;
-#[cfg(feature = "postgres")]
-mod pg_connect;
-mod replication;
-pub mod response;
-mod revocation;
-pub mod session;
-mod slots;
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
-pub mod store;
-pub mod sync;
-mod telemetry;
-pub mod user;
-pub mod verify;
-pub mod webhooks;
-
+mod mirror;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod tokens;
 
+pub use actix::{extract, guard, middleware, response};
+pub use base::{api, claims, error, events, user};
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub use mirror::store;
+pub use mirror::sync;
+pub use tokens::{jwks, keys, session, verify};
+
+/// Health and readiness: [`Clerk::health`] reports what an orchestrator needs (keys loaded and
+/// their age, the last JWKS and Backend API failures, whether each user store answers), and
+/// [`readyz`](health::readyz) answers it over HTTP — 200 when the service can verify tokens, 503
+/// when it cannot — ready to mount at `/readyz`. No secret, key material or token appears in it.
+///
+/// ```no_run
+/// use actix_web::{web, App};
+/// use clerk_actix::{health, ClerkMiddleware};
+/// # fn demo(clerk: clerk_actix::Clerk) {
+/// App::new()
+///     .wrap(ClerkMiddleware::new(clerk))
+///     .route("/readyz", web::get().to(health::readyz));
+/// # }
+/// ```
+pub mod health {
+    pub use crate::actix::health::readyz;
+    pub use crate::config::health::*;
+}
+
+/// Clerk webhooks (Svix): [`WebhookVerifier`](webhooks::WebhookVerifier) checks the signature
+/// of a delivery, and [`resource`](webhooks::resource) is a ready actix endpoint that keeps the
+/// user table in sync with `user.created`, `user.updated` and `user.deleted`.
+///
+/// ```no_run
+/// # #[cfg(feature = "sqlite")]
+/// # async fn demo() -> std::io::Result<()> {
+/// use actix_web::{web, App, HttpServer};
+/// use clerk_actix::{store::{ClerkUserRecord, DieselUserStore}, webhooks, Clerk, ClerkMiddleware};
+///
+/// let store: DieselUserStore = DieselUserStore::connect("app.sqlite").await.unwrap();
+/// let clerk = Clerk::builder()
+///     .secret_key("sk_test_...")
+///     .webhook_signing_secret("whsec_...") // or CLERK_WEBHOOK_SIGNING_SECRET
+///     .user_store(store)
+///     .build()
+///     .unwrap();
+/// HttpServer::new(move || {
+///     App::new()
+///         .wrap(ClerkMiddleware::new(clerk.clone())) // the endpoint uses its handle
+///         .service(webhooks::resource::<ClerkUserRecord>("/webhooks/clerk"))
+/// })
+/// .bind(("127.0.0.1", 8080))?
+/// .run()
+/// .await
+/// # }
+/// ```
+pub mod webhooks {
+    pub use crate::actix::webhooks::{resource, resource_for};
+    pub use crate::mirror::webhooks::*;
+}
+
+pub use actix::auth::SESSION_COOKIE;
 /// The actix-web this crate is built on, re-exported so a dependency on clerk-actix is enough.
 pub use actix_web;
-pub use auth::SESSION_COOKIE;
-pub use cache::{DEFAULT_TOKEN_CACHE_CAPACITY, DEFAULT_TOKEN_CACHE_MAX_BYTES};
 pub use claims::{
     ActiveOrganization, Actor, ClerkClaims, Has, Reverification, SessionStatus, VerificationLevel,
 };
@@ -107,6 +144,7 @@ pub use clerk_actix_macros::clerk_protected;
 pub use clerk_actix_macros::ClerkUser;
 #[doc(hidden)]
 pub use clerk_actix_macros::ClerkUser as ClerkUserModel;
+pub use tokens::cache::{DEFAULT_TOKEN_CACHE_CAPACITY, DEFAULT_TOKEN_CACHE_MAX_BYTES};
 
 // Generated code names `::clerk_actix`, also inside this crate.
 extern crate self as clerk_actix;
@@ -122,7 +160,7 @@ pub mod __private {
     pub use serde_json;
 
     #[cfg(feature = "sqlite")]
-    pub use crate::store::AsyncSqliteConnection;
+    pub use crate::mirror::store::AsyncSqliteConnection;
 }
 pub use config::{Clerk, ClerkBuilder, ConfigError};
 pub use error::{AuthError, AuthErrorKind, AuthErrorReason};

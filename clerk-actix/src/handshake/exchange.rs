@@ -17,8 +17,8 @@ use std::{net::IpAddr, sync::Arc, time::Duration};
 use bytes::Bytes;
 
 use crate::{
-    api::{ApiError, BackendApi},
-    budget::{ClientBudget, Rate},
+    base::api::{ApiError, BackendApi},
+    base::budget::{ClientBudget, Rate},
 };
 
 /// What an exchange came to.

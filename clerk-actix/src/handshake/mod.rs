@@ -18,7 +18,7 @@ mod payload;
 mod publishable;
 mod redirect;
 
-use crate::error::AuthErrorReason;
+use crate::base::error::AuthErrorReason;
 
 pub(crate) use cookies::{CookieValues, Cookies, Unverified, HANDSHAKE_NONCE};
 pub(crate) use exchange::{NonceAnswer, NonceExchanges};

@@ -1,3 +1,6 @@
+//! Why one file over 900 lines: these are tests only, one per row group of handshake.md §4, in
+//! the spec's order, so the file reads as the table it checks.
+//!
 //! handshake.md §4 as tables: every row and modifier, with Clerk's reason codes, and the
 //! `usesSuffixedCookies` rules. Case ids in names are the harness's (`fixtures/clerk-handshake-
 //! harness.mjs`). Verification itself is the caller's: a row that reaches it names the verdict

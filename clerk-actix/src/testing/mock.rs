@@ -416,7 +416,7 @@ impl MockClerk {
             .subject(machine_id)
             .without_claim("sid")
             .without_claim("azp")
-            .header("cat", crate::verify::CATEGORY_M2M)
+            .header("cat", crate::tokens::verify::CATEGORY_M2M)
             .claim("aud", json!(scopes))
             .claim("jti", random_id("mt_"))
             .claim("scopes", scopes.join(" "))

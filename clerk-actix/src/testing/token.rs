@@ -223,7 +223,7 @@ impl TokenBuilder {
 
     /// The signed compact JWT.
     pub fn build(self) -> String {
-        crate::verify::install_crypto_provider();
+        crate::tokens::verify::install_crypto_provider();
         let mut header = self.header.clone();
         match self.breakage {
             Some(Breakage::AlgNone) => {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::token::unix_now;
-use crate::webhooks::WebhookVerifier;
+use crate::mirror::webhooks::WebhookVerifier;
 
 /// The signing secret `MockClerk` signs webhooks with.
 pub const MOCK_WEBHOOK_SECRET: &str = "whsec_Y2xlcmstYWN0aXggbW9jayB3ZWJob29rIHNlY3JldCE=";
