@@ -67,6 +67,14 @@ pub mod config;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+/// The guide, one chapter per module (configuration, usage, guards, user sync, custom models,
+/// webhooks, machine tokens, server-rendered pages, replicas, observability, security,
+/// testing, reliability). Its examples are doctests: they need every feature.
+#[cfg(any(
+    doc,
+    all(feature = "testing", feature = "postgres", feature = "sqlite")
+))]
+pub mod guide;
 mod handshake;
 pub mod machine;
 mod mirror;
@@ -145,6 +153,11 @@ pub use clerk_actix_macros::ClerkUser;
 #[doc(hidden)]
 pub use clerk_actix_macros::ClerkUser as ClerkUserModel;
 pub use tokens::cache::{DEFAULT_TOKEN_CACHE_CAPACITY, DEFAULT_TOKEN_CACHE_MAX_BYTES};
+
+// The README's example compiles with the doctests.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
 
 // Generated code names `::clerk_actix`, also inside this crate.
 extern crate self as clerk_actix;

@@ -677,7 +677,7 @@ async fn required_mode_lets_preflights_through_to_what_answers_options_only() {
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(GUARDED.load(Ordering::SeqCst), 0);
     // A handler for every method without one runs for a preflight, unauthenticated (as the
-    // README warns: register per method, use an extractor, or answer CORS outside).
+    // the guide's `usage` chapter warns: register per method, use an extractor, or answer CORS outside).
     let res = test::call_service(&app, preflight("/open")).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(OPEN.load(Ordering::SeqCst), 1);

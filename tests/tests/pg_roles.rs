@@ -90,7 +90,7 @@ impl Role {
     }
 }
 
-/// What the README tells an application role to be granted on a migrated database.
+/// What the guide (`replicas` chapter) tells an application role to be granted on a migrated database.
 const DML_GRANTS: &[&str] = &[
     "GRANT USAGE ON SCHEMA public TO {role}",
     "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}",

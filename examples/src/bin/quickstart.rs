@@ -10,7 +10,7 @@
 //! start-up, so an empty database just works.
 //!
 //! - With `CLERK_SECRET_KEY` or `CLERK_JWT_KEY` set, it verifies real Clerk session tokens
-//!   (configuration from the environment, see the README).
+//!   (configuration from the environment, see the guide's `configuration` chapter).
 //! - Without, it starts a dev `MockClerk` in-process on 127.0.0.1 and prints ready-to-paste
 //!   `curl` commands carrying a valid token. `GET /dev/token?sub=user_x` mints a fresh one,
 //!   `GET /dev/machine-token?type=api_key|m2m_token|m2m_jwt&state=valid|revoked|expired` a
