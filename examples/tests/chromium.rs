@@ -17,19 +17,13 @@ use std::{
 };
 
 use clerk_actix::testing::{unix_now, Endpoint, FrontendFault, MockClerk};
-use clerk_actix_tests::{
-    chromium::Chromium,
-    pages,
-    process::{free_port, spawn},
-};
+use clerk_actix_tests::{chromium::Chromium, pages, process::spawn_listening};
 
 #[actix_web::test]
 #[ignore = "needs chromium and chromium-driver; .ci/run runs it"]
 async fn chromium_signs_in_through_the_ssr_example_and_comes_back_after_the_cookie_expired() {
-    let port = free_port();
     let mut command = Command::new(env!("CARGO_BIN_EXE_ssr"));
     command
-        .env("PORT", port.to_string())
         .env_remove("CLERK_SECRET_KEY")
         .env_remove("CLERK_PUBLISHABLE_KEY")
         // The dev Clerk's tokens live 1 s instead of 60 s: expired (past the 5 s skew) 6 s later.
@@ -37,7 +31,7 @@ async fn chromium_signs_in_through_the_ssr_example_and_comes_back_after_the_cook
         .env("RUST_LOG", "clerk_actix=debug")
         .env("NO_COLOR", "1")
         .stderr(Stdio::null());
-    let (_server, output) = spawn(command);
+    let (_server, output, port) = spawn_listening(command);
     let sign_in = output.wait_for("sign in: ", Duration::from_secs(60));
     let handshake_redirects =
         |n: usize| output.wait_count("clerk handshake redirect", n, Duration::from_secs(10));

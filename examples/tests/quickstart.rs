@@ -17,23 +17,25 @@ use clerk_actix::{
 };
 use clerk_actix_tests::{
     db::{Backend, TestDb, BACKENDS},
-    process::{free_port, Server},
+    process::{listening_port, spawn, Output, Server},
 };
 
-/// Starts the quickstart and returns it with the token from its printed `curl` command.
-fn start(port: u16, db: &TestDb) -> (Server, String) {
-    let (server, tokens) = start_printing(port, db);
+/// Starts the quickstart and returns it with its port and the token from its printed `curl`
+/// command.
+fn start(db: &TestDb) -> (Server, u16, String) {
+    let (server, port, tokens) = start_printing(db);
     let token = tokens
         .recv_timeout(Duration::from_secs(60))
         .expect("the quickstart printed a curl command with a token");
-    (server, token)
+    (server, port, token)
 }
 
-/// Starts the quickstart; every token of its printed `curl` commands arrives on the channel,
+/// Starts the quickstart on a port of the system's choosing (`PORT=0`, read back from its
+/// `listening on` line); every token of its printed `curl` commands arrives on the channel,
 /// in the order printed.
-fn start_printing(port: u16, db: &TestDb) -> (Server, mpsc::Receiver<String>) {
+fn start_printing(db: &TestDb) -> (Server, u16, mpsc::Receiver<String>) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_quickstart"));
-    cmd.env("PORT", port.to_string())
+    cmd.env("PORT", "0")
         .env_remove("CLERK_SECRET_KEY")
         .env_remove("CLERK_JWT_KEY")
         .env("RUST_LOG", "warn")
@@ -47,22 +49,28 @@ fn start_printing(port: u16, db: &TestDb) -> (Server, mpsc::Receiver<String>) {
     let stdout = child.stdout.take().unwrap();
     let server = Server(child);
     let (tx, rx) = mpsc::channel();
+    let (port_tx, port_rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(port) = listening_port(&line) {
+                let _ = port_tx.send(port);
+            }
             if let Some(rest) = line.split("Authorization: Bearer ").nth(1) {
                 let _ = tx.send(rest.trim_end_matches('\'').to_owned());
             }
         }
     });
-    (server, rx)
+    let port = port_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the quickstart printed the port it listens on");
+    (server, port, rx)
 }
 
 #[actix_web::test]
 async fn quickstart_serves_me_with_the_printed_token_and_syncs_the_user() {
     for backend in BACKENDS {
         let (db, store) = TestDb::new(backend).await;
-        let port = free_port();
-        let (_server, token) = start(port, &db);
+        let (_server, port, token) = start(&db);
         let client = awc::Client::builder()
             .timeout(Duration::from_secs(10))
             .finish();
@@ -134,8 +142,7 @@ async fn quickstart_serves_me_with_the_printed_token_and_syncs_the_user() {
 #[actix_web::test]
 async fn quickstart_machine_route_takes_api_keys_and_m2m_tokens_and_refuses_the_rest() {
     let (db, _store) = TestDb::new(Backend::Sqlite).await;
-    let port = free_port();
-    let (_server, printed) = start_printing(port, &db);
+    let (_server, port, printed) = start_printing(&db);
     let next = || {
         printed
             .recv_timeout(Duration::from_secs(60))
@@ -240,20 +247,21 @@ async fn quickstart_machine_route_takes_api_keys_and_m2m_tokens_and_refuses_the_
 }
 
 /// A quickstart process against a shared Clerk (here the test's MockClerk) and database, as one
-/// replica of an application deployed three times.
-fn start_replica(port: u16, db: &TestDb, mock: &MockClerk) -> Server {
-    start_replica_at(port, &db.url, None, mock)
+/// replica of an application deployed three times, on a port of the system's choosing
+/// (`PORT=0`): the server and its output, where [`base_of`] reads the port once it is bound.
+/// Replicas started one after the other start together: none waits for another's start-up.
+fn start_replica(db: &TestDb, mock: &MockClerk) -> (Server, Output) {
+    start_replica_at(&db.url, None, mock)
 }
 
 /// [`start_replica`] with `DATABASE_URL=url` and, when given, `CLERK_DATABASE_DIRECT_URL`.
-fn start_replica_at(port: u16, url: &str, direct: Option<&str>, mock: &MockClerk) -> Server {
+fn start_replica_at(url: &str, direct: Option<&str>, mock: &MockClerk) -> (Server, Output) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_quickstart"));
     match direct {
         Some(direct) => command.env("CLERK_DATABASE_DIRECT_URL", direct),
         None => command.env_remove("CLERK_DATABASE_DIRECT_URL"),
     };
-    let child = command
-        .env("PORT", port.to_string())
+    command
         .env("CLERK_SECRET_KEY", mock.secret_key())
         .env("CLERK_API_URL", mock.api_url())
         .env("CLERK_WEBHOOK_SIGNING_SECRET", MOCK_WEBHOOK_SECRET)
@@ -261,12 +269,18 @@ fn start_replica_at(port: u16, url: &str, direct: Option<&str>, mock: &MockClerk
         .env_remove("CLERK_AUTHORIZED_PARTIES")
         .env("DATABASE_URL", url)
         .env_remove("SQLITE_PATH")
+        .env("PORT", "0")
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    Server(child)
+        .stderr(Stdio::null());
+    spawn(command)
+}
+
+/// The base URL of a replica, once it printed the port it listens on.
+fn base_of(output: &Output) -> String {
+    format!(
+        "http://127.0.0.1:{}",
+        output.listening_port(Duration::from_secs(60))
+    )
 }
 
 /// Waits for `GET /readyz` to answer 200 (keys loaded, revocations of the other replicas
@@ -325,15 +339,9 @@ async fn three_quickstart_processes_on_one_postgres_behave_as_replicas() {
     let client = awc::Client::builder()
         .timeout(Duration::from_secs(10))
         .finish();
-    let ports = [free_port(), free_port(), free_port()];
-    let mut servers: Vec<Server> = ports
-        .iter()
-        .map(|&p| start_replica(p, &db, &mock))
-        .collect();
-    let bases: Vec<String> = ports
-        .iter()
-        .map(|p| format!("http://127.0.0.1:{p}"))
-        .collect();
+    let (mut servers, outputs): (Vec<Server>, Vec<Output>) =
+        (0..3).map(|_| start_replica(&db, &mock)).unzip();
+    let mut bases: Vec<String> = outputs.iter().map(base_of).collect();
     for base in &bases {
         wait_ready(&client, base).await;
     }
@@ -367,7 +375,8 @@ async fn three_quickstart_processes_on_one_postgres_behave_as_replicas() {
 
     // Replica 0 restarted: it still refuses the user.
     drop(servers.remove(0));
-    let restarted = start_replica(ports[0], &db, &mock);
+    let (restarted, output) = start_replica(&db, &mock);
+    bases[0] = base_of(&output);
     wait_ready(&client, &bases[0]).await;
     assert_eq!(
         answer(&client, &bases[0], &token).await,
@@ -424,17 +433,12 @@ async fn quickstart_processes_through_pgbouncer_in_transaction_mode_migrate_once
     let client = awc::Client::builder()
         .timeout(Duration::from_secs(10))
         .finish();
-    let ports = [free_port(), free_port(), free_port()];
     // Started together on an empty database: they race on the migrations through the pooler.
-    let servers: Vec<Server> = vec![
-        start_replica_at(ports[0], &pooled, None, &mock),
-        start_replica_at(ports[1], &pooled, None, &mock),
-        start_replica_at(ports[2], &pooled, Some(&db.url), &mock),
-    ];
-    let bases: Vec<String> = ports
-        .iter()
-        .map(|p| format!("http://127.0.0.1:{p}"))
-        .collect();
+    let (servers, outputs): (Vec<Server>, Vec<Output>) = [None, None, Some(db.url.as_str())]
+        .into_iter()
+        .map(|direct| start_replica_at(&pooled, direct, &mock))
+        .unzip();
+    let bases: Vec<String> = outputs.iter().map(base_of).collect();
     for base in &bases {
         wait_ready(&client, base).await;
     }

@@ -10,22 +10,17 @@ use std::{
     time::Duration,
 };
 
-use clerk_actix_tests::{
-    browser::Browser,
-    process::{free_port, spawn},
-};
+use clerk_actix_tests::{browser::Browser, process::spawn_listening};
 
 #[actix_web::test]
 async fn the_printed_sign_in_line_ends_signed_in_and_the_cookie_refreshes() {
-    let port = free_port();
     let mut command = Command::new(env!("CARGO_BIN_EXE_ssr"));
     command
-        .env("PORT", port.to_string())
         .env_remove("CLERK_SECRET_KEY")
         .env_remove("CLERK_PUBLISHABLE_KEY")
         .env("RUST_LOG", "warn")
         .stderr(Stdio::null());
-    let (_server, output) = spawn(command);
+    let (_server, output, port) = spawn_listening(command);
     let sign_in = output.wait_for("sign in: ", Duration::from_secs(60));
     let home = format!("http://127.0.0.1:{port}/");
     let mut browser = Browser::new();

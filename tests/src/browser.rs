@@ -55,6 +55,8 @@ pub struct Browser {
     jar: CookieStore,
     /// Redirects followed per navigation, at most (browsers stop at about 20).
     pub max_hops: usize,
+    /// Time stands still for cookie lifetimes (see [`Browser::frozen_clock`]).
+    frozen: bool,
 }
 
 impl Default for Browser {
@@ -73,7 +75,18 @@ impl Browser {
         Self {
             jar: CookieStore::default(),
             max_hops: 20,
+            frozen: false,
         }
+    }
+
+    /// A browser on which no time passes for cookies: a cookie set with a positive `Max-Age`
+    /// or an `Expires` lives until it is removed (`Max-Age=0`, or [`Browser::remove_cookie`],
+    /// which is how a test makes its lifetime pass). A test of a short-lived cookie (the
+    /// handshake's 2 s loop counter) then decides by itself when the time is up, however slow
+    /// the machine; the `Set-Cookie` values stay recorded verbatim in the hops.
+    pub fn frozen_clock(mut self) -> Self {
+        self.frozen = true;
+        self
     }
 
     fn client() -> awc::Client {
@@ -166,9 +179,18 @@ impl Browser {
             set_cookies: set_cookies.clone(),
             retry_after: text(header::RETRY_AFTER),
         };
+        let frozen = self.frozen;
         let parsed = set_cookies
             .into_iter()
-            .filter_map(|c| RawCookie::parse(c).ok());
+            .filter_map(|c| RawCookie::parse(c).ok())
+            .map(|mut c| {
+                let removal = c.max_age().is_some_and(|age| age.whole_seconds() <= 0);
+                if frozen && !removal {
+                    c.set_max_age(None);
+                    c.unset_expires();
+                }
+                c
+            });
         self.jar.store_response_cookies(parsed, &url(to));
         let body = res.body().limit(1 << 20).await.unwrap_or_default();
         (hop, String::from_utf8_lossy(&body).into_owned())

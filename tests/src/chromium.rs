@@ -57,15 +57,33 @@ impl Chromium {
     pub async fn start() -> Self {
         let chromium = program("CHROMIUM", "/usr/bin/chromium");
         let chromedriver = program("CHROMEDRIVER", "/usr/bin/chromedriver");
-        let port = free_port();
-        // Its own process group, which the browser it starts joins: dropping kills both.
-        let driver = Command::new(&chromedriver)
-            .process_group(0)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", chromedriver.display()));
+        // A port can be taken between choosing it and ChromeDriver's bind (it then exits): then
+        // another one.
+        let (driver, port) = (0..5)
+            .find_map(|_| {
+                let port = free_port();
+                // Its own process group, which the browser it starts joins: dropping kills both.
+                let mut driver = Command::new(&chromedriver)
+                    .process_group(0)
+                    .arg(format!("--port={port}"))
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap_or_else(|e| panic!("starting {}: {e}", chromedriver.display()));
+                for _ in 0..100 {
+                    if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                        return Some((driver, port));
+                    }
+                    if let Ok(Some(_)) = driver.try_wait() {
+                        return None;
+                    }
+                    sleep(Duration::from_millis(100));
+                }
+                let _ = driver.kill();
+                let _ = driver.wait();
+                None
+            })
+            .unwrap_or_else(|| panic!("{} did not start", chromedriver.display()));
         let profile = std::env::temp_dir().join(format!(
             "clerk-actix-chromium-{}-{port}",
             std::process::id()
@@ -76,12 +94,6 @@ impl Chromium {
             profile,
         };
         std::fs::create_dir_all(&this.profile).expect("a profile directory");
-        for _ in 0..100 {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            sleep(Duration::from_millis(100));
-        }
         let args = [
             "--headless=new".to_owned(),
             "--no-sandbox".to_owned(),

@@ -173,11 +173,48 @@ pub mod process {
         (Server(child), output)
     }
 
+    /// The port in a line `… listening on http://127.0.0.1:<port>`, as the example servers
+    /// print it once bound.
+    pub fn listening_port(line: &str) -> Option<u16> {
+        let rest = line.split(" listening on http://127.0.0.1:").nth(1)?;
+        rest.split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    }
+
+    /// Starts an example server with `PORT=0`: the server binds a port the system chooses and
+    /// prints it, so no port is picked before the server holds it (no other process can take
+    /// it in between). The server, its output, and the port (waiting up to 60 s for it).
+    pub fn spawn_listening(mut command: Command) -> (Server, Output, u16) {
+        command.env("PORT", "0");
+        let (server, output) = spawn(command);
+        let port = output.listening_port(Duration::from_secs(60));
+        (server, output, port)
+    }
+
     /// The lines a process printed so far.
     #[derive(Debug, Clone, Default)]
     pub struct Output(Arc<Mutex<Vec<String>>>);
 
     impl Output {
+        /// The port of the first `… listening on http://127.0.0.1:<port>` line, waiting up to
+        /// `timeout` for it.
+        pub fn listening_port(&self, timeout: Duration) -> u16 {
+            let deadline = Instant::now() + timeout;
+            loop {
+                if let Some(port) = self.lines().iter().find_map(|l| listening_port(l)) {
+                    return port;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "no `listening on` line within {timeout:?}: {:?}",
+                    self.lines()
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+
         /// The rest of the first line starting with `prefix`, waiting up to `timeout` for it.
         pub fn wait_for(&self, prefix: &str, timeout: Duration) -> String {
             let deadline = Instant::now() + timeout;
@@ -233,7 +270,10 @@ pub mod process {
         }
     }
 
-    /// A loopback port nobody listens on (for a moment).
+    /// A loopback port nobody listens on (for a moment): only for programs that cannot report
+    /// the port they bound (PgBouncer, ChromeDriver), whose start is retried on another port when
+    /// the port was taken in between. The example servers take `PORT=0` instead
+    /// ([`spawn_listening`]).
     pub fn free_port() -> u16 {
         std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())

@@ -173,7 +173,10 @@ async fn signed_out_at_clerk_clears_the_cookies_and_stays_signed_out() {
 async fn a_misbehaving_frontend_api_is_stopped_by_the_loop_guard() {
     for fault in [FrontendFault::ExpiredToken, FrontendFault::NoPayload] {
         let s = start(false);
-        let mut browser = Browser::new();
+        // The loop counter lives 2 s: on a slow machine three hops could outlast it and the
+        // guard would never see 3. Time stands still for the browser's cookies instead, and the
+        // counter's end is the test's own step below.
+        let mut browser = Browser::new().frozen_clock();
         s.mock.set_frontend_fault(Some(fault));
         let page = s.sign_in(&mut browser).await;
         assert_eq!(page.status, 200, "{fault:?}: {page:#?}");
@@ -195,7 +198,8 @@ async fn a_misbehaving_frontend_api_is_stopped_by_the_loop_guard() {
             "{fault:?}: {events:?}"
         );
         // A spent nonce is not left behind: once the Frontend API behaves again (and the 2 s
-        // loop counter is gone), the next navigation is one fresh handshake, signed in.
+        // loop counter is gone: removed here, as its Max-Age would), the next navigation is one
+        // fresh handshake, signed in.
         assert_eq!(
             browser.cookie(&s.app, "__clerk_handshake_nonce"),
             None,

@@ -175,6 +175,10 @@ async fn main() -> std::io::Result<()> {
         })?,
         Err(_) => 8080,
     };
+    // Bound before anything else, so `PORT=0` (a free port chosen by the system, as the tests
+    // use) is known when it is printed below.
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
+    let port = listener.local_addr()?.port();
 
     let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.trim().is_empty());
     let real = set("CLERK_SECRET_KEY") || set("CLERK_JWT_KEY");
@@ -262,7 +266,7 @@ async fn main() -> std::io::Result<()> {
         })
         .workers(2)
         .shutdown_timeout(5)
-        .bind(("127.0.0.1", port))?
+        .listen(listener)?
     };
 
     let base = format!("http://127.0.0.1:{port}");

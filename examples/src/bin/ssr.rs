@@ -50,6 +50,10 @@ async fn main() -> std::io::Result<()> {
         })?,
         Err(_) => 8082,
     };
+    // Bound first: with `PORT=0` the system picks the port, and the origin (the authorized
+    // party of the dev Clerk) names the one bound.
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
+    let port = listener.local_addr()?.port();
     let origin = format!("http://127.0.0.1:{port}");
     let configured = env::var("CLERK_SECRET_KEY").is_ok_and(|k| !k.trim().is_empty());
     let (clerk, mock) = if configured {
@@ -81,7 +85,7 @@ async fn main() -> std::io::Result<()> {
             .wrap(ClerkMiddleware::new(clerk.clone()).handshake())
             .route("/", web::get().to(home))
     })
-    .bind(("127.0.0.1", port))?
+    .listen(listener)?
     .run();
     println!("clerk-actix ssr listening on {origin}");
     match &mock {
