@@ -506,3 +506,92 @@ fn fractional_and_huge_times_do_not_panic() {
         Some(AuthErrorReason::TokenIatInTheFuture)
     );
 }
+
+/// Boundaries the mutation run found untested (RELIABILITY.md, "Mutation testing").
+#[test]
+fn boundaries_of_the_size_limit_nbf_and_the_expiry_read_back() {
+    const T: i64 = 1_767_225_600;
+    let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(T as u64);
+    let v = TokenVerifier::default();
+    // `nbf` exactly at now + skew (5 s) is active; one second later it is not.
+    let nbf = |nbf: i64| {
+        let t = TokenBuilder::new()
+            .issued_at(T - 10)
+            .not_before(nbf)
+            .build();
+        v.verify_at(&t, &keys(), at).err().map(|e| e.reason())
+    };
+    assert_eq!(nbf(T + 5), None);
+    assert_eq!(nbf(T + 6), Some(AuthErrorReason::TokenNotActiveYet));
+    // The verified claims carry `exp` in seconds, as the token has it.
+    let token = TokenBuilder::new()
+        .issued_at(T - 10)
+        .expires_at(T + 60)
+        .build();
+    let claims = v.verify_session_at(&token, &keys(), at).unwrap();
+    assert_eq!(claims.expires_at(), T + 60);
+    // A token exactly as long as the limit is read; one byte more is refused unread.
+    let limited = TokenVerifier::new(VerifyOptions::default().max_token_len(token.len()));
+    assert!(limited.verify_session_at(&token, &keys(), at).is_ok());
+    let longer = TokenVerifier::new(VerifyOptions::default().max_token_len(token.len() - 1));
+    assert_eq!(
+        longer
+            .verify_session_at(&token, &keys(), at)
+            .unwrap_err()
+            .reason(),
+        AuthErrorReason::TokenInvalid
+    );
+}
+
+/// A JWK with an empty modulus or exponent is no key; `is_pem` and `Debug` say what was loaded
+/// (and never the key material).
+#[test]
+fn empty_jwk_components_and_what_a_key_set_reports() {
+    let jwks = |n: &str, e: &str| {
+        format!(
+            r#"{{"keys":[{{"kty":"RSA","kid":"k1","alg":"RS256","use":"sig","n":"{n}","e":"{e}"}}]}}"#
+        )
+    };
+    let k = TEST_KEYS[0];
+    for (n, e) in [("", k.e), (k.n, ""), ("", "")] {
+        assert_eq!(
+            VerificationKeys::from_jwks_json(&jwks(n, e)).unwrap_err(),
+            clerk_actix::KeyError::NoUsableKey,
+            "n={n:?} e={e:?}"
+        );
+    }
+    let set = VerificationKeys::from_jwks_json(&jwks(k.n, k.e)).unwrap();
+    assert!(!set.is_pem());
+    assert_eq!(
+        format!("{set:?}"),
+        r#"VerificationKeys::Jwks { kids: ["k1"] }"#
+    );
+    assert!(keys().is_pem());
+    assert_eq!(format!("{:?}", keys()), "VerificationKeys::Pem");
+}
+
+/// Clerk's `assertAudienceClaim` checks `aud` only when it is a non-empty string or a non-empty
+/// array of strings: an empty one, or an array with a non-string, passes unchecked.
+#[test]
+fn an_audience_clerk_does_not_check_passes() {
+    let v = TokenVerifier::new(VerifyOptions::default().audience(["my-api"]));
+    let verdict = |aud: serde_json::Value| {
+        let token = TokenBuilder::new().claim("aud", aud).build();
+        v.verify_at(&token, &keys(), SystemTime::now())
+            .err()
+            .map(|e| e.reason())
+    };
+    assert_eq!(verdict(serde_json::json!("")), None);
+    assert_eq!(verdict(serde_json::json!([])), None);
+    assert_eq!(verdict(serde_json::json!([1])), None);
+    assert_eq!(verdict(serde_json::json!([1, "other"])), None);
+    assert_eq!(verdict(serde_json::json!(["my-api"])), None);
+    assert_eq!(
+        verdict(serde_json::json!(["other"])),
+        Some(AuthErrorReason::TokenVerificationFailed)
+    );
+    assert_eq!(
+        verdict(serde_json::json!("other")),
+        Some(AuthErrorReason::TokenVerificationFailed)
+    );
+}
