@@ -201,14 +201,25 @@ pub mod process {
         /// The port of the first `… listening on http://127.0.0.1:<port>` line, waiting up to
         /// `timeout` for it.
         pub fn listening_port(&self, timeout: Duration) -> u16 {
+            self.wait_find("`listening on` line", timeout, listening_port)
+        }
+
+        /// The first `found(line)` that is `Some`, waiting up to `timeout` for one (`what`
+        /// names it in the failure).
+        fn wait_find<T>(
+            &self,
+            what: &str,
+            timeout: Duration,
+            found: impl Fn(&str) -> Option<T>,
+        ) -> T {
             let deadline = Instant::now() + timeout;
             loop {
-                if let Some(port) = self.lines().iter().find_map(|l| listening_port(l)) {
-                    return port;
+                if let Some(value) = self.lines().iter().find_map(|l| found(l)) {
+                    return value;
                 }
                 assert!(
                     Instant::now() < deadline,
-                    "no `listening on` line within {timeout:?}: {:?}",
+                    "no {what} within {timeout:?}: {:?}",
                     self.lines()
                 );
                 std::thread::sleep(Duration::from_millis(20));
@@ -217,22 +228,9 @@ pub mod process {
 
         /// The rest of the first line starting with `prefix`, waiting up to `timeout` for it.
         pub fn wait_for(&self, prefix: &str, timeout: Duration) -> String {
-            let deadline = Instant::now() + timeout;
-            loop {
-                if let Some(rest) = self
-                    .lines()
-                    .iter()
-                    .find_map(|l| l.strip_prefix(prefix).map(str::to_owned))
-                {
-                    return rest;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "no line `{prefix}…` within {timeout:?}: {:?}",
-                    self.lines()
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            self.wait_find(&format!("line `{prefix}…`"), timeout, |l| {
+                l.strip_prefix(prefix).map(str::to_owned)
+            })
         }
 
         /// The lines containing `needle`, once there are `n` of them (waiting up to `timeout`)
