@@ -264,6 +264,15 @@ async fn jwt_machine_tokens_verify_without_any_backend_api_call() {
         (status, reason(&body)),
         (StatusCode::UNAUTHORIZED, "token-expired")
     );
+    // An empty subject names no machine and no user (found by mutation testing:
+    // RELIABILITY.md); an M2M JWT's must also be a machine id.
+    for token in [mock.m2m_jwt("", &[], 60), mock.oauth_jwt("c", "", &[], 60)] {
+        let (status, _, body) = call(&app, "/machine", &token).await;
+        assert_eq!(
+            (status, reason(&body)),
+            (StatusCode::UNAUTHORIZED, "token-verification-failed")
+        );
+    }
     // A character inside the signature (the last one may carry only padding bits).
     let mut forged = mock.oauth_jwt("c", "user_1", &[], 60).into_bytes();
     let at = forged.len() - 10;
