@@ -2,17 +2,15 @@
 //! `WWW-Authenticate` challenge, `Retry-After`, and the small JSON body. Apart from the error
 //! types themselves (`error`), which carry no HTTP types.
 
+use std::sync::Arc;
+
 use actix_web::{
     http::{
         header::{self, HeaderValue},
         StatusCode,
     },
-    HttpResponse, ResponseError,
+    HttpRequest, HttpResponse, ResponseError,
 };
-
-use std::sync::Arc;
-
-use actix_web::HttpRequest;
 
 use crate::{
     base::error::{AuthError, AuthErrorKind},
